@@ -1,0 +1,72 @@
+"""Typed errors. Anything a user can cause is a `PicaividError` subclass with a one-line message.
+
+The CLI and the workers catch `PicaividError` and report `str(err)`; anything else is a bug and is
+logged with its traceback, never shown to a user.
+"""
+
+from __future__ import annotations
+
+
+class PicaividError(Exception):
+    """Base class for errors with a user-facing, one-line explanation."""
+
+    #: Process exit status the CLI uses for this error.
+    exit_code: int = 1
+    #: Permanent errors fail the job; transient ones may be retried.
+    permanent: bool = True
+
+
+class InvalidInputError(PicaividError):
+    """The user's input cannot be used (bad photo, bad music, bad edit)."""
+
+    exit_code = 2
+
+
+class ImageRejectedError(InvalidInputError):
+    """One photo cannot be used. `reason` is a short machine-readable code."""
+
+    def __init__(self, path: str, reason: str, detail: str = "") -> None:
+        self.path = path
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{path}: {reason}" + (f" ({detail})" if detail else ""))
+
+
+class NoUsablePhotosError(InvalidInputError):
+    """Every photo of a job was rejected or excluded."""
+
+
+class AudioError(InvalidInputError):
+    """The music track cannot be decoded or is unusable (silent, too short, broken)."""
+
+
+class JobNotFoundError(PicaividError):
+    exit_code = 2
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id} does not exist")
+
+
+class PhaseOrderError(PicaividError):
+    """A phase was asked to run before the phases it depends on completed."""
+
+    exit_code = 2
+
+
+class FFmpegError(PicaividError):
+    """ffmpeg failed. Carries the tail of its stderr for the job's error record."""
+
+    permanent = False
+
+    def __init__(self, message: str, stderr_tail: str = "") -> None:
+        self.stderr_tail = stderr_tail
+        super().__init__(message + (f": {stderr_tail}" if stderr_tail else ""))
+
+
+class StorageError(PicaividError):
+    permanent = False
+
+
+class OutputVerificationError(PicaividError):
+    """The assembled video does not match its timeline (duration, streams)."""
