@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     DATABASE_URL: str = "sqlite:///./var/picaivid.db"
     #: Binaries go to S3 when S3_BUCKET is set, else under LOCAL_STORAGE_PATH.
     LOCAL_STORAGE_PATH: Path = Path("./var/storage")
+    #: Scratch space for decoded inputs and renders in progress (safe to delete between jobs).
+    WORK_DIR: Path = Path("./var/work")
     S3_BUCKET: str = ""
     AWS_REGION: str = "us-east-1"
     AWS_ACCESS_KEY_ID: str = ""

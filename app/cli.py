@@ -1,0 +1,265 @@
+"""`picaivid`: the command line. Thin: every command calls the same services the workers use.
+
+Errors a user can cause print one line to stderr and exit 2; progress goes to stderr so that
+`--json` leaves stdout with exactly one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from app.config import Settings, get_settings
+from app.errors import PicaividError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Turn a listing's photos and a music track into a beat-synced listing video.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+app.add_typer(db_app, name="db")
+
+err_console = Console(stderr=True)
+log = logging.getLogger("picaivid")
+
+
+def _setup_logging(settings: Settings) -> Path:
+    """Tracebacks go to a log file, never to the user's terminal."""
+    log_dir = Path(settings.WORK_DIR).parent / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_file = log_dir / "picaivid.log"
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(settings.LOG_LEVEL.upper())
+    return log_file
+
+
+def _fail(message: str, code: int, as_json: bool, **extra: Any) -> NoReturn:
+    if as_json:
+        typer.echo(json.dumps({"status": "failed", "error": message, **extra}))
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _user_errors(as_json: bool, log_file: Path | None = None) -> Iterator[None]:
+    try:
+        yield
+    except PicaividError as exc:
+        _fail(str(exc), exc.exit_code, as_json)
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        _fail("interrupted", 130, as_json)
+    except Exception as exc:
+        log.exception("unexpected error")
+        where = f"; details in {log_file}" if log_file else ""
+        _fail(f"internal error ({type(exc).__name__}){where}", 1, as_json)
+
+
+def _context(progress_sink: Callable[..., None] | None = None) -> Any:
+    from app.db.migrate import ensure_schema
+    from app.db.session import session_factory
+    from app.phases.base import PhaseContext
+    from app.progress import null_sink
+    from app.storage import get_storage
+
+    settings = get_settings()
+    ensure_schema(settings.DATABASE_URL)
+    return PhaseContext(settings=settings, sessions=session_factory(settings.DATABASE_URL),
+                        storage=get_storage(settings), progress_sink=progress_sink or null_sink,
+                        worker_id=f"cli-{os.getpid()}")
+
+
+class RichProgressSink:
+    """Draws one bar per phase from progress events."""
+
+    NAMES = {1: "1 analyze ", 2: "2 render  ", 3: "3 timeline", 4: "4 assemble"}
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[int, TaskID] = {}
+
+    def __call__(self, event: Any) -> None:
+        if event.phase is None:
+            return
+        task = self.tasks.get(event.phase)
+        if task is None:
+            task = self.progress.add_task(self.NAMES.get(event.phase, str(event.phase)), total=1, note="")
+            self.tasks[event.phase] = task
+        if event.kind == "progress" and event.total:
+            self.progress.update(task, total=event.total, completed=event.done, note=event.message)
+        elif event.kind == "phase_completed":
+            total = self.progress.tasks[task].total or 1
+            self.progress.update(task, completed=total, note="done")
+        elif event.kind == "phase_failed":
+            self.progress.update(task, note=f"[red]failed[/]")
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[..., None] | None]:
+    if not enabled:
+        yield None
+        return
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                        TimeElapsedColumn(), TextColumn("{task.fields[note]}"), console=err_console,
+                        transient=False)
+    with progress:
+        yield RichProgressSink(progress)
+
+
+def _render_report(ctx: Any, job_id: int, output: Path | None) -> dict[str, Any]:
+    from app.services.reports import job_report
+
+    return job_report(ctx, job_id, output=output)
+
+
+@app.command()
+def render(
+    photos_dir: Path = typer.Argument(..., help="Folder of photos; sub-folder names are room labels."),
+    music: Path | None = typer.Option(None, "--music", "-m", help="Music track (mp3, wav, flac, m4a)."),
+    out: Path = typer.Option(Path("listing.mp4"), "--out", "-o", help="Where to write the MP4."),
+    target_length: float | None = typer.Option(None, "--target-length", "-t", help="Seconds (default 30)."),
+    listing_id: str | None = typer.Option(None, help="Listing id (default: the folder's name)."),
+    no_beat_sync: bool = typer.Option(False, "--no-beat-sync", help="Cut on a steady DEFAULT_BPM grid."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+) -> None:
+    """Render a listing video from a folder of photos and a music track, on this machine."""
+    settings = get_settings()
+    log_file = _setup_logging(settings)
+    from app.orchestrator import run_job
+    from app.phases.assemble.phase import local_output
+    from app.services.jobs import create_job, photos_from_folder
+
+    with _user_errors(as_json, log_file):
+        photos = photos_from_folder(photos_dir)
+        if music is not None and not music.is_file():
+            _fail(f"music file {music} does not exist", 2, as_json)
+        if out.suffix.lower() != ".mp4":
+            _fail(f"--out must end in .mp4 (got {out.name})", 2, as_json)
+        with _progress(True) as sink:
+            ctx = _context(sink)
+            job_id = create_job(ctx, listing_id=listing_id or photos_dir.resolve().name, photos=photos,
+                                music=music, target_length=target_length,
+                                enable_beat_sync=False if no_beat_sync else None)
+            outcome = run_job(ctx, job_id)
+        if outcome.status != "completed":
+            report = _render_report(ctx, job_id, None)
+            _fail(outcome.error or "job failed", outcome.exit_code, as_json, job_id=job_id,
+                  skipped_photos=report["skipped_photos"])
+        output = local_output(ctx, job_id, out.resolve())
+        report = _render_report(ctx, job_id, output)
+        _emit_render_report(report, as_json)
+
+
+def _emit_render_report(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    for skipped in report["skipped_photos"]:
+        err_console.print(f"[yellow]skipped[/] {skipped['file']}: {skipped['reason']}", highlight=False)
+    for warning in report["warnings"]:
+        err_console.print(f"[yellow]note:[/] {warning}", highlight=False)
+    tl = report["timeline"] or {}
+    err_console.print(
+        f"[green]job {report['job_id']} {report['status']}[/]: {len(tl.get('clips', []))} clips, "
+        f"{tl.get('total_duration', 0):.1f} s at {tl.get('tempo', 0):.1f} BPM")
+    if report.get("storyboard"):
+        err_console.print(f"storyboard: {report['storyboard']}", highlight=False)
+    if report.get("poster"):
+        err_console.print(f"poster:     {report['poster']}", highlight=False)
+    typer.echo(report["output"])
+
+
+@app.command("run")
+def run_cmd(
+    job_id: int = typer.Argument(..., help="Job id."),
+    from_phase: int | None = typer.Option(None, "--from-phase", min=1, max=4,
+                                          help="Re-run from this phase; earlier phases are kept."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Also copy the video here."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Run or resume a job; with --from-phase, re-run phase N and later only."""
+    settings = get_settings()
+    log_file = _setup_logging(settings)
+    from app.orchestrator import run_job
+    from app.phases.assemble.phase import local_output
+
+    with _user_errors(as_json, log_file):
+        with _progress(True) as sink:
+            ctx = _context(sink)
+            outcome = run_job(ctx, job_id, start_phase=from_phase)
+        if outcome.status != "completed":
+            _fail(outcome.error or "job failed", outcome.exit_code, as_json, job_id=job_id)
+        output = local_output(ctx, job_id, out.resolve()) if out else None
+        report = _render_report(ctx, job_id, output)
+        report["phases_run"], report["phases_skipped"] = outcome.phases_run, outcome.phases_skipped
+        if as_json:
+            typer.echo(json.dumps(report))
+        else:
+            err_console.print(f"[green]job {job_id} completed[/]: ran phases {outcome.phases_run}, kept "
+                              f"{outcome.phases_skipped}; timeline v{report['timeline']['version']}")
+            typer.echo(report["output"])
+
+
+@app.command()
+def status(job_id: int = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show a job's state: phases, timings, errors, artifacts."""
+    settings = get_settings()
+    log_file = _setup_logging(settings)
+    with _user_errors(as_json, log_file):
+        report = _render_report(_context(), job_id, None)
+        if as_json:
+            typer.echo(json.dumps(report))
+            return
+        console = Console()
+        colour = {"completed": "green", "failed": "red", "running": "yellow"}.get(report["status"], "white")
+        console.print(f"job [bold]{job_id}[/] ({report['listing_id']}): [{colour}]{report['status']}[/]"
+                      + (f" - {report['error']}" if report["error"] else ""), highlight=False)
+        table = Table("phase", "status", "attempts", "seconds", "error")
+        for p in report["phases"]:
+            table.add_row(f"{p['phase']} {p['name']}", p["status"], str(p["attempts"]),
+                          f"{p['duration_s']:.1f}" if p["duration_s"] is not None else "-", p["error"] or "")
+        console.print(table)
+        for key in ("output_uri", "poster_uri", "storyboard_uri"):
+            if report.get(key):
+                console.print(f"{key.removesuffix('_uri')}: {report[key]}", highlight=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
+    """Apply database migrations (SQLite or PostgreSQL, from DATABASE_URL)."""
+    settings = get_settings()
+    _setup_logging(settings)
+    from app.db.migrate import upgrade
+
+    with _user_errors(False):
+        rev = upgrade(settings.DATABASE_URL, revision)
+        typer.echo(f"database at revision {rev}")
+
+
+def main() -> None:
+    try:
+        app()
+    except SystemExit:
+        raise
+    except BaseException as exc:  # last line of defence: never a traceback on the terminal
+        if isinstance(exc, KeyboardInterrupt):
+            sys.exit(130)
+        err_console.print(f"[bold red]error:[/] internal error ({type(exc).__name__})")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

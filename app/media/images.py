@@ -1,0 +1,442 @@
+"""Loading user photos safely, and the small image utilities every analysis step shares.
+
+Everything here is pure: limits are parameters (the caller passes `Settings.MAX_IMAGE_PIXELS` etc.),
+nothing reads configuration or touches a database.
+
+Why so defensive: listing photos come from phones, MLS exports, scanners and zip files. They can be
+CMYK JPEGs, 16-bit TIFFs, palette PNGs with transparency, rotated only through EXIF, truncated
+uploads, renamed PDFs, or deliberately crafted decompression bombs. `load_photo` turns all of them
+either into one predictable thing (an upright 8-bit sRGB-ish RGB array) or into an
+`ImageRejectedError` whose `reason` code says why, so a job can list rejected photos instead of
+failing.
+
+Reason codes raised by `load_photo`:
+
+* ``empty_file``      the file has 0 bytes
+* ``file_too_big``    more bytes than ``max_bytes`` (checked with ``stat`` before reading)
+* ``unreadable``      the file does not exist or cannot be opened (permissions, a directory, ...)
+* ``not_an_image``    no allowed image format recognises the data (text, PDF, EPS, ...)
+* ``too_large``       header dimensions above ``max_pixels`` (checked before any pixel is decoded)
+* ``corrupt``         the header parses but the pixels do not decode (truncated upload, bad data)
+* ``unsupported_mode`` a pixel mode we cannot turn into RGB
+* ``too_small``       the upright photo's short side is below ``min_side``
+* ``animated``        only with ``reject_animated=True``: a multi-frame GIF/WebP/PNG animation
+
+Animated files: by default the *first frame* is used and `LoadedPhoto.frames` records how many
+frames there were. Rejecting them outright would also reject camera MPO files (a normal JPEG plus a
+depth or preview frame, reported by Pillow as "animated"), and the first frame of a GIF/WebP
+animation is a legitimate still. Callers who want to refuse animations pass ``reject_animated=True``
+(MPO files are still accepted: their first frame is the photo).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from app.errors import ImageRejectedError
+
+__all__ = [
+    "ALLOWED_FORMATS",
+    "ROOM_LABELS",
+    "LoadedPhoto",
+    "fingerprint_distance",
+    "list_photo_files",
+    "load_photo",
+    "normalize_room_label",
+    "photo_fingerprint",
+    "resize_max",
+]
+
+#: Pillow formats we are willing to decode. Everything else (EPS would run Ghostscript, PSD, ICO,
+#: scientific formats, ...) is "not_an_image". MPO is decoded by the JPEG plugin.
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "AVIF", "HEIF", "JPEG2000")
+
+#: The canonical room labels used across the media modules (scene guesses, clustering, timeline).
+ROOM_LABELS: tuple[str, ...] = (
+    "exterior", "living_room", "kitchen", "bedroom", "bathroom", "dining_room", "outdoor", "other",
+)
+
+#: Modes that carry alpha: composited on white (listing photos are shown on a white page, and a
+#: transparent pixel rendered black in a video looks like a hole).
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+#: Single-channel modes with more than 8 bits (or float) per pixel: rescaled to 8 bits with numpy.
+_WIDE_GREY_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N", "I;16S", "I;32", "I;32S"})
+
+
+@dataclass(frozen=True)
+class LoadedPhoto:
+    """An upright, decoded photo.
+
+    `rgb` is a C-contiguous ``uint8`` array of shape (height, width, 3) in RGB order (not OpenCV's
+    BGR). `width`/`height` are those of `rgb`, i.e. *after* EXIF rotation. `original_mode` and
+    `format` are Pillow's names for what was in the file (e.g. "CMYK", "JPEG"), kept for the job's
+    photo report. `frames` > 1 means only the first frame of a multi-frame file was used.
+    """
+
+    rgb: np.ndarray
+    width: int
+    height: int
+    original_mode: str
+    format: str
+    exif_rotated: bool
+    path: str
+    frames: int = 1
+
+    @property
+    def aspect(self) -> float:
+        """Width / height of the upright photo."""
+        return self.width / self.height
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def load_photo(
+    path: str | os.PathLike[str],
+    *,
+    max_pixels: int = 80_000_000,
+    max_bytes: int = 60_000_000,
+    min_side: int = 320,
+    reject_animated: bool = False,
+) -> LoadedPhoto:
+    """Decode one photo into an upright RGB array, or raise `ImageRejectedError`.
+
+    Order of checks (cheap and safe first): file size from ``stat``; format detection restricted to
+    `ALLOWED_FORMATS`; header dimensions against ``max_pixels`` *before* decoding, so a 30000x30000
+    PNG of a few hundred bytes never allocates its gigabytes; then a full decode (``img.load()``)
+    so truncated files fail here rather than later in the renderer; EXIF orientation; mode
+    conversion; the minimum side. `ImageFile.LOAD_TRUNCATED_IMAGES` is never changed.
+    """
+    p = str(path)
+    try:
+        size = os.stat(p).st_size
+    except OSError as exc:
+        raise ImageRejectedError(p, "unreadable", exc.strerror or type(exc).__name__) from exc
+    if os.path.isdir(p):
+        raise ImageRejectedError(p, "unreadable", "is a directory")
+    if size == 0:
+        raise ImageRejectedError(p, "empty_file")
+    if size > max_bytes:
+        raise ImageRejectedError(p, "file_too_big", f"{size} bytes > limit {max_bytes}")
+    if ImageFile.LOAD_TRUNCATED_IMAGES:  # pragma: no cover - a global someone else flipped
+        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES must stay False: truncated uploads "
+                           "would be accepted as half-grey photos")
+
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above its own global limit; we apply `max_pixels` ourselves just below,
+            # and Pillow still *raises* DecompressionBombError above twice its limit.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(p, formats=_allowed_formats())
+    except Image.DecompressionBombError as exc:
+        raise ImageRejectedError(p, "too_large", str(exc)) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageRejectedError(p, "not_an_image", "unrecognised or disallowed format") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        # Some plugins raise these from the header parser for a recognised but broken header.
+        raise ImageRejectedError(p, "corrupt", f"bad header: {exc}") from exc
+
+    with img:
+        fmt = str(img.format or "")
+        mode = str(img.mode)
+        w, h = img.size
+        if w <= 0 or h <= 0:
+            raise ImageRejectedError(p, "corrupt", f"header size {w}x{h}")
+        if w * h > max_pixels:
+            raise ImageRejectedError(p, "too_large", f"{w}x{h} = {w * h} pixels > limit {max_pixels}")
+        frames = int(getattr(img, "n_frames", 1) or 1)
+        if reject_animated and frames > 1 and fmt != "MPO" and getattr(img, "is_animated", False):
+            raise ImageRejectedError(p, "animated", f"{frames} frames")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img.load()  # full decode of the first frame: truncated data raises here
+        except Image.DecompressionBombError as exc:
+            raise ImageRejectedError(p, "too_large", str(exc)) from exc
+        except MemoryError as exc:
+            raise ImageRejectedError(p, "too_large", "out of memory while decoding") from exc
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, ZeroDivisionError) as exc:
+            # Decoders signal broken data with a zoo of exception types.
+            raise ImageRejectedError(p, "corrupt", f"{type(exc).__name__}: {exc}") from exc
+
+        upright, rotated = _exif_upright(img)
+        rgb = _to_rgb_array(upright, p)
+
+    height, width = rgb.shape[:2]
+    if min(width, height) < min_side:
+        raise ImageRejectedError(p, "too_small", f"{width}x{height}, short side < {min_side}")
+    return LoadedPhoto(rgb=rgb, width=width, height=height, original_mode=mode, format=fmt,
+                       exif_rotated=rotated, path=p, frames=frames)
+
+
+def _allowed_formats() -> list[str]:
+    Image.init()
+    return [f for f in ALLOWED_FORMATS if f in Image.OPEN]
+
+
+def _exif_upright(img: Image.Image) -> tuple[Image.Image, bool]:
+    """Apply the EXIF Orientation tag. A broken EXIF block must not reject a photo whose pixels are
+    fine, so any EXIF error means "leave it as it is"."""
+    try:
+        orientation = int(img.getexif().get(0x0112, 1) or 1)
+    except Exception:
+        return img, False
+    if orientation in (1, 0) or orientation > 8:
+        return img, False
+    try:
+        out = ImageOps.exif_transpose(img)
+    except Exception:
+        return img, False
+    if out is None:  # pragma: no cover - only with in_place=True
+        return img, False
+    return out, True
+
+
+def _to_rgb_array(img: Image.Image, path: str) -> np.ndarray:
+    """Any decoded Pillow image -> C-contiguous uint8 (h, w, 3) RGB."""
+    mode = img.mode
+    try:
+        if mode == "RGB":
+            out = img
+        elif mode == "P":
+            out = _composite_on_white(img.convert("RGBA")) if "transparency" in img.info else img.convert("RGB")
+        elif mode in _ALPHA_MODES:
+            out = _composite_on_white(img.convert("RGBA"))
+        elif mode in _WIDE_GREY_MODES:
+            grey = _wide_to_uint8(np.asarray(img))
+            return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+        elif mode in ("1", "L", "CMYK", "YCbCr", "RGBX", "LAB", "HSV"):
+            # CMYK: Pillow's JPEG decoder already undoes Adobe's inverted CMYK; the plain conversion
+            # is not colour-managed but is what every browser without a CMYK profile shows too.
+            out = img.convert("RGB")
+        else:
+            out = img.convert("RGB")
+    except (ValueError, OSError) as exc:
+        raise ImageRejectedError(path, "unsupported_mode", f"{mode}: {exc}") from exc
+    arr = np.asarray(out)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ImageRejectedError(path, "unsupported_mode", f"{mode} converted to {arr.dtype}{arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def _composite_on_white(rgba: Image.Image) -> Image.Image:
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
+
+
+def _wide_to_uint8(a: np.ndarray) -> np.ndarray:
+    """Rescale 16/32-bit integer or float greyscale to 8 bits.
+
+    Integers are divided by the full range of the smallest bit depth that holds their maximum
+    (a 16-bit scan using the full range is divided by 257, 12-bit sensor data stored in 16 bits by
+    16.06, 8-bit data stored as "I" is unchanged), so brightness is preserved instead of
+    contrast-stretched. Floats in 0..1 are scaled by 255; other floats and signed data with
+    negative values are min-max stretched (there is no meaningful absolute scale for them).
+    """
+    a = np.asarray(a)
+    if a.size == 0:
+        return np.zeros(a.shape[:2], np.uint8)
+    finite = np.isfinite(a) if a.dtype.kind == "f" else None
+    if finite is not None and not finite.all():
+        a = np.where(finite, a, 0)
+    af = a.astype(np.float64)
+    lo, hi = float(af.min()), float(af.max())
+    if a.dtype.kind == "f":
+        if lo >= 0.0 and hi <= 1.0:
+            scaled = af * 255.0
+        else:
+            scaled = (af - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(af)
+    elif lo < 0:
+        scaled = (af - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(af)
+    else:
+        bits = min(32, max(8, math.ceil(math.log2(hi + 1.0)))) if hi > 0 else 8
+        scaled = af * (255.0 / (2.0**bits - 1.0))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+# --- small shared utilities -------------------------------------------------------------------------
+
+
+def resize_max(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    """Downscale so the longer side is at most `max_side`, keeping the aspect ratio.
+
+    Uses INTER_AREA (averages source pixels, so no aliasing); never upscales. Returns the input
+    array itself when it is already small enough, so treat the result as read-only.
+    """
+    if max_side <= 0:
+        raise ValueError(f"max_side must be positive, got {max_side}")
+    h, w = rgb.shape[:2]
+    if max(h, w) <= max_side:
+        return rgb
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def photo_fingerprint(rgb: np.ndarray) -> str:
+    """Perceptual difference hash (dHash) as 32 hex digits, for spotting duplicate uploads.
+
+    128 bits: 64 from horizontal neighbour comparisons on a 9x8 greyscale thumbnail and 64 from
+    vertical ones on 8x9. Survives recompression, resizing and mild colour edits; compare two with
+    `fingerprint_distance` (Hamming distance; <= 10 of 128 bits is "same photo").
+    """
+    grey = _grey(rgb)
+    horiz = cv2.resize(grey, (9, 8), interpolation=cv2.INTER_AREA)
+    vert = cv2.resize(grey, (8, 9), interpolation=cv2.INTER_AREA)
+    bits = np.concatenate([(horiz[:, 1:] > horiz[:, :-1]).ravel(), (vert[1:, :] > vert[:-1, :]).ravel()])
+    value = 0
+    for b in bits:
+        value = (value << 1) | int(b)
+    return f"{value:032x}"
+
+
+def fingerprint_distance(a: str, b: str) -> int:
+    """Hamming distance between two `photo_fingerprint` strings (0 = identical thumbnails)."""
+    if len(a) != len(b):
+        raise ValueError("fingerprints of different lengths")
+    return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    if rgb.ndim == 2:
+        return rgb.astype(np.float32)
+    # Resize first when huge: the hash only needs a thumbnail and this keeps it O(small).
+    small = resize_max(rgb, 512)
+    return cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+
+# --- folders of photos ------------------------------------------------------------------------------
+
+#: Collapsed folder name (lower case, no separators or digits) -> canonical label.
+_LABEL_ALIASES: dict[str, str] = {
+    # exterior
+    "exterior": "exterior", "exteriors": "exterior", "frontal": "exterior", "front": "exterior",
+    "facade": "exterior", "façade": "exterior", "outside": "exterior", "street": "exterior",
+    "streetview": "exterior", "curbside": "exterior", "frontexterior": "exterior", "aerial": "exterior",
+    "drone": "exterior", "ext": "exterior", "elevation": "exterior",
+    # outdoor spaces
+    "outdoor": "outdoor", "outdoors": "outdoor", "backyard": "outdoor", "yard": "outdoor",
+    "frontyard": "outdoor", "garden": "outdoor", "patio": "outdoor", "pool": "outdoor",
+    "deck": "outdoor", "terrace": "outdoor", "balcony": "outdoor", "porch": "outdoor",
+    "lawn": "outdoor", "courtyard": "outdoor", "view": "outdoor", "views": "outdoor",
+    # living
+    "living": "living_room", "livingroom": "living_room", "familyroom": "living_room",
+    "family": "living_room", "lounge": "living_room", "greatroom": "living_room", "den": "living_room",
+    "sittingroom": "living_room", "loungeroom": "living_room",
+    # kitchen
+    "kitchen": "kitchen", "kitchens": "kitchen", "kitchenette": "kitchen",
+    # bedrooms
+    "bedroom": "bedroom", "bedrooms": "bedroom", "bed": "bedroom", "masterbedroom": "bedroom",
+    "primarybedroom": "bedroom", "guestroom": "bedroom", "nursery": "bedroom", "br": "bedroom",
+    # bathrooms
+    "bathroom": "bathroom", "bathrooms": "bathroom", "bath": "bathroom", "baths": "bathroom",
+    "masterbath": "bathroom", "primarybath": "bathroom", "ensuite": "bathroom", "washroom": "bathroom",
+    "restroom": "bathroom", "toilet": "bathroom", "wc": "bathroom", "powderroom": "bathroom",
+    "shower": "bathroom", "ba": "bathroom",
+    # dining
+    "dining": "dining_room", "diningroom": "dining_room", "diningarea": "dining_room",
+    "breakfastnook": "dining_room", "nook": "dining_room",
+    # rooms we recognise but do not model separately
+    "other": "other", "office": "other", "study": "other", "laundry": "other", "laundryroom": "other",
+    "garage": "other", "hallway": "other", "hall": "other", "entry": "other", "entryway": "other",
+    "foyer": "other", "closet": "other", "basement": "other", "attic": "other", "gym": "other",
+    "stairs": "other", "staircase": "other", "utility": "other", "mudroom": "other", "loft": "other",
+    "bonusroom": "other", "playroom": "other", "library": "other", "interior": "other",
+}
+#: Substrings tried in order when the whole name is not an alias ("master_bedroom_2", "guest-bath").
+#: Order matters: "bedroom" before "bed", "yard" before "front".
+_LABEL_KEYWORDS: tuple[tuple[str, str], ...] = (
+    ("bedroom", "bedroom"), ("bathroom", "bathroom"), ("kitchen", "kitchen"), ("dining", "dining_room"),
+    ("living", "living_room"), ("family", "living_room"), ("yard", "outdoor"), ("garden", "outdoor"),
+    ("patio", "outdoor"), ("pool", "outdoor"), ("deck", "outdoor"), ("balcony", "outdoor"),
+    ("exterior", "exterior"), ("facade", "exterior"), ("frontal", "exterior"), ("bath", "bathroom"),
+    ("bed", "bedroom"), ("front", "exterior"),
+)
+_SKIP_DIRS = frozenset({"__MACOSX"})
+
+
+def normalize_room_label(name: str | None) -> str | None:
+    """Map a free-form room name (folder name, backend label) to one of `ROOM_LABELS`, or None.
+
+    Case, separators and digits are ignored ("Bedroom 2", "master-bedroom", "kitchen1"); known
+    synonyms map to the canonical label ("frontal" -> exterior, "family_room" -> living_room,
+    "backyard" -> outdoor, "bath" -> bathroom). Names we cannot place return None, so a folder
+    called "house_001" or "misc" does not invent a label.
+    """
+    if not name:
+        return None
+    lowered = name.strip().lower()
+    if lowered in ROOM_LABELS:
+        return lowered
+    collapsed = re.sub(r"[^a-zçéè]+", "", lowered)
+    if not collapsed:
+        return None
+    if collapsed in _LABEL_ALIASES:
+        return _LABEL_ALIASES[collapsed]
+    tokens = [t for t in re.split(r"[^a-zçéè]+", lowered) if t]
+    for tok in tokens:  # "master_bedroom" -> "master", "bedroom": first token that is an alias wins
+        if tok in _LABEL_ALIASES and tok not in ("front", "view", "views"):
+            return _LABEL_ALIASES[tok]
+    for key, label in _LABEL_KEYWORDS:
+        if key in collapsed:
+            return label
+    return None
+
+
+def _natural_key(rel: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders "img2" before "img10" and is total (ties broken by the exact text)."""
+    parts = re.split(r"(\d+)", rel.lower())
+    key: list[tuple[int, int | str]] = [(0, int(p)) if p.isdigit() else (1, p) for p in parts if p]
+    key.append((2, rel))
+    return tuple(key)
+
+
+def list_photo_files(directory: str | os.PathLike[str]) -> list[tuple[Path, str | None]]:
+    """Every candidate photo under `directory`, with the room label its folder implies.
+
+    Files directly inside `directory` get label None. Files in sub-folders get the label of the
+    nearest enclosing folder (below `directory`) whose name `normalize_room_label` recognises, e.g.
+    ``photos/kitchen/a.jpg`` -> "kitchen", ``photos/house_1/Master Bath/b.jpg`` -> "bathroom";
+    unknown folder names give None but their files are still listed.
+
+    Non-image files are returned too, so the loader can reject them with a reason the user sees;
+    hidden files and folders (name starting with ".", which includes macOS "._x.jpg" resource forks)
+    and ``__MACOSX`` folders are skipped. Symlinked folders are not followed (no cycles). The order is
+    deterministic: natural sort of the path relative to `directory` ("img2" before "img10").
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise NotADirectoryError(str(root))
+    found: list[tuple[str, Path, str | None]] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in _SKIP_DIRS]
+        rel_dir = Path(dirpath).relative_to(root)
+        label = _label_for(rel_dir.parts)
+        for name in filenames:
+            if name.startswith("."):
+                continue
+            full = Path(dirpath) / name
+            if not full.is_file():
+                continue
+            found.append(((rel_dir / name).as_posix(), full, label))
+    found.sort(key=lambda item: _natural_key(item[0]))
+    return [(full, label) for _, full, label in found]
+
+
+def _label_for(parts: Iterable[str]) -> str | None:
+    for part in reversed(tuple(parts)):
+        label = normalize_room_label(part)
+        if label is not None:
+            return label
+    return None

@@ -1,0 +1,118 @@
+"""Phase 3 entry point: reads rendered clips and the music, writes a new timeline version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.db.models import Clip, ClipStatus, Job, Photo, RoomCluster, Timeline, TimelineClip
+from app.db.session import session_scope
+from app.errors import PhaseOrderError
+from app.media.audio import analyze_music, default_grid
+from app.media.types import BeatGrid
+from app.orchestrator import get_job
+from app.phases.base import PhaseContext, PhaseResult
+from app.phases.timeline.planner import ClipCandidate, TimelinePlan, plan_timeline
+from app.phases.timeline.storyboard import write_storyboard
+from app.storage import keys
+
+PHASE = 3
+
+
+def beat_grid_for(job: Job, ctx: PhaseContext, workdir: Path) -> BeatGrid:
+    """The grid cuts snap to: the music's beats, or a DEFAULT_BPM grid (no music / beat sync off)."""
+    settings = ctx.settings
+    if job.music_uri:
+        music = ctx.storage.local_path(ctx.storage.resolve_key(job.music_uri), workdir / "cache")
+        detected = analyze_music(music)
+        if job.enable_beat_sync:
+            return detected
+        return default_grid(settings.DEFAULT_BPM, detected.duration)
+    length = (job.target_length or settings.DEFAULT_TARGET_LENGTH) + 30.0
+    return default_grid(settings.DEFAULT_BPM, length)
+
+
+def _candidates(s: Session, job_id: int) -> list[ClipCandidate]:
+    rows = s.execute(
+        select(Clip, Photo, RoomCluster)
+        .join(Photo, Photo.id == Clip.photo_id)
+        .outerjoin(RoomCluster, RoomCluster.id == Clip.room_cluster_id)
+        .where(Clip.job_id == job_id, Clip.status == ClipStatus.RENDERED)
+        .order_by(Clip.id)).all()
+    return [ClipCandidate(clip_id=clip.id, photo_id=photo.id,
+                          room_type=(cluster.room_type if cluster else photo.resolved_room_label) or "other",
+                          cluster_index=cluster.cluster_index if cluster else 10_000 + photo.id,
+                          is_hero=clip.is_hero, score=photo.final_score or 0.0,
+                          available=clip.duration or 0.0, motion_type=clip.motion_type or "")
+            for clip, photo, cluster in rows]
+
+
+def save_timeline(s: Session, job: Job, plan: TimelinePlan, grid: BeatGrid, *, source: str) -> Timeline:
+    """Write `plan` as the job's newest timeline version.
+
+    Idempotent per job generation: a redelivered phase 3 of the same run rewrites its own version
+    instead of adding another.
+    """
+    existing = s.scalars(select(Timeline).where(Timeline.job_id == job.id,
+                                                Timeline.generation == job.generation,
+                                                Timeline.source == source)).first()
+    if existing is not None:
+        timeline = existing
+        timeline.clips.clear()
+        s.flush()
+    else:
+        latest = s.scalar(select(func.max(Timeline.version)).where(Timeline.job_id == job.id)) or 0
+        timeline = Timeline(job_id=job.id, version=latest + 1, source=source, generation=job.generation)
+        s.add(timeline)
+    for older in s.scalars(select(Timeline).where(Timeline.job_id == job.id, Timeline.version
+                                                  < timeline.version)):
+        older.status = "superseded"
+    timeline.status = "draft"
+    timeline.beat_grid = grid.to_dict()
+    timeline.total_duration = plan.total_duration
+    timeline.music_offset = plan.music_offset
+    timeline.target_length = job.target_length
+    timeline.output_uri = None
+    for pc in plan.clips:
+        timeline.clips.append(TimelineClip(
+            clip_id=pc.clip_id, order_index=pc.order_index, in_time=pc.in_time, out_time=pc.out_time,
+            transition_type=pc.transition, transition_duration=pc.transition_duration,
+            audio_policy="music" if job.music_uri else "silent", start_time=pc.start, end_time=pc.end,
+            beats=pc.beats))
+    s.flush()
+    return timeline
+
+
+def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
+    progress = ctx.progress(job_id, PHASE)
+    workdir = ctx.workdir(job_id)
+    with session_scope(ctx.sessions) as s:
+        job = get_job(s, job_id)
+        candidates = _candidates(s, job_id)
+        if not candidates:
+            raise PhaseOrderError(f"job {job_id} has no rendered clips; run phase 2 first")
+        target = job.target_length or ctx.settings.DEFAULT_TARGET_LENGTH
+    progress.step(0, 3, "beat tracking")
+    grid = beat_grid_for(job, ctx, workdir)
+    progress.step(1, 3, "planning timeline")
+    plan = plan_timeline(candidates, grid, target_length=target,
+                         transition_beats=ctx.settings.TRANSITION_BEATS)
+    with session_scope(ctx.sessions) as s:
+        job = get_job(s, job_id, lock=True)
+        timeline = save_timeline(s, job, plan, grid, source="phase3")
+        job.bpm = round(grid.tempo, 3)
+        job.beat_offset = round(grid.beat_offset, 4)
+        version = timeline.version
+    progress.step(2, 3, "storyboard")
+    board = write_storyboard(ctx, job_id, version, workdir / f"storyboard-v{version}.png")
+    with session_scope(ctx.sessions) as s:
+        job = get_job(s, job_id, lock=True)
+        job.storyboard_uri = ctx.storage.put_file(keys.storyboard(job_id, version), board, "image/png")
+    progress.step(3, 3, "done")
+    return PhaseResult(PHASE, details={
+        "timeline_version": version, "tempo": round(grid.tempo, 2), "beat_source": grid.source,
+        "beat_confidence": round(grid.confidence, 3), "clips": len(plan.clips),
+        "total_duration": plan.total_duration, "music_offset": plan.music_offset,
+        "cut_times": plan.cut_times}, warnings=plan.warnings)

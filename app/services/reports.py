@@ -1,0 +1,81 @@
+"""The JSON view of a job that `picaivid render/run/status --json` print (and the API will serve)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from app.db.models import Clip, Photo, PhotoStatus, Timeline
+from app.db.session import session_scope
+from app.errors import StorageError
+from app.orchestrator import job_summary
+from app.phases.base import PhaseContext
+
+
+def _local_copy(ctx: PhaseContext, uri: str | None, dest: Path | None) -> str | None:
+    """Copy an artifact next to the user's output (or return its URI when there is no output)."""
+    if not uri:
+        return None
+    if dest is None:
+        return uri
+    try:
+        return str(ctx.storage.get_file(ctx.storage.resolve_key(uri), dest))
+    except StorageError:
+        return uri
+
+
+def job_report(ctx: PhaseContext, job_id: int, *, output: Path | None = None) -> dict[str, Any]:
+    with session_scope(ctx.sessions) as s:
+        summary = job_summary(s, job_id)
+        photos = {p.id: p for p in s.scalars(select(Photo).where(Photo.job_id == job_id))}
+        clips = {c.id: c for c in s.scalars(select(Clip).where(Clip.job_id == job_id))}
+        timeline = s.scalars(select(Timeline).where(Timeline.job_id == job_id)
+                             .order_by(Timeline.version.desc())).first()
+        versions = [t.version for t in s.scalars(select(Timeline.version).where(Timeline.job_id == job_id)
+                                                 .order_by(Timeline.version))] if timeline else []
+        tl: dict[str, Any] | None = None
+        if timeline is not None:
+            grid = timeline.beat_grid or {}
+            offset = timeline.music_offset or 0.0
+            total = timeline.total_duration or 0.0
+            tl = {
+                "version": timeline.version,
+                "versions": versions,
+                "status": timeline.status,
+                "tempo": grid.get("tempo"),
+                "beat_source": grid.get("source"),
+                "music_offset": offset,
+                "total_duration": total,
+                # Beats in video time, so cuts can be checked against them directly.
+                "beats": [round(b - offset, 4) for b in grid.get("beats", []) if -1e-6 <= b - offset <= total + 1e-6],
+                "downbeats": [round(b - offset, 4) for b in grid.get("downbeats", [])
+                              if -1e-6 <= b - offset <= total + 1e-6],
+                "clips": [],
+            }
+            for tc in timeline.clips:
+                clip = clips.get(tc.clip_id) if tc.clip_id else None
+                photo = photos.get(clip.photo_id) if clip and clip.photo_id else None
+                tl["clips"].append({
+                    "order": tc.order_index, "clip_id": tc.clip_id,
+                    "photo": photo.filename if photo else None, "photo_id": photo.id if photo else None,
+                    "room": photo.resolved_room_label if photo else None,
+                    "start": tc.start_time, "end": tc.end_time, "beats": tc.beats,
+                    "in_time": tc.in_time, "out_time": tc.out_time,
+                    "motion": clip.motion_type if clip else None,
+                    "renderer": clip.model_used if clip else None,
+                    "transition": tc.transition_type, "transition_duration": tc.transition_duration,
+                })
+        skipped = [{"file": p.filename, "reason": p.reject_reason} for p in photos.values()
+                   if p.status == PhotoStatus.REJECTED]
+    summary["timeline"] = tl
+    summary["skipped_photos"] = sorted(skipped, key=lambda x: x["file"] or "")
+    summary["phase_timings"] = {str(p["phase"]): p["duration_s"] for p in summary["phases"]}
+    summary["warnings"] = [w["message"] if isinstance(w, dict) else str(w) for w in summary["warnings"]]
+    summary["output"] = str(output) if output else summary.get("output_uri")
+    folder = output.parent if output else None
+    summary["poster"] = _local_copy(ctx, summary.get("poster_uri"), folder / "poster.jpg" if folder else None)
+    summary["storyboard"] = _local_copy(ctx, summary.get("storyboard_uri"),
+                                        folder / "storyboard.png" if folder else None)
+    return summary
