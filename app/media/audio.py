@@ -53,13 +53,18 @@ if TYPE_CHECKING:
 _HOP = 512
 #: Hop / window of the fine onset envelope used to place beats precisely (2.9 ms at 22.05 kHz).
 _FINE_HOP = 64
-_FINE_NFFT = 1024
-_FINE_MELS = 64
-#: Samples per block when computing the fine envelope, bounding memory on long tracks.
+_FINE_NFFT = 512
+_FINE_MELS = 40
+#: Log compression of the fine spectrogram: log(1 + gain * magnitude). Unlike dB it does not turn
+#: low-level noise into flux, so the flux peak lands at the same point of an onset whatever the
+#: background level.
+_FINE_LOG_GAIN = 100.0
+#: Frames per block when computing the fine envelope, bounding memory on long tracks.
 _FINE_BLOCK_FRAMES = 8192
-#: Measured delay of a fine-envelope peak after a sharp onset (clicks, kicks, noise bursts, plucked
-#: tones all peak 4.5-5.5 ms late), subtracted so beat times mark the onset itself.
-_FINE_LATENCY = 0.0
+#: Measured delay of a fine-envelope peak after a sharp onset (negative: the flux peaks while the onset
+#: enters the analysis window). Clicks, kicks, noise bursts and plucked tones over silent to loud
+#: backgrounds peak 4-8 ms early (with the mel weighting below); adding this back makes beat times mark the onset itself.
+_FINE_LATENCY = -0.005
 #: Measured delay of librosa's hop-512 onset envelope (and so of `beat_track` beats) after an onset.
 _COARSE_LATENCY = 0.021
 #: Final snapping window around a grid beat.
@@ -68,6 +73,8 @@ _SNAP_WINDOW = 0.030
 _TRACK_SNAP_WINDOW = 0.045
 #: Low-frequency band for the downbeat (kick / bass) accent.
 _LOW_BAND_HZ = 200.0
+#: Upper edge of the mid band (bass notes, chords) whose onsets mark harmonic change.
+_MID_BAND_HZ = 2000.0
 
 #: Tempo prior: log-normal centred here, one octave standard deviation.
 _PRIOR_BPM = 105.0
@@ -205,8 +212,7 @@ class _BeatAnalysis:
         import librosa
 
         sr = self.sr
-        self.oenv = librosa.onset.onset_strength(y=self.y, sr=sr, hop_length=_HOP)
-        self._fine_envelopes()
+        self._envelopes()
         self.audible = self._audible_range()
 
         detrended = self.oenv - _moving_average(self.oenv, int(round(1.5 * sr / _HOP)))
@@ -248,36 +254,27 @@ class _BeatAnalysis:
 
     # -- envelopes -------------------------------------------------------------------------
 
-    def _fine_envelopes(self) -> None:
-        """Spectral flux at 2.9 ms hops, full band and low band, computed blockwise to bound memory."""
+    def _envelopes(self) -> None:
+        """Onset envelopes: coarse (tracking, accents) and fine (placing beats), plus frame loudness."""
         import librosa
 
-        y = np.pad(self.y, (_FINE_NFFT // 2, _FINE_NFFT // 2))
-        n_frames = 1 + (y.size - _FINE_NFFT) // _FINE_HOP
-        mel_fb = librosa.filters.mel(sr=self.sr, n_fft=_FINE_NFFT, n_mels=_FINE_MELS)
-        window = np.hanning(_FINE_NFFT + 1)[:-1].astype(np.float32)
-        blocks = []
-        for k0 in range(0, n_frames, _FINE_BLOCK_FRAMES):
-            k1 = min(n_frames, k0 + _FINE_BLOCK_FRAMES)
-            idx = np.arange(k0, k1)[:, None] * _FINE_HOP + np.arange(_FINE_NFFT)[None, :]
-            spec = np.abs(np.fft.rfft(y[idx] * window, axis=1)) ** 2
-            blocks.append((spec @ mel_fb.T).astype(np.float32))
-        mel = np.concatenate(blocks, axis=0)  # (frames, mels)
-        mel_db = 10.0 * np.log10(np.maximum(mel, 1e-10))
-        mel_db = np.maximum(mel_db, mel_db.max() - 80.0)
-        flux = np.maximum(0.0, np.diff(mel_db, axis=0))  # row j: frame j+1 minus frame j
-        freqs = librosa.mel_frequencies(n_mels=_FINE_MELS, fmax=self.sr / 2)
-        low = freqs <= _LOW_BAND_HZ
-        self.fine = flux.mean(axis=1)
-        self.fine_low = flux[:, low].mean(axis=1) if low.any() else self.fine
-        self.fine_t0 = _FINE_HOP / self.sr - _FINE_LATENCY  # time of row 0
-        self.fine_dt = _FINE_HOP / self.sr
-        # chroma-free harmonic-change proxy: mid-band flux (bass notes and chords, not hats)
-        mid = (freqs > _LOW_BAND_HZ) & (freqs <= 2000.0)
-        self.fine_mid = flux[:, mid].mean(axis=1) if mid.any() else self.fine
-        # frame RMS (dB) on the coarse hop, for the audible range
+        sr = self.sr
+        mel_db = librosa.power_to_db(librosa.feature.melspectrogram(y=self.y, sr=sr, n_fft=2048, hop_length=_HOP),
+                                     ref=np.max, top_db=80.0)
+        # identical to librosa.onset.onset_strength(y=...), which would compute the same spectrogram
+        self.oenv = librosa.onset.onset_strength(S=mel_db, sr=sr, hop_length=_HOP)
+        freqs = librosa.mel_frequencies(n_mels=mel_db.shape[0], fmax=sr / 2)
+        low = np.flatnonzero(freqs <= _LOW_BAND_HZ)
+        mid = np.flatnonzero((freqs > _LOW_BAND_HZ) & (freqs <= _MID_BAND_HZ))
+        bands = librosa.onset.onset_strength_multi(
+            S=mel_db, sr=sr, hop_length=_HOP,
+            channels=[int(low[0]), int(low[-1]) + 1, int(mid[-1]) + 1])
+        self.low_env, self.mid_env = bands[0], bands[1]
         frame_rms = librosa.feature.rms(y=self.y, frame_length=2048, hop_length=_HOP)[0]
         self.rms_db = 20 * np.log10(np.maximum(frame_rms, 1e-10))
+        self.fine = _fine_flux(self.y, sr)
+        self.fine_dt = _FINE_HOP / sr
+        self.fine_t0 = self.fine_dt - _FINE_LATENCY  # row j compares frames j+1 and j
 
     def _audible_range(self) -> tuple[float, float]:
         """First and last time the track is within `_AUDIBLE_REL_DB` of its loud part."""
@@ -312,7 +309,9 @@ class _BeatAnalysis:
         return self.fine_t0 + (i0 + j + frac) * self.fine_dt
 
     def _accent(self, env: np.ndarray, t: float) -> float:
-        _, seg = self._window(env, t, 0.03)
+        """Largest value of a coarse envelope within one frame of time `t`."""
+        i = int(round((t + _COARSE_LATENCY) * self.sr / _HOP))
+        seg = env[max(0, i - 1): i + 2]
         return float(seg.max()) if seg.size else 0.0
 
     # -- tempo -----------------------------------------------------------------------------
@@ -404,8 +403,8 @@ class _BeatAnalysis:
         """Every 4th beat, starting at the phase with the most kick/bass onset and harmonic change."""
         if beats.size < beats_per_bar:
             return beats[:1]
-        low = np.array([self._accent(self.fine_low, t) for t in beats])
-        mid = np.array([self._accent(self.fine_mid, t) for t in beats])
+        low = np.array([self._accent(self.low_env, t) for t in beats])
+        mid = np.array([self._accent(self.mid_env, t) for t in beats])
         score = np.zeros(beats_per_bar)
         for name, values in (("low", low), ("mid", mid)):
             scale = float(values.mean()) or 1.0
@@ -414,6 +413,32 @@ class _BeatAnalysis:
                 score[phase] += weight * float(values[phase::beats_per_bar].mean()) / scale
         phase = int(np.argmax(score))
         return beats[phase::beats_per_bar]
+
+
+def _fine_flux(y: np.ndarray, sr: int) -> np.ndarray:
+    """Spectral flux of log-compressed magnitudes at `_FINE_HOP`, computed blockwise.
+
+    Row j is the summed increase from frame j to frame j+1 (frames centred at multiples of the hop).
+    A 512-sample window keeps the peak within a few ms of the onset.
+    """
+    import librosa
+
+    mel_fb = librosa.filters.mel(sr=sr, n_fft=_FINE_NFFT, n_mels=_FINE_MELS).T.astype(np.float32)
+    padded = np.pad(y.astype(np.float32), (_FINE_NFFT // 2, _FINE_NFFT // 2))
+    n_frames = 1 + (padded.size - _FINE_NFFT) // _FINE_HOP
+    window = np.hanning(_FINE_NFFT + 1)[:-1].astype(np.float32)
+    offsets = np.arange(_FINE_NFFT)[None, :]
+    flux = np.empty(max(0, n_frames - 1), dtype=np.float32)
+    prev: np.ndarray | None = None
+    for k0 in range(0, n_frames, _FINE_BLOCK_FRAMES):
+        k1 = min(n_frames, k0 + _FINE_BLOCK_FRAMES)
+        frames = padded[np.arange(k0, k1)[:, None] * _FINE_HOP + offsets] * window
+        mag = np.log1p(_FINE_LOG_GAIN * (np.abs(np.fft.rfft(frames, axis=1)).astype(np.float32) @ mel_fb))
+        if prev is not None:
+            mag = np.concatenate([prev, mag])
+        flux[max(0, k0 - 1): k1 - 1] = np.maximum(0.0, np.diff(mag, axis=0)).mean(axis=1)
+        prev = mag[-1:]
+    return flux
 
 
 def _moving_average(x: np.ndarray, width: int) -> np.ndarray:

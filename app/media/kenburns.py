@@ -30,6 +30,8 @@ width, and the per-frame warp then only resamples by a small factor.
 from __future__ import annotations
 
 import math
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,18 +45,21 @@ from app.media.ffmpeg import VideoWriter
 from app.media.types import Easing, MotionPlan, Viewport
 
 #: After the one-off INTER_AREA reduction the largest window of a clip is at most this many times
-#: the output size: the per-frame bicubic warp then downsamples by <= 1.5x, which does not alias
-#: visibly, while a deep push-in still has source detail for its smallest window.
-_MAX_PRESCALE = 1.5
+#: the output size: the per-frame bilinear warp then downsamples by <= 1.4x, which does not alias
+#: visibly, while a push-in still has source detail for its smallest window.
+_MAX_PRESCALE = 1.4
 #: ... and at least this many times (when the photo is big enough), so a pure pan is not a 1:1
 #: sub-pixel shift whose sharpness would pulse with the fractional offset from frame to frame.
-_MIN_PRESCALE = 1.2
-#: Bicubic: noticeably crisper than bilinear for the small scale factors left after prescaling, and
-#: still far cheaper than the x264 encode (see `render_ken_burns`).
-_INTERP = cv2.INTER_CUBIC
-#: Threads OpenCV may use while rendering: the encoder (a separate process) needs the cores more;
-#: one warp thread keeps the pipe fed (measured on 2 cores, see the module's tests / report).
+_MIN_PRESCALE = 1.15
+#: Bilinear: after the prescale it only resamples by a small factor, and it costs ~12 ms per 1080p
+#: frame on one core where bicubic costs ~30 ms, which made the whole render ~25% slower on the
+#: 2-core reference machine (x264 in its own process is the bottleneck and needs the cores).
+_INTERP = cv2.INTER_LINEAR
+#: OpenCV threads for the warp: one. The warp runs in a producer thread beside the encoder pipe,
+#: and x264 (a separate process) uses the remaining CPU; more warp threads only steal from it.
 _WARP_THREADS = 1
+#: Frames rendered ahead of the encoder pipe (each one is width*height*3 bytes).
+_QUEUE_DEPTH = 3
 
 
 @dataclass(frozen=True)
@@ -224,24 +229,87 @@ def _cv_threads(n: int) -> Iterator[None]:
         cv2.setNumThreads(prev)
 
 
+class _Producer(threading.Thread):
+    """Warps frames ahead of the encoder pipe, so warping overlaps the (blocking) pipe writes.
+
+    Buffers circulate between a free queue and a full queue, so a buffer is never overwritten while
+    the writer still reads it and nothing is allocated per frame. A failure is handed to the
+    consumer through the full queue; `stop` makes the thread give up when the consumer fails.
+    """
+
+    _POLL_S = 0.1
+
+    def __init__(self, camera: KenBurnsCamera, n_frames: int, depth: int) -> None:
+        super().__init__(name="kenburns-warp", daemon=True)
+        self.camera, self.n_frames = camera, n_frames
+        self.free: queue.Queue[np.ndarray] = queue.Queue()
+        self.full: queue.Queue[np.ndarray | BaseException | None] = queue.Queue()
+        for _ in range(depth):
+            self.free.put(np.empty((camera.height, camera.width, 3), dtype=np.uint8))
+        self.stop = threading.Event()
+
+    def _take_free(self) -> np.ndarray | None:
+        while not self.stop.is_set():
+            try:
+                return self.free.get(timeout=self._POLL_S)
+            except queue.Empty:
+                continue
+        return None
+
+    def run(self) -> None:
+        try:
+            with _cv_threads(_WARP_THREADS):
+                for i in range(self.n_frames):
+                    buf = self._take_free()
+                    if buf is None:
+                        return
+                    self.camera.render(frame_t_norm(i, self.n_frames), dst=buf)
+                    self.full.put(buf)
+            self.full.put(None)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self.full.put(exc)
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """Yield rendered frames in order; the caller must `release` each one after using it."""
+        while True:
+            item = self.full.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def release(self, buf: np.ndarray) -> None:
+        self.free.put(buf)
+
+
 def render_ken_burns(rgb: np.ndarray, plan: MotionPlan, out_path: Path, *, width: int = 1920,
                      height: int = 1080, fps: int = 30, duration: float, preset: str = "veryfast",
                      crf: int = 18, progress: Callable[[int, int], None] | None = None) -> RenderStats:
     """Render a Ken Burns clip of exactly round(duration * fps) frames to `out_path` (H.264 mp4).
 
-    The file appears atomically (VideoWriter writes a partial file and renames it). `progress`, if
-    given, is called as progress(frames_done, frames_total) after each frame. The warp runs with a
-    single OpenCV thread: x264 (in its own process) is the bottleneck and needs the cores.
+    Frame i shows `frame_at(rgb, plan, i / (n - 1), width, height)` exactly. The file appears
+    atomically (VideoWriter writes a partial file and renames it). `progress`, if given, is called as
+    progress(frames_done, frames_total) after each frame is handed to the encoder. A warp thread
+    renders a few frames ahead while this thread feeds the encoder, so the render runs at the
+    encoder's speed (x264 is the bottleneck, not the warp).
     """
     n = frame_count(duration, fps)
     started = time.perf_counter()
     camera = KenBurnsCamera(rgb, plan, width, height)
-    buf = np.empty((height, width, 3), dtype=np.uint8)
-    with _cv_threads(_WARP_THREADS), VideoWriter(out_path, width, height, fps, preset=preset, crf=crf) as w:
-        for i in range(n):
-            camera.render(frame_t_norm(i, n), dst=buf)
-            w.write(buf)
-            if progress is not None:
-                progress(i + 1, n)
+    producer = _Producer(camera, n, _QUEUE_DEPTH)
+    producer.start()
+    try:
+        with VideoWriter(out_path, width, height, fps, preset=preset, crf=crf) as writer:
+            for buf in producer.frames():
+                writer.write(buf)
+                producer.release(buf)
+                if progress is not None:
+                    progress(writer.frames_written, n)
+    finally:
+        producer.stop.set()
+        producer.join()
+    if writer.frames_written != n:  # cannot happen unless the producer was stopped early
+        raise RuntimeError(f"rendered {writer.frames_written} of {n} frames")
     seconds = time.perf_counter() - started
     return RenderStats(frames=n, seconds=seconds, encode_fps=n / seconds if seconds > 0 else float("inf"))

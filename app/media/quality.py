@@ -82,7 +82,7 @@ def score_quality(rgb: np.ndarray) -> QualityScores:
 
     raw: dict[str, Any] = {"width": int(w0), "height": int(h0), "megapixels": round(w0 * h0 / 1e6, 3)}
     sharp = _sharpness(grey, raw)
-    exposure, hi_clip, lo_clip = _exposure(work, raw)
+    exposure, hi_clip, lo_clip = _exposure(resize_max(work, 512), raw)
     lines = _line_segments(grey8)
     tilt_deg, tilt_score = _tilt(lines, grey8.shape, raw)
     composition = _composition(work, grey, lines, raw)
@@ -194,7 +194,8 @@ def measure_tilt(lines: np.ndarray, shape: tuple[int, int]) -> dict[str, float]:
     outlier rejection); otherwise it is the length-weighted median lean.
     """
     h, w = shape
-    out = {"tilt_degrees": 0.0, "vertical_lines": 0.0, "keystone": 0.0, "median_lean": 0.0, "confident": 0.0}
+    out = {"tilt_degrees": 0.0, "vertical_lines": 0.0, "vertical_length": 0.0, "keystone": 0.0,
+           "median_lean": 0.0, "confident": 0.0}
     if len(lines) == 0:
         return out
     x1, y1, x2, y2 = lines[:, 0], lines[:, 1], lines[:, 2], lines[:, 3]
@@ -210,6 +211,7 @@ def measure_tilt(lines: np.ndarray, shape: tuple[int, int]) -> dict[str, float]:
         out["vertical_lines"] = float(keep.sum())
         return out
     lean, length = lean[keep], length[keep]
+    out["vertical_length"] = float(length.sum())
     xm = ((xt[keep] + xb[keep]) / 2.0) / w - 0.5
     median = _weighted_median(lean, length)
     out["median_lean"] = median
@@ -242,13 +244,22 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
 
 
 def _tilt(lines: np.ndarray, shape: tuple[int, int], raw: dict[str, Any]) -> tuple[float, float]:
-    """Score the roll: 1.0 when level, 0.6 at 2°, ~0.1 at 4°. No vertical evidence -> 1.0 (a
-    landscape without verticals cannot look tilted)."""
+    """Score the roll: 1.0 when level, 0.88 at 1°, 0.6 at 2°, 0.14 at 4°.
+
+    No vertical evidence -> 1.0 (a landscape without verticals cannot look tilted). Weak evidence
+    (fewer than 8 segments or less than 1.5 photo heights of them) caps the penalty at 0.25, because
+    a few strongly converging lines in a steep shot can fake a roll.
+    """
     t = measure_tilt(lines, shape)
+    h = shape[0]
+    confident = bool(t["confident"]) and t["vertical_lines"] >= 8 and t["vertical_length"] >= 1.5 * h
     raw.update(tilt_vertical_lines=int(t["vertical_lines"]), tilt_keystone=round(t["keystone"], 3),
-               tilt_median_lean=round(t["median_lean"], 3), tilt_confident=bool(t["confident"]))
+               tilt_median_lean=round(t["median_lean"], 3), tilt_confident=confident)
     deg = t["tilt_degrees"]
-    return round(deg, 3), float(math.exp(-0.5 * (deg / 2.0) ** 2))
+    score = float(math.exp(-0.5 * (deg / 2.0) ** 2))
+    if not confident:
+        score = max(score, 0.75)
+    return round(deg, 3), score
 
 
 # --- composition -------------------------------------------------------------------------------------
