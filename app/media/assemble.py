@@ -26,6 +26,10 @@ Audio
     gain, no pumping) only when the gained true peak stays under the ceiling and the bed's loudness range
     does not exceed the target range; the target range is therefore raised to the bed's own range,
     and a bed that would clip falls back to loudnorm's dynamic mode (its true-peak limiter).
+
+    The targets are delivery targets, measured on the encoded AAC: `calibrate_loudnorm` encodes the bed
+    alone and moves loudnorm's targets until the encoded audio complies (AAC adds up to ~2 dB of
+    inter-sample peaks to loud masters), then the single video encode uses those targets.
 """
 
 from __future__ import annotations
@@ -55,6 +59,14 @@ FADE_OUT_SECONDS = 1.0
 #: Loudness range loudnorm aims for; raised to the bed's own range so music keeps its dynamics.
 DEFAULT_TARGET_LRA = 11.0
 AUDIO_SAMPLE_RATE = 48000
+#: Lowest true-peak ceiling loudnorm accepts.
+MIN_LOUDNORM_TP = -9.0
+#: Highest integrated target loudnorm accepts.
+MAX_LOUDNORM_I = -5.0
+#: Audio-only encodes `calibrate_loudnorm` may spend finding loudnorm's targets.
+TRUE_PEAK_ATTEMPTS = 4
+#: Calibration stops once the encoded integrated loudness is this close to the target (LU).
+LOUDNESS_TOLERANCE = 0.5
 CUT = "cut"
 #: xfade's transitions (ffmpeg 7-9) except "custom", which needs an expression.
 XFADE_TRANSITIONS = frozenset({
@@ -149,6 +161,16 @@ class FilterGraph:
 
 
 @dataclass(frozen=True)
+class LoudnormTargets:
+    """What loudnorm is asked for so that the *encoded AAC* meets the delivery targets."""
+
+    integrated_lufs: float
+    true_peak_dbtp: float
+    #: Loudness of the calibration encode made with these targets (== the delivered audio).
+    encoded: Loudness | None = None
+
+
+@dataclass(frozen=True)
 class AssemblyResult:
     path: Path
     duration: float
@@ -157,6 +179,9 @@ class AssemblyResult:
     loudness: Loudness | None
     #: Pass-1 measurement of the music bed alone; None without music.
     music_measured: Loudness | None
+    #: Targets handed to loudnorm (moved from the delivery targets to absorb AAC overshoot); None
+    #: without music or for a silent bed.
+    loudnorm_targets: LoudnormTargets | None
     filter_graph: str
     #: Wall time of the main encode; `elapsed_seconds` includes loudness passes and verification.
     encode_seconds: float
@@ -247,6 +272,14 @@ def _validate(segments: Sequence[AssemblySegment], width: int, height: int, fps:
         raise ValueError("music offset and fades must be >= 0")
 
 
+def _validate_targets(target_lufs: float, target_tp: float) -> None:
+    # loudnorm's accepted ranges; outside them ffmpeg fails only once the encode has started
+    if not -70.0 <= target_lufs <= -5.0:
+        raise ValueError(f"target_lufs must be within [-70, -5], got {target_lufs}")
+    if not MIN_LOUDNORM_TP <= target_tp <= 0.0:
+        raise ValueError(f"target_tp must be within [{MIN_LOUDNORM_TP:g}, 0], got {target_tp}")
+
+
 def music_bed_filter(music: MusicBed, duration: float) -> str:
     """The bed as a filter chain (no labels): trimmed at `offset`, stereo, padded, faded.
 
@@ -272,15 +305,39 @@ def _loudnorm_filter(measured: Loudness | None, target_lufs: float, target_tp: f
         # Single pass: loudnorm's dynamic mode. Used only when the caller did not measure.
         return f"loudnorm=I={_num(target_lufs)}:TP={_num(target_tp)}:LRA={_num(DEFAULT_TARGET_LRA)}"
     lra = min(50.0, max(DEFAULT_TARGET_LRA, math.ceil(measured.lra * 10) / 10))
+
+    def clamp(value: float, lo: float, hi: float) -> float:
+        # loudnorm rejects out-of-range measurements (an absurdly loud bed can measure above 0 LUFS)
+        return min(hi, max(lo, value))
+
     return (f"loudnorm=I={_num(target_lufs)}:TP={_num(target_tp)}:LRA={_num(lra)}"
-            f":measured_I={measured.integrated_lufs:.2f}:measured_TP={measured.true_peak_dbtp:.2f}"
-            f":measured_LRA={measured.lra:.2f}:measured_thresh={measured.threshold:.2f}"
-            f":offset={measured.target_offset:.2f}:linear=true")
+            f":measured_I={clamp(measured.integrated_lufs, -99, 0):.2f}"
+            f":measured_TP={clamp(measured.true_peak_dbtp, -99, 99):.2f}"
+            f":measured_LRA={clamp(measured.lra, 0, 99):.2f}"
+            f":measured_thresh={clamp(measured.threshold, -99, 0):.2f}"
+            f":offset={clamp(measured.target_offset, -99, 99):.2f}:linear=true")
 
 
 def _is_silent(measured: Loudness | None) -> bool:
     return measured is not None and not (math.isfinite(measured.integrated_lufs)
                                          and measured.integrated_lufs > -70.0)
+
+
+def plan_audio_filter(music: MusicBed, duration: float, loudnorm_measured: Loudness | None, *,
+                      target_lufs: float = -14.0, target_tp: float = -1.0) -> str:
+    """The complete music chain (no labels): bed, loudnorm pass 2, 48 kHz, exactly `duration` long.
+
+    Pure. `target_tp` is the ceiling handed to loudnorm; `assemble_video` lowers it below the delivery
+    target when the AAC encoder would otherwise overshoot (see `calibrate_true_peak`).
+    """
+    chain = [music_bed_filter(music, duration)]
+    if not _is_silent(loudnorm_measured):
+        chain.append(_loudnorm_filter(loudnorm_measured, target_lufs, target_tp))
+    d = _num(round(duration, 6))
+    # loudnorm works at 192 kHz; pad/trim again so the audio ends exactly with the video.
+    chain += [f"aresample={AUDIO_SAMPLE_RATE}", f"apad=whole_dur={d}", f"atrim=duration={d}",
+              "asetpts=PTS-STARTPTS"]
+    return ",".join(chain)
 
 
 def plan_filter_graph(segments: Sequence[AssemblySegment], *, width: int, height: int, fps: float,
@@ -294,6 +351,7 @@ def plan_filter_graph(segments: Sequence[AssemblySegment], *, width: int, height
     """
     q = _fps_fraction(fps)
     _validate(segments, width, height, q, total_duration, music)
+    _validate_targets(target_lufs, target_tp)
     total_frames = _to_frame(total_duration, q)
     cuts = [_to_frame(seg.end, q) for seg in segments[:-1]]
     bounds = [0, *cuts, total_frames]
@@ -353,18 +411,12 @@ def plan_filter_graph(segments: Sequence[AssemblySegment], *, width: int, height
 
     duration = float(total_frames / q)
     if music is not None:
-        idx = len(segments)
         input_args += ["-i", str(music.path)]
-        chain = [music_bed_filter(music, duration)]
         if _is_silent(loudnorm_measured):
             notes.append("music bed is silent: not loudness-normalised")
-        else:
-            chain.append(_loudnorm_filter(loudnorm_measured, target_lufs, target_tp))
-        d = _num(round(duration, 6))
-        # loudnorm works at 192 kHz; pad/trim again so the audio ends exactly with the video.
-        chain += [f"aresample={AUDIO_SAMPLE_RATE}", f"apad=whole_dur={d}", f"atrim=duration={d}",
-                  "asetpts=PTS-STARTPTS"]
-        parts.append(f"[{idx}:a]{','.join(chain)}[aout]")
+        chain = plan_audio_filter(music, duration, loudnorm_measured, target_lufs=target_lufs,
+                                  target_tp=target_tp)
+        parts.append(f"[{len(segments)}:a]{chain}[aout]")
         maps += ["-map", "[aout]"]
 
     return FilterGraph(input_args=tuple(input_args), filter_complex=";".join(parts), output_maps=tuple(maps),
@@ -402,6 +454,75 @@ def measure_music_bed(music: MusicBed, duration: float, *, target_lufs: float = 
     proc = run_ffmpeg(["-i", str(music.path), "-vn", "-sn", "-dn", "-af", af, "-f", "null", "-"],
                       what="music loudness analysis")
     return _parse_loudnorm_json(proc.stderr.decode("utf-8", "replace"))
+
+
+def _audio_codec_args(audio_bitrate: str) -> list[str]:
+    return ["-c:a", "aac", "-b:a", audio_bitrate, "-ac", "2", "-ar", str(AUDIO_SAMPLE_RATE)]
+
+
+def calibrate_loudnorm(music: MusicBed, duration: float, measured: Loudness, scratch: Path, *,
+                       target_lufs: float = -14.0, target_tp: float = -1.0,
+                       audio_bitrate: str = "192k") -> tuple[LoudnormTargets, list[str]]:
+    """Find loudnorm targets that keep the encoded AAC's true peak <= `target_tp` at `target_lufs`.
+
+    Why: loudnorm limits the PCM it outputs, but AAC quantisation noise adds inter-sample peaks:
+    ffmpeg's native encoder at 192 kb/s turned a loud, limited pop master normalised to -1 dBTP into
+    +0.5 dBTP. So encode the bed alone to `scratch` (cheap next to the video), measure it, lower the
+    ceiling by the overshoot and retry. A lower ceiling makes loudnorm's dynamic mode limit harder and
+    land under its integrated target, so once the peaks comply the integrated target is raised by the
+    shortfall (at most by the peak margin left). The overshoot is erratic (on one real track a lower
+    ceiling gave a higher encoded peak), so the best attempt is kept: target peak met first, then
+    closest loudness. At most TRUE_PEAK_ATTEMPTS audio encodes; one for beds that comply
+    straight away (quiet or dynamic music stays in loudnorm's linear mode).
+
+    The final encode runs the identical chain into the same (deterministic) encoder, so the delivered
+    audio is the calibrated one. Returns the targets and notes when the delivery targets were missed.
+    """
+    aim, ceiling = target_lufs, target_tp
+    best: LoudnormTargets | None = None
+
+    def score(t: LoudnormTargets) -> tuple[float, float]:
+        assert t.encoded is not None
+        return (max(0.0, t.encoded.true_peak_dbtp - target_tp), abs(t.encoded.integrated_lufs - target_lufs))
+
+    attempts = 0
+    while attempts < TRUE_PEAK_ATTEMPTS:
+        attempts += 1
+        chain = plan_audio_filter(music, duration, measured, target_lufs=aim, target_tp=ceiling)
+        run_ffmpeg(["-i", str(music.path), "-vn", "-sn", "-dn", "-af", chain,
+                    *_audio_codec_args(audio_bitrate), "-f", "mp4", "-y", str(scratch)],
+                   what="music bed encode")
+        got = measure_loudness(scratch, target_i=target_lufs, target_tp=target_tp)
+        attempt = LoudnormTargets(aim, ceiling, got)
+        if best is None or score(attempt) < score(best):
+            best = attempt
+        over = got.true_peak_dbtp - target_tp
+        short = target_lufs - got.integrated_lufs
+        if over <= 0 and abs(short) <= LOUDNESS_TOLERANCE:
+            break
+        new_aim, new_ceiling = aim, ceiling
+        if over > 0:
+            # peaks first: raising the loudness target at the same time would push them up again
+            new_ceiling = max(MIN_LOUDNORM_TP, round(ceiling - (over + 0.3), 2))
+        elif short > 0:
+            # too quiet: raise the target, by no more than the peak margin left (the limiter holds the
+            # PCM peaks, but the AAC overshoot tends to grow with the level)
+            new_aim = round(min(MAX_LOUDNORM_I, target_lufs + 3.0, aim + min(short, -over)), 2)
+        else:
+            new_aim = round(max(target_lufs - 3.0, aim + short), 2)
+        if abs(new_aim - aim) < 0.1 and abs(new_ceiling - ceiling) < 0.1:
+            break
+        logger.info("encoded music %.2f LUFS / %.2f dBTP: loudnorm I %.2f -> %.2f, TP %.2f -> %.2f",
+                    got.integrated_lufs, got.true_peak_dbtp, aim, new_aim, ceiling, new_ceiling)
+        aim, ceiling = new_aim, new_ceiling
+
+    assert best is not None and best.encoded is not None
+    notes: list[str] = []
+    enc = best.encoded
+    if enc.true_peak_dbtp > target_tp or abs(enc.integrated_lufs - target_lufs) > 1.0:
+        notes.append(f"music encodes at {enc.integrated_lufs:.2f} LUFS / {enc.true_peak_dbtp:.2f} dBTP "
+                     f"(targets {target_lufs:g} LUFS / {target_tp:g} dBTP) after {attempts} tries")
+    return best, notes
 
 
 _OUT_TIME_RE = re.compile(r"^out_time_us=(\d+)\s*$")
@@ -481,41 +602,51 @@ def assemble_video(segments: Sequence[AssemblySegment], out_path: Path, *, width
                    timeout: float | None = 3600.0) -> AssemblyResult:
     """Cut, cross-fade, lay the music bed and encode the deliverable MP4 at `out_path`.
 
-    The file is encoded under a temporary name beside `out_path`, verified (`verify_output`) and then
-    moved into place with os.replace, so `out_path` only ever holds a complete, verified video and a
-    re-run simply replaces it. Raises ValueError for impossible timelines, FFmpegError when ffmpeg
-    fails, OutputVerificationError when the result does not match the timeline.
+    Steps: plan (pure) -> check each clip has the footage it must supply -> loudnorm pass 1 on the bed
+    -> find the loudnorm ceiling that keeps the *AAC* true peak under `target_tp` (audio-only encodes)
+    -> one encode with ``-progress`` -> `verify_output` -> loudness of the delivered file -> os.replace.
+
+    The file is encoded under a temporary name beside `out_path` and only moved into place once
+    verified, so `out_path` only ever holds a complete video and a re-run simply replaces it. Raises
+    ValueError for impossible timelines, FFmpegError when ffmpeg fails, OutputVerificationError when
+    the result does not match the timeline.
     """
     t0 = time.monotonic()
     out_path = Path(out_path)
     total = segments[-1].end if segments else 0.0
-    graph_probe = plan_filter_graph(segments, width=width, height=height, fps=fps, music=None,
-                                    total_duration=total, loudnorm_measured=None)
-    warnings = _check_footage(segments, graph_probe, fps)
-    measured: Loudness | None = None
-    if music is not None:
-        measured = measure_music_bed(music, graph_probe.duration, target_lufs=target_lufs,
-                                     target_tp=target_tp)
-    graph = plan_filter_graph(segments, width=width, height=height, fps=fps, music=music,
-                              total_duration=total, loudnorm_measured=measured, target_lufs=target_lufs,
-                              target_tp=target_tp)
-    warnings += graph.notes
-    for w in warnings:
-        logger.warning("assembling %s: %s", out_path.name, w)
+    _validate_targets(target_lufs, target_tp)
+    video_only = plan_filter_graph(segments, width=width, height=height, fps=fps, music=None,
+                                   total_duration=total, loudnorm_measured=None)
+    warnings = _check_footage(segments, video_only, fps)
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.stem}.partial.mp4")
-    q = _fps_fraction(fps)
-    args: list[str] = [*graph.input_args, "-filter_complex", graph.filter_complex, *graph.output_maps,
-                       "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
-                       "-profile:v", "high", "-r", _fps_str(q)]
-    if graph.has_audio:
-        args += ["-c:a", "aac", "-b:a", audio_bitrate, "-ac", "2", "-ar", str(AUDIO_SAMPLE_RATE)]
-    else:
-        args += ["-an"]
-    args += ["-movflags", "+faststart", "-f", "mp4", "-y", str(tmp)]
-
+    scratch = out_path.with_name(f".{out_path.stem}.partial-audio.m4a")
     try:
+        measured: Loudness | None = None
+        targets: LoudnormTargets | None = None
+        if music is not None:
+            measured = measure_music_bed(music, video_only.duration, target_lufs=target_lufs,
+                                         target_tp=target_tp)
+            if not _is_silent(measured):
+                targets, calibration_notes = calibrate_loudnorm(
+                    music, video_only.duration, measured, scratch, target_lufs=target_lufs,
+                    target_tp=target_tp, audio_bitrate=audio_bitrate)
+                warnings += calibration_notes
+        graph = plan_filter_graph(segments, width=width, height=height, fps=fps, music=music,
+                                  total_duration=total, loudnorm_measured=measured,
+                                  target_lufs=targets.integrated_lufs if targets else target_lufs,
+                                  target_tp=targets.true_peak_dbtp if targets else target_tp)
+        warnings += graph.notes
+        for w in warnings:
+            logger.warning("assembling %s: %s", out_path.name, w)
+
+        q = _fps_fraction(fps)
+        args: list[str] = [*graph.input_args, "-filter_complex", graph.filter_complex, *graph.output_maps,
+                           "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
+                           "-profile:v", "high", "-r", _fps_str(q)]
+        args += _audio_codec_args(audio_bitrate) if graph.has_audio else ["-an"]
+        args += ["-movflags", "+faststart", "-f", "mp4", "-y", str(tmp)]
         t_enc = time.monotonic()
         _run_with_progress(args, duration=graph.duration, progress=progress, timeout=timeout,
                            what=f"assembling {out_path.name}")
@@ -524,35 +655,48 @@ def assemble_video(segments: Sequence[AssemblySegment], out_path: Path, *, width
                              expect_audio=graph.has_audio)
         loudness = (measure_loudness(tmp, target_i=target_lufs, target_tp=target_tp)
                     if graph.has_audio else None)
+        if (loudness is not None and targets is not None and targets.encoded is not None
+                and abs(loudness.true_peak_dbtp - targets.encoded.true_peak_dbtp) > 0.1):
+            # the final encode did not reproduce the calibration encode (non-deterministic encoder?)
+            warnings.append(f"delivered audio {loudness.integrated_lufs:.2f} LUFS / "
+                            f"{loudness.true_peak_dbtp:.2f} dBTP differs from its calibration "
+                            f"({targets.encoded.integrated_lufs:.2f} / {targets.encoded.true_peak_dbtp:.2f})")
+            logger.warning("assembling %s: %s", out_path.name, warnings[-1])
         os.replace(tmp, out_path)
     finally:
         tmp.unlink(missing_ok=True)
+        scratch.unlink(missing_ok=True)
 
     return AssemblyResult(
         path=out_path, duration=info.video_duration, frame_count=info.frame_count, loudness=loudness,
-        music_measured=measured, filter_graph=graph.filter_complex, encode_seconds=encode_seconds,
+        music_measured=measured, loudnorm_targets=targets,
+        filter_graph=graph.filter_complex, encode_seconds=encode_seconds,
         elapsed_seconds=time.monotonic() - t0,
         transitions=[(tr.centre_time(float(q)), tr.start_frame, tr.frames) for tr in graph.transitions],
         warnings=tuple(warnings))
 
 
 def extract_poster(video_path: Path, out_jpg: Path, at: float) -> Path:
-    """Write a high-quality JPEG of the frame shown at `at` seconds (clamped into the video).
+    """Write a high-quality JPEG of the frame shown at `at` seconds (clamped to the first/last frame).
 
-    ``-ss`` before ``-i`` seeks to the keyframe before `at` and decodes forward (fast and still frame
-    accurate). Written under a temporary name and moved into place.
+    ``-ss`` before ``-i`` seeks to the keyframe before `at` and decodes forward (fast, and still frame
+    accurate). It keeps the first frame whose timestamp is >= the seek point, so we seek a quarter frame
+    before the wanted frame: seeking to exactly a frame's time can round past it, and a seek beyond the
+    last frame yields nothing. Written under a temporary name and moved into place.
     """
     video_path, out_jpg = Path(video_path), Path(out_jpg)
     info = probe(video_path)
-    if info.video is None:
-        raise FFmpegError(f"{video_path.name} has no video stream")
-    last = info.video_duration - 1.0 / info.video.fps if info.video.fps else info.duration
-    at = min(max(0.0, at), max(0.0, last))
+    if info.video is None or not info.video.fps:
+        raise FFmpegError(f"{video_path.name} has no usable video stream")
+    fps = info.video.fps
+    index = min(max(0, math.floor(at * fps + 1e-6)), max(0, info.frame_count - 1))
+    seek = max(0.0, (index - 0.25) / fps)
     out_jpg.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_jpg.with_name(f".{out_jpg.stem}.partial.jpg")
     try:
-        run_ffmpeg(["-v", "error", "-ss", f"{at:.3f}", "-i", str(video_path), "-frames:v", "1", "-q:v", "2",
-                    "-f", "image2", "-update", "1", "-y", str(tmp)], what=f"poster of {video_path.name}")
+        run_ffmpeg(["-v", "error", "-ss", f"{seek:.6f}", "-i", str(video_path), "-frames:v", "1",
+                    "-q:v", "2", "-f", "image2", "-update", "1", "-y", str(tmp)],
+                   what=f"poster of {video_path.name}")
         if not tmp.is_file() or tmp.stat().st_size == 0:
             raise FFmpegError(f"no poster frame at {at:.3f}s of {video_path.name}")
         os.replace(tmp, out_jpg)

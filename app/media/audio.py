@@ -3,106 +3,133 @@
 Why the pipeline looks the way it does:
 
 * librosa's tracker (onset envelope -> dynamic-programming `beat_track`) finds *where* the pulse is,
-  but its beats sit on a 23 ms frame grid, come out ~20 ms late (the onset envelope's framing), drop
-  beats in breaks and stop short of both ends of the track. Video cuts are centred on beats and one
-  frame at 30 fps is 33 ms, so the tracked beats are only a first guess here.
-* Tempo octave: trackers happily report 160 BPM music as 80, or 110 BPM music as 55 or 220. For cuts,
-  the true tempo or half of it are both usable, as long as every beat lies on a real beat. A log-normal
-  tempo prior centred on ~105 BPM (most editing music is 80-130 BPM) picks the octave, and the result
-  is folded into 70-180 BPM, which gives cut lengths (0.33-0.86 s per beat) that the timeline can group.
-* The grid is then made regular and complete: where the music is steady (electronic, pop: the bulk of
-  stock music), one tempo and phase are fitted by least squares over the whole track, so gaps and
-  weak beats are filled and quantisation noise averages out; where the tempo drifts (live playing), a
-  local least-squares fit over neighbouring beats follows it. Each grid beat is finally snapped to the
-  strongest onset within +-30 ms on a 2.9 ms-resolution onset envelope, so a beat is accurate to a few
-  milliseconds when there is an onset to hear, and stays on the fitted grid when there is none.
-* Downbeats assume 4/4 (nearly all music made for video): the bar phase is the beat phase (0..3) with
-  the most low-frequency (kick / bass) onset energy plus harmonic change.
+  but its beats sit on a 23 ms frame grid, come out ~20 ms late (the onset envelope's framing), skip
+  or wander in breaks, may lock onto off-beats for a while, and stop short of both ends of the track.
+  Video cuts are centred on beats and one frame at 30 fps is 33 ms, so tracked beats are a first guess.
+* Tempo octave: trackers report 160 BPM music as 80, or 110 BPM music as 55 or 220. For cuts, the true
+  tempo or half of it are both usable, as long as every beat lies on a real beat; double is not (every
+  other beat falls between real beats), nor is 2/3 or 3/2. So only the tempo *family* (T * 2^k) comes
+  from the tempogram, and the octave is chosen by rule: the tempo is folded into 69-138 BPM, i.e. of
+  two candidates in the 70-180 BPM range the lower one (110 -> 110, 160 -> 80, 55 -> 110, 60 -> 120).
+  That gives 0.43-0.87 s per beat, lengths the timeline can group into shots.
+* The grid is then made regular and complete. Tracked beats are split into runs wherever the tracker
+  jumps phase. A run whose beats lie on one line (steady tempo: electronic, pop, most stock music) is
+  replaced by a least-squares tempo + phase fit, which fills skipped beats and averages out frame
+  quantisation; a run whose tempo drifts (live playing) gets a local least-squares fit over a few
+  neighbouring beats, which follows the drift. Where the tracker wandered onto another phase of
+  steady music, the dominant grid is kept through that passage if the onsets support it as well,
+  so a steady song gets one unbroken grid. Gaps between runs are filled evenly (across a phase jump,
+  by continuing the earlier run's spacing, so no beat lands between real beats) and the grid is
+  extended to where the music starts and ends. Finally every beat is snapped to the strongest onset
+  within +-30 ms on a 2.9 ms-resolution onset envelope, so it marks the onset to a few milliseconds
+  when there is one to hear, and stays on the fitted grid when there is none.
+* Downbeats assume 4/4 (nearly all music made for video). The bar position of each beat is decoded
+  with a small Viterbi pass over an accent made of low-frequency (kick / bass) energy rise and
+  harmonic (chroma) change across the beat: the downbeat is the most accented bar position,
+  and the bar phase may only change where the evidence for that is strong (a skipped beat in live
+  music, an odd bar).
 * A track that is audible but has no pulse (a pad, a drone, noise) does not fail the job: it gets a
-  steady 120 BPM grid with `source="librosa_fallback"` and a low `confidence`, so the timeline can still
-  pace the video (and may choose to ignore the grid). Undecodable, too short and silent tracks raise
-  `AudioError`, because nothing sensible can be cut to them.
+  steady 120 BPM grid with `source="librosa_fallback"` and a confidence of at most 0.15, so the timeline
+  can still pace the video and knows not to trust the grid. Undecodable, too short and silent tracks
+  raise `AudioError`, because nothing sensible can be cut to them.
 
-Everything here is pure computation on a file path: no database, no settings. librosa (and numba) are
-imported lazily inside the analysis because importing them costs ~1 s that API processes which only
-call `default_grid` / `snap_to_beat` should not pay.
+Everything here is pure computation: no database, no settings. librosa is imported inside the
+analysis functions because importing it is expensive: 4-12 s on a 2-core machine with a warm numba
+cache, about 60 s the first time (numba compiles librosa's kernels once per NUMBA_CACHE_DIR; warm it
+when building an image). Processes that only need `default_grid` / `snap_to_beat` should not pay that.
+The analysis itself takes ~1 s for a 3-minute track plus decoding.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.errors import AudioError, PicaividError
+from app.errors import AudioError, FFmpegError, PicaividError
 from app.media.ffmpeg import decode_audio
 from app.media.types import BeatGrid
 
-if TYPE_CHECKING:
-    from numpy.typing import NDArray
+# --- parameters (see the module docstring for the reasoning) ----------------------------------------
 
-    FloatArray = NDArray[np.float64]
-
-# --- analysis parameters (see module docstring for the reasoning) -----------------------------------
-
-#: Hop of the onset envelope used for tempo estimation and tracking (librosa's tuned default).
-_HOP = 512
-#: Hop / window of the fine onset envelope used to place beats precisely (2.9 ms at 22.05 kHz).
-_FINE_HOP = 64
-_FINE_NFFT = 512
-_FINE_MELS = 40
-#: Log compression of the fine spectrogram: log(1 + gain * magnitude). Unlike dB it does not turn
-#: low-level noise into flux, so the flux peak lands at the same point of an onset whatever the
-#: background level.
-_FINE_LOG_GAIN = 100.0
-#: Frames per block when computing the fine envelope, bounding memory on long tracks.
-_FINE_BLOCK_FRAMES = 8192
-#: Measured delay of a fine-envelope peak after a sharp onset (negative: the flux peaks while the onset
-#: enters the analysis window). Clicks, kicks, noise bursts and plucked tones over silent to loud
-#: backgrounds peak 4-8 ms early (with the mel weighting below); adding this back makes beat times mark the onset itself.
-_FINE_LATENCY = -0.005
-#: Measured delay of librosa's hop-512 onset envelope (and so of `beat_track` beats) after an onset.
-_COARSE_LATENCY = 0.021
-#: Final snapping window around a grid beat.
-_SNAP_WINDOW = 0.030
-#: Wider window used once on the raw tracked beats, which are frame-quantised and may lag.
-_TRACK_SNAP_WINDOW = 0.045
-#: Low-frequency band for the downbeat (kick / bass) accent.
-_LOW_BAND_HZ = 200.0
-#: Upper edge of the mid band (bass notes, chords) whose onsets mark harmonic change.
-_MID_BAND_HZ = 2000.0
-
-#: Tempo prior: log-normal centred here, one octave standard deviation.
-_PRIOR_BPM = 105.0
-_PRIOR_STD_OCTAVES = 1.0
-#: Cut-friendly tempo range the estimate is folded into.
-_MIN_BPM = 70.0
-_MAX_BPM = 180.0
 #: Tempo used for a steady grid when there is no music or no pulse.
 DEFAULT_BPM = 120.0
 
+#: Window and hop of the onset envelope used for tempo estimation, tracking and accents (librosa's
+#: tuned defaults).
+_NFFT = 2048
+_HOP = 512
+#: Fine onset envelope used to place beats: 2.9 ms hop, 23 ms window, 40 mel bands.
+_FINE_HOP = 64
+_FINE_NFFT = 512
+_FINE_MELS = 40
+#: Log compression log(1 + gain * magnitude) of the fine spectrogram. Unlike dB it does not turn
+#: low-level noise into flux, so the flux peak lands at the same point of an onset whatever the level.
+_FINE_LOG_GAIN = 100.0
+#: Measured delay of a fine-envelope peak after an onset; negative because the flux peaks while the
+#: onset enters the analysis window. Clicks, kicks, noise bursts and plucked tones over silent to loud
+#: backgrounds peak 4-8 ms early; adding this back puts beat times on the onsets (+-2 ms).
+_FINE_LATENCY = -0.005
+#: Measured delay of librosa's hop-512 onset envelope (and so of `beat_track` beats) after an onset.
+_COARSE_LATENCY = 0.021
+#: Final snapping window around a grid beat: well inside one video frame (33 ms).
+_SNAP_WINDOW = 0.030
+#: Wider window used once on the raw tracked beats, which are frame-quantised.
+_TRACK_SNAP_WINDOW = 0.045
+#: An onset counts as one when its flux is this many times the median flux of the surrounding 0.5 s.
+_ONSET_PROMINENCE = 2.0
+
+#: Periodicities considered when looking for the tempo family: below 50 BPM the bar-level period
+#: dominates, and a 3/4 bar would give the wrong family.
+_SEARCH_BPM = (50.0, 320.0)
+#: Tempo prior for that search: log-normal, so wide it only breaks near-ties (see `_estimate_tempo`).
+_PRIOR_BPM = 105.0
+_PRIOR_STD_OCTAVES = 2.0
+#: The reported tempo lies in [_MIN_BPM, 2 * _MIN_BPM): one octave, so the choice is unambiguous.
+_MIN_BPM = 69.0
+
 #: Whole-track RMS below which the music counts as silent.
 _SILENCE_DBFS = -60.0
-#: Frame RMS relative to the loud part of the track below which a region counts as "no music yet".
+#: Frame RMS relative to the loud part of the track below which there is "no music yet / any more".
 _AUDIBLE_REL_DB = -35.0
-#: Pulse below this (normalised onset autocorrelation at the beat period) means "no beat".
+#: Pulse (normalised autocorrelation of the onset envelope at the beat period) below this: no beat.
 _MIN_PULSE = 0.12
 #: Onset envelope variation (dB per frame) below which there are no onsets at all (sustained tones).
 _MIN_ONSET_STD = 0.15
-#: A tracked beat deviating more than this from the fitted grid is an outlier of the fit.
+#: Confidence of a fallback grid (no detectable pulse) at most.
+_FALLBACK_MAX_CONFIDENCE = 0.15
+
+#: Consecutive tracked beats further than this fraction of a period from a whole number of periods
+#: apart mark a phase jump: a new run starts.
+_RUN_BREAK = 0.12
+#: Runs shorter than this are treated as stray beats.
+_MIN_RUN = 3
+#: A tracked beat further than this from a fitted line is an outlier of the fit.
 _FIT_OUTLIER = 0.035
-#: A track is steady when this fraction of tracked beats lies on one global grid ...
-_STEADY_INLIERS = 0.9
-#: ... with at most this RMS deviation.
-_STEADY_RMS = 0.012
+#: A run is steady when its beats lie on one line with at most this RMS deviation ...
+_STEADY_RMS = 0.015
+#: ... and at least this fraction of them are inliers.
+_STEADY_INLIERS = 0.85
+#: The dominant grid is kept through a passage where the tracker took another phase if its onset
+#: strength there is at least this fraction of the tracker's.
+_DOMINANT_KEEP = 0.85
 #: Neighbouring beats (each side) used by the local fit where the tempo drifts.
 _LOCAL_FIT_HALF_WIDTH = 4
-#: Confidence given to a fallback grid (no detectable pulse) at most.
-_FALLBACK_MAX_CONFIDENCE = 0.15
+
+#: Upper edge (Hz) of the kick / bass band of the downbeat accent.
+_LOW_BAND_HZ = 150.0
+#: Beats each side compared for the harmonic change of the downbeat accent.
+_CHORD_SPAN = 2
+#: Chroma cosine distance counted as one unit of accent. Across a chord change the distance is
+#: 0.05-0.15 in real music; with no harmony (drums only) it stays near 0.01 on every beat.
+_CHORD_CHANGE_UNIT = 0.02
+#: Cost (in standard deviations of accent) of a change of bar phase in the downbeat decoding.
+_BAR_PHASE_CHANGE_COST = 8.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,45 +140,50 @@ _FALLBACK_MAX_CONFIDENCE = 0.15
 def analyze_music(path: str | Path, *, sample_rate: int = 22050, min_seconds: float = 4.0) -> BeatGrid:
     """Tempo, beats and downbeats of a music file (any format ffmpeg decodes).
 
-    Raises `AudioError` (one-line message) when the file cannot be decoded, is shorter than
-    `min_seconds`, or is silent. An audible track without a pulse gets a low-confidence 120 BPM grid
-    with `source="librosa_fallback"` instead of an error (see the module docstring).
+    Raises `AudioError` (one-line message) when the file is missing or cannot be decoded, is shorter
+    than `min_seconds`, or is silent. An audible track without a pulse gets a low-confidence 120 BPM
+    grid with `source="librosa_fallback"` instead of an error (see the module docstring).
     """
     path = Path(path)
     try:
         samples = decode_audio(path, sample_rate=sample_rate, mono=True)
-    except PicaividError as exc:  # AudioError from decoding, FFmpegError if ffmpeg itself fails
-        detail = " ".join(str(exc).split())
-        if isinstance(exc, AudioError) and not path.is_file():
-            raise AudioError(detail) from exc
-        raise AudioError(f"cannot decode music {path.name}: {_shorten(detail, path)}") from exc
+    except PicaividError as exc:  # AudioError from decoding; FFmpegError if ffmpeg itself fails
+        if not path.is_file():
+            raise AudioError(f"music file {path.name} does not exist") from exc
+        if isinstance(exc, AudioError) and exc.__cause__ is None:  # decoded, but not one sample
+            raise AudioError(f"music {path.name} is empty: it contains no audio") from exc
+        raise AudioError(f"cannot decode music {path.name}: {_decode_failure(exc, path)}") from exc
     return analyze_samples(samples, sample_rate, min_seconds=min_seconds)
 
 
 def analyze_samples(samples: np.ndarray, sample_rate: int, *, min_seconds: float = 4.0) -> BeatGrid:
-    """`analyze_music` on already decoded mono PCM (float, -1..1)."""
-    y = np.nan_to_num(np.asarray(samples, dtype=np.float32).reshape(-1))
-    duration = y.size / float(sample_rate)
+    """`analyze_music` on already decoded mono PCM (float, nominally -1..1)."""
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    # nan_to_num copies, so the analysis may scale its samples in place without touching the caller's
+    y = np.nan_to_num(np.asarray(samples, dtype=np.float32).reshape(-1), posinf=0.0, neginf=0.0)
     if y.size == 0:
         raise AudioError("music contains no audio")
+    duration = y.size / float(sample_rate)
     if duration < min_seconds:
         raise AudioError(f"music is {duration:.1f} s long; at least {min_seconds:g} s is needed")
-    rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64))))
-    if rms <= 0 or 20 * math.log10(rms) < _SILENCE_DBFS:
-        level = "-inf" if rms <= 0 else f"{20 * math.log10(rms):.0f}"
-        raise AudioError(f"music is silent (level {level} dBFS)")
+    rms = math.sqrt(float(np.mean(y * y, dtype=np.float64)))
+    level = 20 * math.log10(rms) if rms > 0 else -math.inf
+    if level < _SILENCE_DBFS:
+        raise AudioError(f"music is silent (level {level:.0f} dBFS)")
     return _BeatAnalysis(y, sample_rate, duration).run()
 
 
-def default_grid(bpm: float, duration: float, *, beat_offset: float = 0.0, beats_per_bar: int = 4) -> BeatGrid:
+def default_grid(bpm: float, duration: float, *, beat_offset: float = 0.0,
+                 beats_per_bar: int = 4) -> BeatGrid:
     """A steady synthetic grid (`source="default_bpm"`), for videos without music.
 
     Beat k is at `beat_offset + k * 60 / bpm` (computed, not accumulated, so spacing is exact), for
-    every beat before `duration`.
+    every beat before `duration`; every `beats_per_bar`-th beat from the first is a downbeat.
     """
-    if not (bpm > 0 and math.isfinite(bpm)):
+    if not (math.isfinite(bpm) and bpm > 0):
         raise ValueError(f"bpm must be a positive number, got {bpm}")
-    if not (duration > 0 and math.isfinite(duration)):
+    if not (math.isfinite(duration) and duration > 0):
         raise ValueError(f"duration must be a positive number, got {duration}")
     if beats_per_bar < 1:
         raise ValueError(f"beats_per_bar must be at least 1, got {beats_per_bar}")
@@ -165,7 +197,7 @@ def default_grid(bpm: float, duration: float, *, beat_offset: float = 0.0, beats
 
 
 def nearest_beat_index(t: float, beats: Sequence[float]) -> int:
-    """Index of the beat closest to time `t` in an ascending list of beat times (ties go earlier)."""
+    """Index of the beat closest to time `t` in ascending `beats` (a tie goes to the earlier beat)."""
     if not beats:
         raise ValueError("no beats")
     i = bisect.bisect_left(beats, t)
@@ -188,21 +220,59 @@ def snap_to_beat(t: float, beats: Sequence[float]) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def _shorten(detail: str, path: Path) -> str:
-    """ffmpeg's complaint without the repeated file path, capped to keep the message one short line."""
-    detail = detail.replace(str(path), path.name)
-    prefix = f"cannot decode music {path.name}: "
-    if detail.startswith(prefix):
-        detail = detail[len(prefix):]
-    return detail[:300]
+_FFMPEG_CONTEXT = re.compile(r"\[[^\]]*@ ?0x[0-9a-f]+\]\s*")
+
+
+def _decode_failure(exc: PicaividError, path: Path) -> str:
+    """A short reason from ffmpeg's complaint, without its log prefixes and repetitions."""
+    cause = exc.__cause__ if isinstance(exc.__cause__, FFmpegError) else exc
+    text = cause.stderr_tail if isinstance(cause, FFmpegError) and cause.stderr_tail else str(exc)
+    lines = [_FFMPEG_CONTEXT.sub("", line).strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    if any("does not contain any stream" in line or "no audio" in line.lower() for line in lines):
+        return "the file has no audio stream"
+    if any("Invalid data found" in line for line in lines):
+        return "not an audio file ffmpeg can read (invalid data)"
+    reason = (lines[-1] if lines else str(exc)).replace(str(path), path.name)
+    return reason.removeprefix(f"cannot decode music {path.name}: ")[:200]
+
+
+@dataclass
+class _Run:
+    """Consecutive tracked beats without a phase jump, and the beats fitted to them."""
+
+    times: np.ndarray          # tracked (snapped) beat times
+    numbers: np.ndarray        # their beat numbers, gaps counted (see `_beat_numbers`)
+    line: tuple[float, float] | None = None   # (phase, period) when the run is steady
+    regularity: float = 0.0
+
+    @property
+    def start(self) -> float:
+        return float(self.times[0])
+
+    @property
+    def end(self) -> float:
+        return float(self.times[-1])
+
+    def beats(self) -> np.ndarray:
+        """Fitted beat times from the first to the last tracked beat of the run."""
+        if self.line is not None:
+            a, p = self.line
+            k0 = math.ceil((self.start - a) / p - 0.5)
+            k1 = math.floor((self.end - a) / p + 0.5)
+            return a + p * np.arange(k0, k1 + 1)
+        return _local_fit(self.times, self.numbers, _LOCAL_FIT_HALF_WIDTH)
 
 
 class _BeatAnalysis:
     """One track's analysis; holds the envelopes the steps share."""
 
     def __init__(self, y: np.ndarray, sr: int, duration: float) -> None:
+        """Takes ownership of `y` (float32), which is scaled to peak 1 in place."""
         peak = float(np.max(np.abs(y)))
-        self.y = y / peak if peak > 0 else y
+        if peak > 0:
+            y /= peak
+        self.y = y
         self.sr = sr
         self.duration = duration
 
@@ -211,70 +281,74 @@ class _BeatAnalysis:
     def run(self) -> BeatGrid:
         import librosa
 
-        sr = self.sr
         self._envelopes()
         self.audible = self._audible_range()
-
-        detrended = self.oenv - _moving_average(self.oenv, int(round(1.5 * sr / _HOP)))
-        onset_std = float(np.std(detrended))
+        detrended = self.oenv - _moving_average(self.oenv, round(1.5 * self.sr / _HOP))
         tempo = self._estimate_tempo()
         pulse = self._pulse_strength(detrended, tempo)
-        if onset_std < _MIN_ONSET_STD or pulse < _MIN_PULSE:
+        if float(np.std(detrended)) < _MIN_ONSET_STD or pulse < _MIN_PULSE:
             return self._fallback(pulse)
 
-        _, frames = librosa.beat.beat_track(onset_envelope=self.oenv, sr=sr, hop_length=_HOP, bpm=tempo,
-                                            trim=True, units="frames")
-        tracked = librosa.frames_to_time(np.asarray(frames), sr=sr, hop_length=_HOP) - _COARSE_LATENCY
-        tracked = np.array([self._snap(t, _TRACK_SNAP_WINDOW) for t in tracked])
         period = 60.0 / tempo
-        tracked = _dedupe(tracked, 0.5 * period)
-        if tracked.size < 4:
+        _, frames = librosa.beat.beat_track(onset_envelope=self.oenv, sr=self.sr, hop_length=_HOP, bpm=tempo,
+                                            trim=True, units="frames")
+        raw = librosa.frames_to_time(np.asarray(frames), sr=self.sr, hop_length=_HOP) - _COARSE_LATENCY
+        tracked = _dedupe(np.array([self._snap(t, _TRACK_SNAP_WINDOW) for t in raw]), 0.5 * period)
+        if tracked.size < 2 * _MIN_RUN:
             return self._fallback(pulse)
 
-        index = _beat_indices(tracked, period)
-        grid, regularity, steady = self._fit_grid(tracked, index, period)
-        if grid.size < 4:
+        grid, regularity, tempo = self._regularise(tracked, period)
+        beats = _dedupe(np.array([self._snap(t, _SNAP_WINDOW) for t in grid]), 0.5 * period)
+        beats = beats[(beats >= 0) & (beats < self.duration)]
+        if beats.size < 2 * _MIN_RUN:
             return self._fallback(pulse)
-        beats = np.array([self._snap(t, _SNAP_WINDOW) for t in grid])
-        beats = _monotonic(beats, 0.5 * period)
-        tempo = 60.0 / float(np.median(np.diff(beats))) if not steady else 60.0 / self._fitted_period
-        support = self._onset_support(beats)
-        confidence = float(np.clip(min(1.0, pulse / 0.5) ** 0.5 * regularity * (0.5 + 0.5 * support), 0, 1))
+        support = float(np.mean([self._has_onset(t) for t in beats]))
+        confidence = math.sqrt(min(1.0, pulse / 0.5)) * regularity * (0.5 + 0.5 * support)
         downbeats = self._downbeats(beats)
         return BeatGrid(tempo=float(tempo), beats=[float(b) for b in beats],
                         downbeats=[float(b) for b in downbeats], duration=self.duration,
-                        beat_offset=float(beats[0]), source="librosa", confidence=confidence)
+                        beat_offset=float(beats[0]), source="librosa",
+                        confidence=float(np.clip(confidence, 0.0, 1.0)))
 
     def _fallback(self, pulse: float) -> BeatGrid:
-        start = self.audible[0]
-        grid = default_grid(DEFAULT_BPM, self.duration, beat_offset=round(start, 3) if start < self.duration else 0.0)
-        confidence = min(_FALLBACK_MAX_CONFIDENCE, max(0.0, pulse))
+        """Steady `DEFAULT_BPM` grid from where the music starts, flagged as a fallback."""
+        start = round(self.audible[0], 3)
+        grid = default_grid(DEFAULT_BPM, self.duration, beat_offset=start if start < self.duration else 0.0)
         return BeatGrid(tempo=grid.tempo, beats=grid.beats, downbeats=grid.downbeats, duration=self.duration,
-                        beat_offset=grid.beat_offset, source="librosa_fallback", confidence=float(confidence))
+                        beat_offset=grid.beat_offset, source="librosa_fallback",
+                        confidence=float(min(_FALLBACK_MAX_CONFIDENCE, max(0.0, pulse))))
 
     # -- envelopes -------------------------------------------------------------------------
 
     def _envelopes(self) -> None:
-        """Onset envelopes: coarse (tracking, accents) and fine (placing beats), plus frame loudness."""
+        """Coarse onset envelope (tracking), low band and chroma (accents), fine flux (placing), loudness.
+
+        Spectra are computed block by block (`_spectra`) and reduced right away: a 10-minute track
+        peaks at ~200 MB (a few copies of its 50 MB of samples) instead of ~700 MB with a whole
+        1025-bin spectrogram and librosa's tempogram.
+        """
         import librosa
 
         sr = self.sr
-        mel_db = librosa.power_to_db(librosa.feature.melspectrogram(y=self.y, sr=sr, n_fft=2048, hop_length=_HOP),
-                                     ref=np.max, top_db=80.0)
-        # identical to librosa.onset.onset_strength(y=...), which would compute the same spectrogram
-        self.oenv = librosa.onset.onset_strength(S=mel_db, sr=sr, hop_length=_HOP)
-        freqs = librosa.mel_frequencies(n_mels=mel_db.shape[0], fmax=sr / 2)
-        low = np.flatnonzero(freqs <= _LOW_BAND_HZ)
-        mid = np.flatnonzero((freqs > _LOW_BAND_HZ) & (freqs <= _MID_BAND_HZ))
-        bands = librosa.onset.onset_strength_multi(
-            S=mel_db, sr=sr, hop_length=_HOP,
-            channels=[int(low[0]), int(low[-1]) + 1, int(mid[-1]) + 1])
-        self.low_env, self.mid_env = bands[0], bands[1]
-        frame_rms = librosa.feature.rms(y=self.y, frame_length=2048, hop_length=_HOP)[0]
-        self.rms_db = 20 * np.log10(np.maximum(frame_rms, 1e-10))
+        mel_fb = librosa.filters.mel(sr=sr, n_fft=_NFFT)
+        # tuning 0: estimating the tuning is slow and does not matter for detecting chord changes
+        chroma_fb = librosa.filters.chroma(sr=sr, n_fft=_NFFT, tuning=0.0)
+        mel_parts, chroma_parts, rms_parts = [], [], []
+        for frames, power in _spectra(self.y, _NFFT, _HOP):
+            mel_parts.append(power @ mel_fb.T)
+            chroma_parts.append(power @ chroma_fb.T)
+            rms_parts.append(np.sqrt(np.mean(np.square(frames), axis=1)))
+        mel = np.concatenate(mel_parts).T  # (128, frames), librosa's melspectrogram
+        # the envelope librosa.onset.onset_strength(y=...) computes from that same spectrogram
+        self.oenv = librosa.onset.onset_strength(S=librosa.power_to_db(mel, ref=np.max), sr=sr,
+                                                 hop_length=_HOP)
+        freqs = librosa.mel_frequencies(n_mels=mel.shape[0], fmax=sr / 2)
+        self.low_energy = mel[freqs < _LOW_BAND_HZ].sum(axis=0)
+        self.chroma = librosa.util.normalize(np.concatenate(chroma_parts).T, norm=np.inf, axis=0)
+        self.rms_db = 20 * np.log10(np.maximum(np.concatenate(rms_parts), 1e-10))
         self.fine = _fine_flux(self.y, sr)
         self.fine_dt = _FINE_HOP / sr
-        self.fine_t0 = self.fine_dt - _FINE_LATENCY  # row j compares frames j+1 and j
+        self.fine_t0 = self.fine_dt - _FINE_LATENCY  # row j of the flux compares frames j+1 and j
 
     def _audible_range(self) -> tuple[float, float]:
         """First and last time the track is within `_AUDIBLE_REL_DB` of its loud part."""
@@ -285,55 +359,77 @@ class _BeatAnalysis:
         hop_s = _HOP / self.sr
         return max(0.0, on[0] * hop_s - 0.05), min(self.duration, on[-1] * hop_s + 0.05)
 
-    def _fine_index(self, t: float) -> int:
-        return int(round((t - self.fine_t0) / self.fine_dt))
+    def _fine_window(self, t: float, half: float) -> tuple[int, np.ndarray]:
+        i0 = max(0, round((t - half - self.fine_t0) / self.fine_dt))
+        i1 = min(self.fine.size, round((t + half - self.fine_t0) / self.fine_dt) + 1)
+        return i0, self.fine[i0:max(i0, i1)]
 
-    def _window(self, env: np.ndarray, t: float, half: float) -> tuple[int, np.ndarray]:
-        i0 = max(0, self._fine_index(t - half))
-        i1 = min(env.size, self._fine_index(t + half) + 1)
-        return i0, env[i0:i1]
+    def _onset_peak(self, t: float, half: float) -> tuple[int, int, np.ndarray] | None:
+        """(window start, peak offset, window) of a prominent fine-envelope peak within t +- half."""
+        i0, seg = self._fine_window(t, half)
+        if seg.size < 3:
+            return None
+        j = int(np.argmax(seg))
+        _, context = self._fine_window(t, 0.25)
+        if seg[j] <= 0 or seg[j] < _ONSET_PROMINENCE * float(np.median(context)) or j in (0, seg.size - 1):
+            return None  # no onset, or the peak lies outside the window (seg rises towards an edge)
+        return i0, j, seg
+
+    def _has_onset(self, t: float) -> bool:
+        return self._onset_peak(t, _SNAP_WINDOW) is not None
 
     def _snap(self, t: float, half: float) -> float:
-        """Move `t` to the strongest fine-envelope peak within +-half when that peak is a real onset."""
-        i0, seg = self._window(self.fine, t, half)
-        if seg.size < 3:
+        """`t` moved to the prominent onset within +-half (parabolic sub-hop peak), else unchanged."""
+        found = self._onset_peak(t, half)
+        if found is None:
             return t
-        j = int(np.argmax(seg))
-        _, context = self._window(self.fine, t, 0.25)
-        if seg[j] <= 0 or seg[j] < 2.0 * float(np.median(context)) or j in (0, seg.size - 1):
-            return t
-        # parabolic interpolation for sub-hop precision
+        i0, j, seg = found
         a, b, c = float(seg[j - 1]), float(seg[j]), float(seg[j + 1])
         denom = a - 2 * b + c
         frac = 0.5 * (a - c) / denom if denom < 0 else 0.0
         return self.fine_t0 + (i0 + j + frac) * self.fine_dt
 
-    def _accent(self, env: np.ndarray, t: float) -> float:
-        """Largest value of a coarse envelope within one frame of time `t`."""
-        i = int(round((t + _COARSE_LATENCY) * self.sr / _HOP))
-        seg = env[max(0, i - 1): i + 2]
-        return float(seg.max()) if seg.size else 0.0
+    def _strength(self, times: np.ndarray) -> float:
+        """Mean coarse onset strength at `times` (max within one frame, latency-corrected)."""
+        if times.size == 0:
+            return 0.0
+        idx = np.round((times + _COARSE_LATENCY) * self.sr / _HOP).astype(int)
+        vals = [self.oenv[max(0, i - 1): i + 2].max() for i in idx if 0 <= i < self.oenv.size]
+        return float(np.mean(vals)) if vals else 0.0
 
     # -- tempo -----------------------------------------------------------------------------
 
     def _estimate_tempo(self) -> float:
+        """Strongest periodicity of the onset envelope, folded into the one-octave cut range, refined.
+
+        Only the tempo *family* (T * 2^k) is taken from the tempogram, with a nearly flat prior: a
+        narrow prior makes the peak pick land on 2/3 or 3/2 of the tempo when the true octave is far
+        from its centre, and such a grid puts half the beats between real beats. The octave is then
+        chosen by rule: the member of the family in [69, 138) BPM. Of two candidates in 70-180 BPM this
+        is the lower one, because half the tempo keeps every beat on a real beat while double the
+        tempo does not. 70 and 140 BPM, both common, land at 70 (exact or half).
+        """
         import librosa
 
-        tg = librosa.feature.tempogram(onset_envelope=self.oenv, sr=self.sr, hop_length=_HOP)
-        tempo = float(librosa.feature.tempo(tg=tg, sr=self.sr, hop_length=_HOP, start_bpm=_PRIOR_BPM,
-                                            std_bpm=_PRIOR_STD_OCTAVES, max_tempo=2 * _MAX_BPM)[0])
-        tempo = tempo if tempo > 0 else DEFAULT_BPM
-        while tempo > _MAX_BPM:
+        strength = _mean_tempogram(self.oenv)
+        bpms = librosa.tempo_frequencies(strength.size, hop_length=_HOP, sr=self.sr)
+        log_bpm = np.log2(bpms)  # bpms[0] is inf (lag 0), outside the search range anyway
+        score = np.log1p(1e6 * strength) - 0.5 * ((log_bpm - math.log2(_PRIOR_BPM)) / _PRIOR_STD_OCTAVES) ** 2
+        valid = (bpms >= _SEARCH_BPM[0]) & (bpms <= _SEARCH_BPM[1])
+        if not valid.any() or not np.isfinite(score[valid]).any():
+            return DEFAULT_BPM
+        tempo = float(bpms[valid][np.nanargmax(score[valid])])
+        while tempo >= 2 * _MIN_BPM:
             tempo /= 2
         while tempo < _MIN_BPM:
             tempo *= 2
         return self._refine_tempo(tempo)
 
     def _refine_tempo(self, tempo: float) -> float:
-        """Sub-bin tempo: the autocorrelation peak of the onset envelope near `tempo`, interpolated."""
+        """The autocorrelation peak of the onset envelope within 6 % of `tempo`, interpolated."""
         o = self.oenv - self.oenv.mean()
-        lag_rate = self.sr / _HOP * 60.0
-        lo, hi = int(lag_rate / (tempo * 1.06)), int(math.ceil(lag_rate / (tempo / 1.06)))
+        lag_rate = self.sr / _HOP * 60.0  # lag (frames) = lag_rate / bpm
+        lo, hi = int(lag_rate / (tempo * 1.06)), math.ceil(lag_rate * 1.06 / tempo)
         if lo < 2 or hi + 1 >= o.size:
             return tempo
         ac = np.array([float(np.dot(o[:-lag], o[lag:])) for lag in range(lo - 1, hi + 2)])
@@ -344,111 +440,178 @@ class _BeatAnalysis:
         return lag_rate / (lo - 1 + j + frac)
 
     def _pulse_strength(self, detrended: np.ndarray, tempo: float) -> float:
-        """Normalised autocorrelation of the (detrended) onset envelope at the beat period, 0..1."""
+        """Normalised autocorrelation of the detrended onset envelope at one or two beat periods."""
         energy = float(np.dot(detrended, detrended))
         if energy <= 0:
             return 0.0
         lag = self.sr / _HOP * 60.0 / tempo
         best = 0.0
-        for mult in (1, 2):  # a pulse shows at the beat period or, for half-time feels, the next octave
+        for mult in (1, 2):
             for k in (math.floor(lag * mult), math.ceil(lag * mult)):
                 if 0 < k < detrended.size:
                     best = max(best, float(np.dot(detrended[:-k], detrended[k:])) / energy)
-        return max(0.0, best)
+        return best
 
     # -- grid ------------------------------------------------------------------------------
 
-    def _fit_grid(self, tracked: np.ndarray, index: np.ndarray, period: float) -> tuple[np.ndarray, float, bool]:
-        """Regular, gap-free beat times across the audible range, plus a 0..1 regularity score."""
-        start, end = self.audible
-        a, p, inliers = _robust_line(index.astype(float), tracked)
-        resid = tracked - (a + p * index)
-        rms = float(np.sqrt(np.mean(resid[inliers] ** 2))) if inliers.any() else 1.0
-        frac = float(inliers.mean())
-        self._fitted_period = p
-        if frac >= _STEADY_INLIERS and rms <= _STEADY_RMS:
-            n0 = math.ceil((start - a) / p - 0.25)
-            n1 = math.floor((end - a) / p + 0.25)
-            n = np.arange(n0, n1 + 1)
-            grid = a + p * n
-            grid = grid[(grid >= 0) & (grid < self.duration)]
-            regularity = frac * max(0.0, 1 - rms / 0.03)
-            return grid, regularity, True
-        grid = _local_fit(tracked, index, _LOCAL_FIT_HALF_WIDTH)
-        # extend to the audible edges with the local period at each end
-        head_p = float(np.median(np.diff(grid[:8]))) if grid.size > 1 else period
-        tail_p = float(np.median(np.diff(grid[-8:]))) if grid.size > 1 else period
-        head = [grid[0] - head_p * k for k in range(1, 1000) if grid[0] - head_p * k >= start - 0.25 * head_p]
-        tail = [grid[-1] + tail_p * k for k in range(1, 1000) if grid[-1] + tail_p * k <= end + 0.25 * tail_p]
-        grid = np.concatenate([np.array(head[::-1]), grid, np.array(tail)])
-        grid = grid[(grid >= 0) & (grid < self.duration)]
-        intervals = np.diff(tracked) / np.maximum(np.diff(index), 1)
-        cv = float(np.std(intervals) / np.mean(intervals)) if intervals.size > 1 else 1.0
-        regularity = max(0.0, 1 - cv / 0.15) * max(0.5, frac)
-        return grid, regularity, False
+    def _regularise(self, tracked: np.ndarray, period: float) -> tuple[np.ndarray, float, float]:
+        """Regular, gap-free beats over the audible range: (beats, regularity 0..1, tempo)."""
+        runs = [r for r in _split_runs(tracked, period) if r.times.size >= _MIN_RUN]
+        if not runs:
+            runs = [_Run(tracked, _beat_numbers(tracked, period))]
+        for run in runs:
+            _fit_run(run)
+        runs = _merge_runs(runs)
+        dominant = max((r for r in runs if r.line is not None), key=lambda r: r.times.size, default=None)
+        if dominant is not None:
+            self._extend_dominant(runs, dominant)
+            runs = _merge_runs(runs)
 
-    def _onset_support(self, beats: np.ndarray) -> float:
-        """Fraction of beats with a clear onset within the snapping window."""
-        hits = 0
-        for t in beats:
-            _, seg = self._window(self.fine, t, _SNAP_WINDOW)
-            _, context = self._window(self.fine, t, 0.25)
-            if seg.size and context.size and seg.max() >= 2.0 * float(np.median(context)) and seg.max() > 0:
-                hits += 1
-        return hits / max(1, beats.size)
+        pieces: list[np.ndarray] = []
+        for i, run in enumerate(runs):
+            beats = run.beats()
+            if i > 0 and pieces:
+                pieces.append(_fill_gap(float(pieces[-1][-1]), float(beats[0]), period))
+            pieces.append(beats)
+        grid = np.concatenate(pieces)
+        grid = self._extend_to_edges(grid, runs[0], runs[-1])
+
+        counted = sum(r.times.size for r in runs)
+        regularity = sum(r.regularity * r.times.size for r in runs) / max(1, counted)
+        regularity *= min(1.0, counted / max(1, tracked.size))
+        if dominant is not None and dominant.line is not None and dominant.times.size >= 0.5 * counted:
+            tempo = 60.0 / dominant.line[1]
+        else:
+            tempo = 60.0 / float(np.median(np.diff(grid)))
+        return grid, float(np.clip(regularity, 0.0, 1.0)), tempo
+
+    def _extend_dominant(self, runs: list[_Run], dominant: _Run) -> None:
+        """Put steady runs on another phase onto the dominant grid when the onsets there support it."""
+        assert dominant.line is not None
+        a, p = dominant.line
+        for run in runs:
+            if run is dominant or run.line is None or abs(run.line[1] - p) > 0.02 * p:
+                continue
+            k0, k1 = math.ceil((run.start - a) / p - 0.5), math.floor((run.end - a) / p + 0.5)
+            candidate = a + p * np.arange(k0, k1 + 1)
+            own = self._strength(run.beats())
+            if own <= 0 or self._strength(candidate) >= _DOMINANT_KEEP * own:
+                run.line = dominant.line
+                run.numbers = np.round((run.times - a) / p).astype(int)
+                run.regularity = dominant.regularity
+
+    def _extend_to_edges(self, grid: np.ndarray, first: _Run, last: _Run) -> np.ndarray:
+        """Continue the grid back to where the music starts and on to where it ends."""
+        start, end = self.audible
+        head_p = first.line[1] if first.line else float(np.median(np.diff(grid[:9])))
+        tail_p = last.line[1] if last.line else float(np.median(np.diff(grid[-9:])))
+        n_head = max(0, math.floor((grid[0] - start) / head_p + 0.25))
+        n_tail = max(0, math.floor((end - grid[-1]) / tail_p + 0.25))
+        head = grid[0] - head_p * np.arange(n_head, 0, -1)
+        tail = grid[-1] + tail_p * np.arange(1, n_tail + 1)
+        out = np.concatenate([head, grid, tail])
+        return out[(out >= 0) & (out < self.duration)]
 
     # -- downbeats -------------------------------------------------------------------------
 
+    def _accents(self, beats: np.ndarray) -> np.ndarray:
+        """Per beat: low-band (kick / bass) energy rise (normalised to mean 1) plus harmonic change.
+
+        The low band alone cannot tell beat 1 from beat 3 (kick on both); chords and bass lines change
+        at the bar line, so the chroma difference between the two beats before and the two after a
+        beat separates them. High bands are left out on purpose: the backbeat snare lives there.
+        """
+        frames = np.clip(np.round(beats * self.sr / _HOP).astype(int), 0, self.low_energy.size - 1)
+        period = float(np.median(np.diff(beats)))
+        w = max(2, round(min(0.12, 0.4 * period) * self.sr / _HOP))
+        energy = self.low_energy
+        low = np.array([float(energy[f:f + w].mean() - energy[max(0, f - w):f].mean()) if f > 0 else 0.0
+                        for f in frames]).clip(min=0.0)
+        change = np.zeros(beats.size)
+        for i in range(_CHORD_SPAN, beats.size - _CHORD_SPAN):
+            before = self.chroma[:, frames[i - _CHORD_SPAN]:frames[i]].mean(axis=1)
+            after = self.chroma[:, frames[i]:frames[i + _CHORD_SPAN]].mean(axis=1)
+            norm = float(np.linalg.norm(before) * np.linalg.norm(after))
+            change[i] = 1.0 - float(np.dot(before, after)) / norm if norm > 0 else 0.0
+        low = low / low.mean() if low.mean() > 0 else low
+        # not normalised: without harmony (drums only) chroma is noise and must not outvote the bass
+        return low + change / _CHORD_CHANGE_UNIT
+
     def _downbeats(self, beats: np.ndarray, beats_per_bar: int = 4) -> np.ndarray:
-        """Every 4th beat, starting at the phase with the most kick/bass onset and harmonic change."""
-        if beats.size < beats_per_bar:
-            return beats[:1]
-        low = np.array([self._accent(self.low_env, t) for t in beats])
-        mid = np.array([self._accent(self.mid_env, t) for t in beats])
-        score = np.zeros(beats_per_bar)
-        for name, values in (("low", low), ("mid", mid)):
-            scale = float(values.mean()) or 1.0
-            weight = 1.0 if name == "low" else 0.5
-            for phase in range(beats_per_bar):
-                score[phase] += weight * float(values[phase::beats_per_bar].mean()) / scale
-        phase = int(np.argmax(score))
-        return beats[phase::beats_per_bar]
+        """Beats decoded as bar position 0 (see the module docstring)."""
+        accent = self._accents(beats)
+        std = float(accent.std())
+        z = (accent - accent.mean()) / std if std > 0 else np.zeros_like(accent)
+        positions = _bar_positions(z, beats_per_bar, _BAR_PHASE_CHANGE_COST)
+        return beats[positions == 0]
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _spectra(y: np.ndarray, n_fft: int, hop: int,
+             block: int = 2048) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(raw frames, power spectra) of centred, zero-padded Hann frames, `block` frames at a time.
+
+    The frames are librosa.stft's (center=True, constant padding), so the results match librosa's
+    features computed on a whole spectrogram.
+    """
+    import librosa
+    import scipy.fft
+
+    padded = np.pad(np.asarray(y, dtype=np.float32), (n_fft // 2, n_fft // 2))
+    view = librosa.util.frame(padded, frame_length=n_fft, hop_length=hop)  # (n_fft, frames), no copy
+    window = librosa.filters.get_window("hann", n_fft, fftbins=True).astype(np.float32)
+    for k0 in range(0, view.shape[1], block):
+        frames = np.ascontiguousarray(view[:, k0:k0 + block].T)
+        spec = np.abs(scipy.fft.rfft(frames * window, axis=1))  # float32 in, complex64 out
+        yield frames, np.square(spec, out=spec)
 
 
 def _fine_flux(y: np.ndarray, sr: int) -> np.ndarray:
-    """Spectral flux of log-compressed magnitudes at `_FINE_HOP`, computed blockwise.
+    """Spectral flux of log-compressed mel magnitudes at `_FINE_HOP`, computed blockwise.
 
-    Row j is the summed increase from frame j to frame j+1 (frames centred at multiples of the hop).
-    A 512-sample window keeps the peak within a few ms of the onset.
+    Row j is the mean increase from frame j to frame j+1 (frames centred at multiples of the hop).
+    The 512-sample window keeps the peak within a few ms of the onset.
     """
     import librosa
 
     mel_fb = librosa.filters.mel(sr=sr, n_fft=_FINE_NFFT, n_mels=_FINE_MELS).T.astype(np.float32)
-    padded = np.pad(y.astype(np.float32), (_FINE_NFFT // 2, _FINE_NFFT // 2))
-    n_frames = 1 + (padded.size - _FINE_NFFT) // _FINE_HOP
-    window = np.hanning(_FINE_NFFT + 1)[:-1].astype(np.float32)
-    offsets = np.arange(_FINE_NFFT)[None, :]
-    flux = np.empty(max(0, n_frames - 1), dtype=np.float32)
+    parts: list[np.ndarray] = []
     prev: np.ndarray | None = None
-    for k0 in range(0, n_frames, _FINE_BLOCK_FRAMES):
-        k1 = min(n_frames, k0 + _FINE_BLOCK_FRAMES)
-        frames = padded[np.arange(k0, k1)[:, None] * _FINE_HOP + offsets] * window
-        mag = np.log1p(_FINE_LOG_GAIN * (np.abs(np.fft.rfft(frames, axis=1)).astype(np.float32) @ mel_fb))
+    for _, power in _spectra(y, _FINE_NFFT, _FINE_HOP, block=4096):
+        logmel = np.log1p(_FINE_LOG_GAIN * (np.sqrt(power) @ mel_fb))
         if prev is not None:
-            mag = np.concatenate([prev, mag])
-        flux[max(0, k0 - 1): k1 - 1] = np.maximum(0.0, np.diff(mag, axis=0)).mean(axis=1)
-        prev = mag[-1:]
-    return flux
+            logmel = np.concatenate([prev, logmel])
+        parts.append(np.maximum(0.0, np.diff(logmel, axis=0)).mean(axis=1))
+        prev = logmel[-1:]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+def _mean_tempogram(oenv: np.ndarray, win: int = 384, step: int = 8) -> np.ndarray:
+    """Time average of librosa's autocorrelation tempogram (same windows and normalisation).
+
+    librosa computes one 384-frame window per frame; averaging every 8th window gives the same mean
+    at an eighth of the cost, and avoids its ~450 MB peak on a 10-minute track.
+    """
+    import librosa
+
+    padded = np.pad(oenv, win // 2, mode="linear_ramp", end_values=(0, 0))
+    frames = librosa.util.frame(padded, frame_length=win, hop_length=step)[:, : -(-oenv.size // step)]
+    windowed = frames * librosa.filters.get_window("hann", win, fftbins=True)[:, None]
+    ac = librosa.autocorrelate(windowed, axis=0)
+    return np.asarray(librosa.util.normalize(ac, norm=np.inf, axis=0).mean(axis=1))
 
 
 def _moving_average(x: np.ndarray, width: int) -> np.ndarray:
     width = max(1, width)
-    kernel = np.ones(width) / width
-    return np.convolve(x, kernel, mode="same")
+    return np.convolve(x, np.ones(width) / width, mode="same")
 
 
 def _dedupe(times: np.ndarray, min_gap: float) -> np.ndarray:
-    """Drop beats closer than `min_gap` to the previous kept beat (snapping can merge neighbours)."""
+    """Sorted times without any closer than `min_gap` to the previous kept one."""
     kept: list[float] = []
     for t in np.sort(times):
         if not kept or t - kept[-1] >= min_gap:
@@ -456,42 +619,128 @@ def _dedupe(times: np.ndarray, min_gap: float) -> np.ndarray:
     return np.array(kept)
 
 
-def _monotonic(times: np.ndarray, min_gap: float) -> np.ndarray:
-    return _dedupe(times, min_gap)
-
-
-def _beat_indices(times: np.ndarray, period: float) -> np.ndarray:
-    """Integer beat number of each tracked beat: a gap of k periods advances the count by k."""
+def _beat_numbers(times: np.ndarray, period: float) -> np.ndarray:
+    """Integer beat number of each beat: a gap of about k periods advances the count by k."""
     steps = np.maximum(1, np.round(np.diff(times) / period)).astype(int)
     return np.concatenate([[0], np.cumsum(steps)])
 
 
+def _split_runs(times: np.ndarray, period: float) -> list[_Run]:
+    """Cut the tracked beats wherever an interval is not close to a whole number of periods."""
+    numbers = _beat_numbers(times, period)
+    ratio = np.diff(times) / period
+    breaks = np.flatnonzero(np.abs(ratio - np.maximum(1, np.round(ratio))) > _RUN_BREAK) + 1
+    pieces = zip(np.split(times, breaks), np.split(numbers, breaks), strict=True)
+    return [_Run(t, n - n[0]) for t, n in pieces]
+
+
 def _robust_line(n: np.ndarray, t: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """Least-squares t = a + p*n, refitted without outliers (beats more than 35 ms off the line)."""
-    inliers = np.ones(n.size, dtype=bool)
-    a, p = float(t[0]), float((t[-1] - t[0]) / max(1.0, n[-1] - n[0]))
-    for _ in range(4):
+    """t = a + p*n: median-based start, then least squares without beats more than 35 ms off."""
+    n = n.astype(float)
+    dn = np.diff(n)
+    p = float(np.median(np.diff(t) / dn)) if dn.size else 1.0
+    a = float(np.median(t - p * n))
+    inliers = np.abs(t - (a + p * n)) <= _FIT_OUTLIER
+    for _ in range(5):
         if inliers.sum() < 2:
             break
-        p, a = np.polyfit(n[inliers], t[inliers], 1)
+        p_fit, a_fit = np.polyfit(n[inliers], t[inliers], 1)
+        p, a = float(p_fit), float(a_fit)
         new = np.abs(t - (a + p * n)) <= _FIT_OUTLIER
-        if new.sum() < 2 or np.array_equal(new, inliers):
-            inliers = new if new.sum() >= 2 else inliers
+        if np.array_equal(new, inliers) or new.sum() < 2:
             break
         inliers = new
-    return float(a), float(p), inliers
+    return a, p, inliers
+
+
+def _fit_run(run: _Run) -> None:
+    """Decide whether a run is steady (one line) and how regular it is."""
+    a, p, inliers = _robust_line(run.numbers, run.times)
+    resid = run.times - (a + p * run.numbers)
+    rms = float(np.sqrt(np.mean(resid[inliers] ** 2))) if inliers.any() else 1.0
+    if inliers.mean() >= _STEADY_INLIERS and rms <= _STEADY_RMS and p > 0:
+        run.line = (a, p)
+        run.regularity = float(inliers.mean()) * max(0.0, 1.0 - rms / 0.03)
+    else:
+        run.line = None
+        intervals = np.diff(run.times) / np.maximum(1, np.diff(run.numbers))
+        cv = float(np.std(intervals) / np.mean(intervals)) if intervals.size > 1 else 1.0
+        run.regularity = max(0.0, 1.0 - cv / 0.2)
+
+
+def _merge_runs(runs: list[_Run]) -> list[_Run]:
+    """Join neighbouring runs on the same grid (split only by a stray beat or a gap)."""
+    merged: list[_Run] = [runs[0]]
+    for run in runs[1:]:
+        prev = merged[-1]
+        if prev.line is not None and prev.line == run.line:  # both put on the dominant grid
+            size = prev.times.size + run.times.size
+            regularity = (prev.regularity * prev.times.size + run.regularity * run.times.size) / size
+            merged[-1] = _Run(np.concatenate([prev.times, run.times]),
+                              np.concatenate([prev.numbers, run.numbers]), prev.line, regularity)
+            continue
+        if prev.line is not None and run.line is not None:
+            a, p = prev.line
+            off = np.abs(run.times - (a + p * np.round((run.times - a) / p)))
+            if abs(run.line[1] - p) <= 0.02 * p and float(np.median(off)) <= _FIT_OUTLIER:
+                times = np.concatenate([prev.times, run.times])
+                joined = _Run(times, np.round((times - a) / p).astype(int))
+                _fit_run(joined)
+                if joined.line is not None:
+                    merged[-1] = joined
+                    continue
+        merged.append(run)
+    return merged
 
 
 def _local_fit(t: np.ndarray, n: np.ndarray, half_width: int) -> np.ndarray:
-    """Beat times for every index from first to last: local robust line through nearby tracked beats."""
+    """A beat for every number from first to last: a robust line through the neighbouring beats."""
     out = []
     for k in range(int(n[0]), int(n[-1]) + 1):
-        near = np.abs(n - k) <= half_width
-        if near.sum() < 3:
+        near = np.flatnonzero(np.abs(n - k) <= half_width)
+        if near.size < 3:  # runs have at least _MIN_RUN (3) beats
             near = np.argsort(np.abs(n - k))[:3]
-            nn, tt = n[near].astype(float), t[near]
-        else:
-            nn, tt = n[near].astype(float), t[near]
-        a, p, _ = _robust_line(nn, tt)
+        a, p, _ = _robust_line(n[near], t[near])
         out.append(a + p * k)
     return np.array(out)
+
+
+def _fill_gap(after: float, before: float, period: float) -> np.ndarray:
+    """Beats strictly between the end of one run and the start of the next.
+
+    About a whole number of periods apart (beats skipped): evenly spaced. Otherwise the tracker
+    jumped phase, and evenly spaced beats would fall between real beats: the earlier run's spacing is
+    continued instead, stopping at least 0.6 periods before the next run.
+    """
+    ratio = (before - after) / period
+    if abs(ratio - round(ratio)) <= _RUN_BREAK:
+        count = round(ratio) - 1
+        return after + (before - after) * np.arange(1, count + 1) / (count + 1) if count > 0 else np.empty(0)
+    count = math.floor(ratio - 0.6)
+    return after + period * np.arange(1, count + 1) if count > 0 else np.empty(0)
+
+
+def _bar_positions(z: np.ndarray, beats_per_bar: int, change_cost: float) -> np.ndarray:
+    """Viterbi decoding of each beat's position in the bar.
+
+    Score: +z at a beat decoded as position 0 (downbeat); position advances by one each beat, and any
+    other step (a skipped or an extra beat) costs `change_cost`.
+    """
+    m = beats_per_bar
+    n = z.size
+    score = np.where(np.arange(m) == 0, z[0], 0.0) if n else np.zeros(m)
+    back = np.zeros((n, m), dtype=int)
+    for i in range(1, n):
+        new = np.full(m, -np.inf)
+        for s in range(m):
+            for prev in range(m):
+                cand = score[prev] - (0.0 if (prev + 1) % m == s else change_cost)
+                if cand > new[s]:
+                    new[s], back[i, s] = cand, prev
+        score = new + np.where(np.arange(m) == 0, z[i], 0.0)
+    states = np.zeros(n, dtype=int)
+    if n:
+        states[-1] = int(np.argmax(score))
+        for i in range(n - 1, 0, -1):
+            states[i - 1] = back[i, states[i]]
+    return states

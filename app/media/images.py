@@ -210,7 +210,8 @@ def _to_rgb_array(img: Image.Image, path: str) -> np.ndarray:
         if mode == "RGB":
             out = img
         elif mode == "P":
-            out = _composite_on_white(img.convert("RGBA")) if "transparency" in img.info else img.convert("RGB")
+            has_alpha = "transparency" in img.info
+            out = _composite_on_white(img.convert("RGBA")) if has_alpha else img.convert("RGB")
         elif mode in _ALPHA_MODES:
             out = _composite_on_white(img.convert("RGBA"))
         elif mode in _WIDE_GREY_MODES:

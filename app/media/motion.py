@@ -28,13 +28,16 @@ if TYPE_CHECKING:
     from app.media.quality import QualityScores
 
 __all__ = [
+    "MAX_UPSCALE",
+    "MIN_MOTION_ZOOM",
+    "ZOOM_CAP",
     "SalientRegion",
     "allowed_motion_types",
     "clamp_viewport",
     "max_zoom_for",
     "plan_motion",
-    "salient_region",
     "saliency_map",
+    "salient_region",
     "viewport_rect",
 ]
 
@@ -87,7 +90,8 @@ def saliency_map(rgb: np.ndarray, *, max_side: int = 256) -> np.ndarray:
     edges = _unit(cv2.GaussianBlur(np.sqrt(gx * gx + gy * gy), (0, 0), max(1.0, 0.04 * max(h, w))))
 
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    centre = np.exp(-(((xx + 0.5) / w - 0.5) ** 2 / (2 * 0.3**2) + ((yy + 0.5) / h - 0.5) ** 2 / (2 * 0.3**2)))
+    dist2 = ((xx + 0.5) / w - 0.5) ** 2 + ((yy + 0.5) / h - 0.5) ** 2
+    centre = np.exp(-dist2 / (2 * 0.3**2))
     combined = (0.4 * sr + 0.3 * colour + 0.3 * edges) * (0.35 + 0.65 * centre)
     return _unit(combined.astype(np.float32))
 
@@ -151,7 +155,8 @@ def salient_region(smap: np.ndarray) -> SalientRegion:
 
 def _cover_fraction(image_aspect: float, output_aspect: float) -> tuple[float, float]:
     """Size of the zoom-1.0 window as a fraction of the photo's width and height."""
-    if image_aspect <= 0 or output_aspect <= 0 or not (math.isfinite(image_aspect) and math.isfinite(output_aspect)):
+    finite = math.isfinite(image_aspect) and math.isfinite(output_aspect)
+    if not finite or image_aspect <= 0 or output_aspect <= 0:
         raise ValueError(f"bad aspect ratios: image {image_aspect}, output {output_aspect}")
     if image_aspect > output_aspect:  # photo wider than the output: full height, partial width
         return output_aspect / image_aspect, 1.0
@@ -198,3 +203,214 @@ def viewport_rect(vp: Viewport, img_w: int, img_h: int, output_aspect: float) ->
     x0 = min(max(vp.cx * img_w - w / 2.0, 0.0), img_w - w)
     y0 = min(max(vp.cy * img_h - h / 2.0, 0.0), img_h - h)
     return x0, y0, w, h
+
+
+# --- motion planning ---------------------------------------------------------------------------------
+
+#: Largest upsampling (output pixels per source pixel) a push-in may reach before the photo visibly
+#: softens, relative to where it started; see `max_zoom_for`.
+MAX_UPSCALE = 1.3
+#: Deepest zoom any plan uses: beyond it a push-in feels like a crop, not a camera move.
+ZOOM_CAP = 1.6
+#: Every photo gets at least this much zoom room, so even a small photo can drift.
+MIN_MOTION_ZOOM = 1.05
+#: A pan/tilt needs the window to travel at least this fraction of the photo's width/height.
+_MIN_TRAVEL = 0.1
+#: A photo is "much wider/taller" than the output when the zoom-1.0 window can travel this fraction
+#: of its width/height (16:9 output: wider than 2.54:1, or narrower than 1.24:1, e.g. portraits).
+_MUCH_ROOM = 0.3
+#: Fastest pan/tilt: at most this many window widths (heights) of travel in one clip.
+_MAX_SCREENS = 1.0
+
+
+def max_zoom_for(img_w: int, img_h: int, *, output_aspect: float = 16 / 9, output_height: int = 1080,
+                 max_upscale: float = MAX_UPSCALE) -> float:
+    """Deepest zoom this photo tolerates in an output `output_height` px tall.
+
+    At zoom 1 the window is (cover fraction x photo) pixels tall; the renderer scales it to the
+    output height, i.e. upsamples by u1 = output_height / window_height. A zoom z multiplies that
+    by z. We allow z up to `max_upscale` / u1, so a large photo may zoom until its pixels are
+    stretched 1.3x, and a photo already upsampled at zoom 1 (a 640 px MLS photo in 1080p) keeps
+    `MIN_MOTION_ZOOM` only: a gentle drift that does not make the softness worse. Capped at
+    `ZOOM_CAP`.
+    """
+    if img_w <= 0 or img_h <= 0 or output_height <= 0:
+        raise ValueError(f"bad geometry: image {img_w}x{img_h}, output height {output_height}")
+    _, fh = _cover_fraction(img_w / img_h, output_aspect)
+    upscale_at_1 = output_height / (fh * img_h)
+    return float(min(ZOOM_CAP, max(MIN_MOTION_ZOOM, max_upscale / upscale_at_1)))
+
+
+def allowed_motion_types(img_w: int, img_h: int, *, output_aspect: float = 16 / 9, output_height: int = 1080,
+                         max_zoom: float | None = None) -> tuple[MotionType, ...]:
+    """Motions this photo can carry without showing softness or running out of room.
+
+    DRIFT always; PUSH_IN / PULL_OUT when the photo allows a zoom of at least 1.08; PAN_* when the
+    window can travel >= 10 % of the photo's width (because the photo is wider than the output, or
+    thanks to the zoom room); TILT_* likewise vertically. PARALLAX and I2V depend on depth maps and
+    a GPU, which phase 2 decides; they are never listed here.
+    """
+    zmax = max_zoom if max_zoom is not None else max_zoom_for(img_w, img_h, output_aspect=output_aspect,
+                                                              output_height=output_height)
+    fw, fh = _cover_fraction(img_w / img_h, output_aspect)
+    out: list[MotionType] = []
+    if zmax >= 1.08:
+        out += [MotionType.PUSH_IN, MotionType.PULL_OUT]
+    if 1.0 - fw / zmax >= _MIN_TRAVEL:
+        out += [MotionType.PAN_LEFT, MotionType.PAN_RIGHT]
+    if 1.0 - fh / zmax >= _MIN_TRAVEL:
+        out += [MotionType.TILT_UP, MotionType.TILT_DOWN]
+    out.append(MotionType.DRIFT)
+    return tuple(out)
+
+
+def plan_motion(
+    rgb: np.ndarray,
+    *,
+    output_aspect: float = 16 / 9,
+    is_exterior: bool,
+    quality: QualityScores | None,
+    salient_point: tuple[float, float] | None = None,
+    seed: int = 0,
+    output_height: int = 1080,
+    is_hero: bool = False,
+) -> MotionPlan:
+    """Choose the camera move for one photo from the photo itself.
+
+    Decision order (first match wins), and why:
+
+    1. Weak photo (base score < 0.45 or sharpness < 0.35): DRIFT, a near-static move that does
+       not magnify flaws.
+    2. Much wider than the output (the window can travel >= 30 % of the width at zoom 1): PAN
+       along the wide axis, ending on the salient side (the clip ends on the interesting part).
+    3. Much taller than the output (portrait photo in a landscape video): TILT, ending on the
+       salient side. Pans and tilts run at zoom 1.0, so they need no resolution reserve.
+    3b. No zoom room (photo already upsampled at zoom 1.0, see `max_zoom_for`): DRIFT.
+    4. Exterior: slow PUSH_IN on the house (the salient region), or PULL_OUT for some seeds, so a
+       set of exteriors does not all move alike.
+    5. Interior with a clear salient region: PUSH_IN toward it.
+    6. Interior whose interest is spread horizontally, with zoom room: a zoomed-in PAN across it.
+    7. Otherwise a gentle PUSH_IN toward the centre of interest.
+
+    `salient_point` (normalised x, y), when given (e.g. from a detector), replaces the saliency
+    map's centroid. `seed` makes the choice between equivalent options deterministic per clip.
+    Viewports are clamped inside the photo (`clamp_viewport`).
+    """
+    if rgb.ndim != 3 or rgb.shape[0] < 2 or rgb.shape[1] < 2:
+        raise ValueError(f"expected an HxWx3 image, got shape {rgb.shape}")
+    if output_aspect <= 0:
+        raise ValueError(f"output_aspect must be positive, got {output_aspect}")
+    h, w = rgb.shape[:2]
+    aspect = w / h
+    rng = random.Random(seed)
+    zmax = max_zoom_for(w, h, output_aspect=output_aspect, output_height=output_height)
+    allowed = allowed_motion_types(w, h, output_aspect=output_aspect, max_zoom=zmax)
+    fw, fh = _cover_fraction(aspect, output_aspect)
+
+    if salient_point is not None:
+        sx, sy = (float(np.clip(salient_point[0], 0.0, 1.0)), float(np.clip(salient_point[1], 0.0, 1.0)))
+        region = SalientRegion(sx, sy, 0.1, 0.1, 1.0)
+        source = "given salient point"
+    else:
+        region = salient_region(saliency_map(rgb))
+        source = "saliency"
+    focus = f"{source} at ({region.x:.2f}, {region.y:.2f}), concentration {region.concentration:.2f}"
+
+    def vp(cx: float, cy: float, zoom: float) -> Viewport:
+        return clamp_viewport(Viewport(cx, cy, zoom), aspect, output_aspect)
+
+    weak = quality is not None and (quality.base_score < 0.45 or quality.sharpness < 0.35)
+    jitter = rng.uniform(-0.02, 0.02)
+
+    def drift(why: str) -> MotionPlan:
+        # Drift a little toward the interest, never more than a few percent of the frame.
+        end = vp(0.5 + 0.25 * (region.x - 0.5), 0.5 + 0.25 * (region.y - 0.5), min(zmax, 1.05))
+        return _plan(MotionType.DRIFT, vp(0.5, 0.5, 1.0), end, Easing.LINEAR, allowed, 3.0, is_hero,
+                     f"drift: {why}; {focus}")
+
+    if weak:
+        return drift("weak photo quality")
+    # Pans and tilts at zoom 1.0 magnify nothing, so they suit low-resolution photos too.
+    if 1.0 - fw >= _MUCH_ROOM:
+        return _pan(region, aspect, output_aspect, 1.0, allowed, is_hero,
+                    f"photo much wider than output; {focus}")
+    if 1.0 - fh >= _MUCH_ROOM:
+        return _tilt(region, aspect, output_aspect, 1.0, allowed, is_hero,
+                     f"photo much taller than output; {focus}")
+    if zmax < 1.08:
+        return drift(f"low resolution (max zoom {zmax:.2f})")
+
+    if is_exterior:
+        z_end = min(zmax, 1.15 + jitter)
+        target = vp(0.5 + 0.6 * (region.x - 0.5), 0.5 + 0.6 * (region.y - 0.5), z_end)
+        wide = vp(0.5, 0.5, 1.0)
+        if rng.random() < 0.35:
+            return _plan(MotionType.PULL_OUT, target, wide, Easing.EASE_IN_OUT, allowed, 4.5, is_hero,
+                         f"exterior: reveal from the house; {focus}")
+        return _plan(MotionType.PUSH_IN, wide, target, Easing.EASE_IN_OUT, allowed, 4.5, is_hero,
+                     f"exterior: slow push-in on the house; {focus}")
+
+    if region.concentration >= 0.3:
+        z_end = min(zmax, 1.25 + jitter)
+        return _plan(MotionType.PUSH_IN, vp(0.5, 0.5, 1.0), vp(region.x, region.y, z_end), Easing.EASE_IN_OUT,
+                     allowed, 4.0, is_hero, f"interior: push in toward the salient region; {focus}")
+
+    if region.spread_x >= 0.22 and zmax >= 1.15 and 1.0 - fw / min(zmax, 1.2) >= 0.12:
+        return _pan(region, aspect, output_aspect, min(zmax, 1.2), allowed, is_hero,
+                    f"interest spread horizontally; {focus}")
+
+    z_end = min(zmax, 1.12 + jitter)
+    end = vp(0.5 + 0.5 * (region.x - 0.5), 0.5 + 0.5 * (region.y - 0.5), z_end)
+    return _plan(MotionType.PUSH_IN, vp(0.5, 0.5, 1.0), end, Easing.EASE_IN_OUT, allowed, 3.5, is_hero,
+                 f"gentle push-in; {focus}")
+
+
+def _plan(kind: MotionType, start: Viewport, end: Viewport, easing: Easing, allowed: Sequence[MotionType],
+          duration: float, is_hero: bool, rationale: str) -> MotionPlan:
+    duration = duration + (1.0 if is_hero else 0.0)
+    return MotionPlan(motion_type=kind, start=start, end=end, easing=easing,
+                      recommended_duration=round(float(np.clip(duration, 2.5, 6.5)), 2),
+                      allowed=tuple(allowed), rationale=rationale)
+
+
+def _pan(region: SalientRegion, aspect: float, output_aspect: float, zoom: float,
+         allowed: Sequence[MotionType], is_hero: bool, why: str) -> MotionPlan:
+    """Horizontal travel at constant zoom, ending on the salient side, at most `_MAX_SCREENS`
+    window widths long (a longer pan would rush)."""
+    fw, _ = _cover_fraction(aspect, output_aspect)
+    half = fw / zoom / 2.0
+    lo, hi = half, 1.0 - half
+    travel = min(hi - lo, 2.0 * half * _MAX_SCREENS)
+    cy = 0.5 + 0.5 * (region.y - 0.5)
+    if region.x >= 0.5:
+        end_x = float(np.clip(region.x, lo + travel, hi))
+        kind, start_x = MotionType.PAN_RIGHT, end_x - travel
+    else:
+        end_x = float(np.clip(region.x, lo, hi - travel))
+        kind, start_x = MotionType.PAN_LEFT, end_x + travel
+    screens = travel / (2.0 * half)
+    start = clamp_viewport(Viewport(start_x, cy, zoom), aspect, output_aspect)
+    end = clamp_viewport(Viewport(end_x, cy, zoom), aspect, output_aspect)
+    return _plan(kind, start, end, Easing.EASE_IN_OUT, allowed, 3.5 + 2.0 * screens, is_hero,
+                 f"{kind.value}: {why}; travels {screens:.2f} screen widths")
+
+
+def _tilt(region: SalientRegion, aspect: float, output_aspect: float, zoom: float,
+          allowed: Sequence[MotionType], is_hero: bool, why: str) -> MotionPlan:
+    """Vertical travel at constant zoom, ending on the salient side (see `_pan`)."""
+    _, fh = _cover_fraction(aspect, output_aspect)
+    half = fh / zoom / 2.0
+    lo, hi = half, 1.0 - half
+    travel = min(hi - lo, 2.0 * half * _MAX_SCREENS)
+    cx = 0.5 + 0.5 * (region.x - 0.5)
+    if region.y < 0.5:
+        end_y = float(np.clip(region.y, lo, hi - travel))
+        kind, start_y = MotionType.TILT_UP, end_y + travel
+    else:
+        end_y = float(np.clip(region.y, lo + travel, hi))
+        kind, start_y = MotionType.TILT_DOWN, end_y - travel
+    screens = travel / (2.0 * half)
+    start = clamp_viewport(Viewport(cx, start_y, zoom), aspect, output_aspect)
+    end = clamp_viewport(Viewport(cx, end_y, zoom), aspect, output_aspect)
+    return _plan(kind, start, end, Easing.EASE_IN_OUT, allowed, 3.5 + 2.0 * screens, is_hero,
+                 f"{kind.value}: {why}; travels {screens:.2f} screen heights")

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from app.media.images import resize_max
-from app.media.motion import salient_region, saliency_map
+from app.media.motion import saliency_map, salient_region
 
 __all__ = ["WORK_SIDE", "QualityScores", "measure_tilt", "score_quality"]
 
@@ -148,8 +148,9 @@ def _exposure(rgb: np.ndarray, raw: dict[str, Any]) -> tuple[float, float, float
     std = float(luma.std())
     hi_clip = float((rgb.max(axis=2) >= 250).mean())
     lo_clip = float((rgb.max(axis=2) <= 8).mean())
-    raw.update(mean_luma=round(mean, 4), luma_std=round(std, 4), p05_luma=round(float(np.quantile(luma, 0.05)), 4),
-               p95_luma=round(float(np.quantile(luma, 0.95)), 4))
+    p05, p95 = (float(v) for v in np.quantile(luma, [0.05, 0.95]))
+    raw.update(mean_luma=round(mean, 4), luma_std=round(std, 4), p05_luma=round(p05, 4),
+               p95_luma=round(p95, 4))
     if mean < 0.42:
         mean_term = math.exp(-(((0.42 - mean) / 0.16) ** 2))
     elif mean > 0.62:
@@ -283,7 +284,8 @@ def _composition(rgb: np.ndarray, grey: np.ndarray, lines: np.ndarray, raw: dict
     left, right = float(smap[:, :half].sum()), float(smap[:, half:].sum())
     balance = 1.0 - abs(left - right) / (left + right + 1e-6)
 
-    small = cv2.resize(grey, (128, max(8, round(128 * grey.shape[0] / grey.shape[1]))), interpolation=cv2.INTER_AREA)
+    thumb_size = (128, max(8, round(128 * grey.shape[0] / grey.shape[1])))
+    small = cv2.resize(grey, thumb_size, interpolation=cv2.INTER_AREA)
     gx = cv2.Sobel(small, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(small, cv2.CV_32F, 0, 1, ksize=3)
     energy = cv2.blur(np.sqrt(gx * gx + gy * gy), (5, 5))
@@ -308,7 +310,7 @@ def _horizon_angle(lines: np.ndarray, shape: tuple[int, int]) -> float | None:
     """
     if len(lines) == 0:
         return None
-    h, w = shape
+    w = shape[1]
     dx = lines[:, 2] - lines[:, 0]
     dy = lines[:, 3] - lines[:, 1]
     length = np.hypot(dx, dy)
