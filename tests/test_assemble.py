@@ -321,6 +321,18 @@ def test_ffmpeg_failure_leaves_nothing(media: Media, tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_cancel_from_progress_callback(media: Media, tmp_path: Path) -> None:
+    def cancel(fraction: float) -> None:
+        raise RuntimeError("job cancelled")
+
+    segments = [AssemblySegment(media.red, 0.0, 0.0, 1.0, "fade", 0.2),
+                AssemblySegment(media.yellow, 0.0, 1.0, 2.0)]
+    with pytest.raises(RuntimeError, match="job cancelled"):
+        assemble_video(segments, tmp_path / "cancelled.mp4", width=W, height=H, fps=FPS, music=None,
+                       preset="ultrafast", progress=cancel)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_missing_clip(tmp_path: Path) -> None:
     segments = [AssemblySegment(tmp_path / "nope.mp4", 0.0, 0.0, 1.0)]
     with pytest.raises(FFmpegError, match="does not exist"):

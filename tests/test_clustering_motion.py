@@ -263,6 +263,11 @@ def test_low_resolution_limits_zoom() -> None:
     plan = plan_motion(img, is_exterior=False, quality=None)
     assert plan.motion_type == MotionType.DRIFT and plan.end.zoom <= 1.05 + 1e-9
     assert MotionType.PUSH_IN not in plan.allowed and _inside(plan, 640, 480)
+    # Planned on a thumbnail of a large photo: the zoom limit follows the real size.
+    thumb = plan_motion(img, is_exterior=False, quality=None, source_size=(4000, 3000))
+    assert thumb.motion_type == MotionType.PUSH_IN and thumb.end.zoom > 1.15
+    with pytest.raises(ValueError):
+        plan_motion(img, is_exterior=False, quality=None, source_size=(4000, 1000))
 
 
 def test_weak_photo_drifts_and_exterior_pushes_or_pulls() -> None:
@@ -290,3 +295,38 @@ def test_vertical_output_pans_across_landscape_photo() -> None:
     img = _photo_with_subject(1600, 1200, (0.8, 0.5))
     plan = plan_motion(img, output_aspect=9 / 16, is_exterior=False, quality=None)
     assert plan.motion_type == MotionType.PAN_RIGHT and _inside(plan, 1600, 1200, 9 / 16)
+
+
+def test_weak_pairs_need_corroboration_between_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two multi-photo groups joined by one barely verified pair stay apart, unless the labels agree
+    or the link is corroborated by pairs involving two photos on each side."""
+    import app.media.clustering as clustering
+
+    def edges(weak: dict[frozenset[str], int]) -> dict[frozenset[str], int]:
+        strong = {frozenset({"a1", "a2"}): 200, frozenset({"l1", "l2"}): 150, frozenset({"l2", "l3"}): 120}
+        return {**strong, **weak}
+
+    def install(table: dict[frozenset[str], int]) -> None:
+        def fake_match(fa: PhotoFeatures, fb: PhotoFeatures) -> clustering.PairMetrics:
+            inliers = table.get(frozenset({str(fa.id), str(fb.id)}), 0)
+            return clustering.PairMetrics(a=fa.id, b=fb.id, matches=max(inliers, 1) * 2, inliers=inliers,
+                                          inlier_ratio=0.5, coverage=0.3, model="fundamental",
+                                          verified=inliers >= 14)
+        monkeypatch.setattr(clustering, "match_pair", fake_match)
+
+    ids = ["a1", "a2", "l1", "l2", "l3", "s"]
+    dummy = np.zeros((8, 8, 3), np.uint8)
+
+    def run(labels: dict[str, str] | None = None) -> set[frozenset[str]]:
+        photos = [ClusterInput(i, dummy, (labels or {}).get(i)) for i in ids]
+        feats = [PhotoFeatures(i, np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32),
+                               np.zeros(144, np.float32), (8, 8), 64) for i in ids]
+        return _groups(cluster_rooms(photos, features=feats))
+
+    install(edges({frozenset({"a1", "l2"}): 15, frozenset({"a2", "l2"}): 14, frozenset({"s", "a1"}): 15}))
+    assert run() == {frozenset({"a1", "a2", "s"}), frozenset({"l1", "l2", "l3"})}
+    assert run(dict.fromkeys(ids, "bedroom")) == {frozenset(ids)}
+    install(edges({frozenset({"a1", "l2"}): 15, frozenset({"a2", "l3"}): 14}))
+    assert run() == {frozenset({"a1", "a2", "l1", "l2", "l3"}), frozenset({"s"})}
+    install(edges({frozenset({"a1", "l2"}): 25}))  # one decisive pair is enough
+    assert run() == {frozenset({"a1", "a2", "l1", "l2", "l3"}), frozenset({"s"})}

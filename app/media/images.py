@@ -155,8 +155,11 @@ def load_photo(
             raise ImageRejectedError(p, "corrupt", f"header size {w}x{h}")
         if w * h > max_pixels:
             raise ImageRejectedError(p, "too_large", f"{w}x{h} = {w * h} pixels > limit {max_pixels}")
-        frames = int(getattr(img, "n_frames", 1) or 1)
-        if reject_animated and frames > 1 and fmt != "MPO" and getattr(img, "is_animated", False):
+        # `is_animated` only peeks at the second frame; counting frames walks the whole file, so only
+        # do that for files that are animated at all.
+        animated = bool(getattr(img, "is_animated", False))
+        frames = int(getattr(img, "n_frames", 1) or 1) if animated else 1
+        if reject_animated and animated and fmt != "MPO":
             raise ImageRejectedError(p, "animated", f"{frames} frames")
         try:
             with warnings.catch_warnings():
@@ -215,13 +218,12 @@ def _to_rgb_array(img: Image.Image, path: str) -> np.ndarray:
         elif mode in _ALPHA_MODES:
             out = _composite_on_white(img.convert("RGBA"))
         elif mode in _WIDE_GREY_MODES:
-            grey = _wide_to_uint8(np.asarray(img))
+            grey = _wide_to_uint8(np.asarray(img), container_bits=16 if mode.startswith("I;16") else None)
             return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
-        elif mode in ("1", "L", "CMYK", "YCbCr", "RGBX", "LAB", "HSV"):
-            # CMYK: Pillow's JPEG decoder already undoes Adobe's inverted CMYK; the plain conversion
-            # is not colour-managed but is what every browser without a CMYK profile shows too.
-            out = img.convert("RGB")
         else:
+            # "1", "L", "CMYK", "YCbCr", "RGBX", ... CMYK: Pillow's JPEG decoder already undoes Adobe's
+            # inverted CMYK; the plain conversion is not colour-managed, like any viewer without a
+            # CMYK profile.
             out = img.convert("RGB")
     except (ValueError, OSError) as exc:
         raise ImageRejectedError(path, "unsupported_mode", f"{mode}: {exc}") from exc
@@ -236,14 +238,14 @@ def _composite_on_white(rgba: Image.Image) -> Image.Image:
     return Image.alpha_composite(white, rgba).convert("RGB")
 
 
-def _wide_to_uint8(a: np.ndarray) -> np.ndarray:
-    """Rescale 16/32-bit integer or float greyscale to 8 bits.
+def _wide_to_uint8(a: np.ndarray, *, container_bits: int | None = None) -> np.ndarray:
+    """Rescale 16/32-bit integer or float greyscale to 8 bits, preserving brightness.
 
-    Integers are divided by the full range of the smallest bit depth that holds their maximum
-    (a 16-bit scan using the full range is divided by 257, 12-bit sensor data stored in 16 bits by
-    16.06, 8-bit data stored as "I" is unchanged), so brightness is preserved instead of
-    contrast-stretched. Floats in 0..1 are scaled by 255; other floats and signed data with
-    negative values are min-max stretched (there is no meaningful absolute scale for them).
+    Integers are divided by the full range of their bit depth: `container_bits` when the format
+    defines it (16-bit PNG/TIFF samples span 0..65535, so they are divided by 257), else the smallest
+    common depth (8, 10, 12, 14, 16, 24 or 32 bits) that holds the maximum, for 32-bit "I" images that
+    usually carry 8..16-bit data. Floats in 0..1 are scaled by 255; other floats and signed data
+    with negative values are min-max stretched (there is no absolute scale to preserve).
     """
     a = np.asarray(a)
     if a.size == 0:
@@ -261,7 +263,11 @@ def _wide_to_uint8(a: np.ndarray) -> np.ndarray:
     elif lo < 0:
         scaled = (af - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(af)
     else:
-        bits = min(32, max(8, math.ceil(math.log2(hi + 1.0)))) if hi > 0 else 8
+        if container_bits is not None:
+            bits = container_bits
+        else:
+            needed = math.ceil(math.log2(hi + 1.0)) if hi > 0 else 8
+            bits = next(b for b in (8, 10, 12, 14, 16, 24, 32) if b >= min(needed, 32))
         scaled = af * (255.0 / (2.0**bits - 1.0))
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 

@@ -274,6 +274,7 @@ def plan_motion(
     seed: int = 0,
     output_height: int = 1080,
     is_hero: bool = False,
+    source_size: tuple[int, int] | None = None,
 ) -> MotionPlan:
     """Choose the camera move for one photo from the photo itself.
 
@@ -294,7 +295,10 @@ def plan_motion(
 
     `salient_point` (normalised x, y), when given (e.g. from a detector), replaces the saliency
     map's centroid. `seed` makes the choice between equivalent options deterministic per clip.
-    Viewports are clamped inside the photo (`clamp_viewport`).
+    `source_size` is the (width, height) of the photo that will be *rendered*, when `rgb` is only a
+    downscaled analysis copy: the zoom limit depends on the real resolution, the rest of the plan is
+    resolution-independent. `is_hero` lengthens the recommended duration by 1 s. Viewports are
+    clamped inside the photo (`clamp_viewport`).
     """
     if rgb.ndim != 3 or rgb.shape[0] < 2 or rgb.shape[1] < 2:
         raise ValueError(f"expected an HxWx3 image, got shape {rgb.shape}")
@@ -302,9 +306,15 @@ def plan_motion(
         raise ValueError(f"output_aspect must be positive, got {output_aspect}")
     h, w = rgb.shape[:2]
     aspect = w / h
+    if source_size is not None:
+        src_w, src_h = source_size
+        if src_w <= 0 or src_h <= 0 or abs(src_w / src_h - aspect) > 0.02 * aspect:
+            raise ValueError(f"source_size {source_size} does not match the image's aspect {aspect:.3f}")
+    else:
+        src_w, src_h = w, h
     rng = random.Random(seed)
-    zmax = max_zoom_for(w, h, output_aspect=output_aspect, output_height=output_height)
-    allowed = allowed_motion_types(w, h, output_aspect=output_aspect, max_zoom=zmax)
+    zmax = max_zoom_for(src_w, src_h, output_aspect=output_aspect, output_height=output_height)
+    allowed = allowed_motion_types(src_w, src_h, output_aspect=output_aspect, max_zoom=zmax)
     fw, fh = _cover_fraction(aspect, output_aspect)
 
     if salient_point is not None:

@@ -10,6 +10,12 @@ the room guess, not the interface: `source` records which produced it.
 
 All cues are computed on a copy reduced to `WORK_SIDE` px; each is a fraction of the image or a
 density so it does not depend on resolution. Hue thresholds use degrees (0..360).
+
+Measured on 40 real photos (24 MLS listing photos of six houses, 6 of them exteriors, and 16 phone
+photos of one bedroom), which were also used to set the weights, so these are optimistic numbers:
+interior/exterior 40/40 correct (exteriors p >= 0.96, interiors p <= 0.19); room type on the 18
+listing interiors 12/18 (kitchen 5/6, bedroom 4/6, bathroom 3/6; bathrooms go to kitchen 2x and
+bedroom 1x, bedrooms to bathroom 2x), and 12/16 of the phone bedroom photos (4 called bathroom).
 """
 
 from __future__ import annotations

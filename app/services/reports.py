@@ -33,8 +33,8 @@ def job_report(ctx: PhaseContext, job_id: int, *, output: Path | None = None) ->
         clips = {c.id: c for c in s.scalars(select(Clip).where(Clip.job_id == job_id))}
         timeline = s.scalars(select(Timeline).where(Timeline.job_id == job_id)
                              .order_by(Timeline.version.desc())).first()
-        versions = [t.version for t in s.scalars(select(Timeline.version).where(Timeline.job_id == job_id)
-                                                 .order_by(Timeline.version))] if timeline else []
+        versions = list(s.scalars(select(Timeline.version).where(Timeline.job_id == job_id)
+                                  .order_by(Timeline.version)))
         tl: dict[str, Any] | None = None
         if timeline is not None:
             grid = timeline.beat_grid or {}

@@ -144,11 +144,12 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
     cluster_of: dict[int, int] = {m: idx for idx, c in enumerate(clusters) for m in c.member_ids}
     hero_ids = set(heroes.values())
     for a in shown:
+        # Planned on the analysis copy (viewports are resolution-independent); the zoom a photo can
+        # take depends on its real size, hence source_size.
         plan = plan_motion(a.rgb, output_aspect=out_w / out_h, is_exterior=a.scene.is_exterior,
-                           quality=a.quality, seed=a.photo_id)
+                           quality=a.quality, seed=a.photo_id, output_height=out_h,
+                           is_hero=a.photo_id in hero_ids, source_size=(a.width, a.height))
         plans[a.photo_id] = plan.to_dict()
-        # Plans are made on the analysis copy; viewports are resolution-independent, but the zoom a
-        # photo can take depends on its real size, which plan_motion saw through the quality raw metrics.
         durations[a.photo_id] = planned_clip_seconds(target, len(shown), hero=a.photo_id in hero_ids)
 
     with session_scope(ctx.sessions) as s:
