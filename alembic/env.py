@@ -5,7 +5,6 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
-
 from app.config import get_settings
 from app.db.models import Base
 from app.db.session import get_engine, normalize_url

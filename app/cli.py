@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 import typer
 from rich.console import Console
@@ -85,7 +85,7 @@ def _context(progress_sink: Callable[..., None] | None = None) -> Any:
 class RichProgressSink:
     """Draws one bar per phase from progress events."""
 
-    NAMES = {1: "1 analyze ", 2: "2 render  ", 3: "3 timeline", 4: "4 assemble"}
+    NAMES: ClassVar[dict[int, str]] = {1: "1 analyze ", 2: "2 render  ", 3: "3 timeline", 4: "4 assemble"}
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
@@ -104,7 +104,7 @@ class RichProgressSink:
             total = self.progress.tasks[task].total or 1
             self.progress.update(task, completed=total, note="done")
         elif event.kind == "phase_failed":
-            self.progress.update(task, note=f"[red]failed[/]")
+            self.progress.update(task, note="[red]failed[/]")
 
 
 @contextmanager

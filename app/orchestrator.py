@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -233,9 +234,10 @@ def run_job(ctx: PhaseContext, job_id: int, *, start_phase: int | None = None,
                 job.status = JobStatus.COMPLETED
                 job.current_phase = 4
             outcome.status = job.status
-    kind = "job_completed" if outcome.status == JobStatus.COMPLETED else "job_failed"
-    if outcome.status in (JobStatus.COMPLETED, JobStatus.FAILED):
-        safe_emit(ctx.progress_sink, ProgressEvent(job_id, kind, message=outcome.error or ""))
+    if outcome.status == JobStatus.COMPLETED:
+        safe_emit(ctx.progress_sink, ProgressEvent(job_id, "job_completed"))
+    elif outcome.status == JobStatus.FAILED:
+        safe_emit(ctx.progress_sink, ProgressEvent(job_id, "job_failed", message=outcome.error or ""))
     return outcome
 
 
@@ -243,6 +245,10 @@ def job_summary(session: Session, job_id: int) -> dict[str, Any]:
     """A JSON-able view of a job's state (CLI `status --json`, API)."""
     job = get_job(session, job_id)
     phases = ensure_phase_rows(session, job)
+
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
     return {
         "job_id": job.id,
         "listing_id": job.listing_id,
@@ -258,8 +264,7 @@ def job_summary(session: Session, job_id: int) -> dict[str, Any]:
         "warnings": job.warnings or [],
         "phases": [
             {"phase": p, "name": PHASE_NAMES[p], "status": phases[p].status, "attempts": phases[p].attempts,
-             "started_at": phases[p].started_at.isoformat() if phases[p].started_at else None,
-             "finished_at": phases[p].finished_at.isoformat() if phases[p].finished_at else None,
+             "started_at": iso(phases[p].started_at), "finished_at": iso(phases[p].finished_at),
              "duration_s": phases[p].duration_s, "error": phases[p].error}
             for p in ALL_PHASES
         ],

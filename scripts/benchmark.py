@@ -31,15 +31,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.config import Settings  # noqa: E402
-from app.db.migrate import upgrade  # noqa: E402
-from app.db.session import session_factory  # noqa: E402
-from app.media.ffmpeg import ffmpeg_exe, run_ffmpeg  # noqa: E402
-from app.orchestrator import run_job  # noqa: E402
-from app.phases.base import PhaseContext  # noqa: E402
-from app.samples import ROOM_GROUPS, make_sample_listing, synthesize_music  # noqa: E402
-from app.services.jobs import create_job, photos_from_folder  # noqa: E402
-from app.storage import LocalStorage  # noqa: E402
+from app.config import Settings
+from app.db.migrate import upgrade
+from app.db.session import session_factory
+from app.media.ffmpeg import ffmpeg_exe, run_ffmpeg
+from app.orchestrator import run_job
+from app.phases.base import PhaseContext
+from app.samples import ROOM_GROUPS, make_sample_listing, synthesize_music
+from app.services.jobs import create_job, photos_from_folder
+from app.storage import LocalStorage
 
 
 def generate_listing(root: Path, photos: int, music_seconds: float) -> tuple[Path, Path]:

@@ -22,14 +22,14 @@ import pytest
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "picaivid-numba-cache"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import create_engine, text
 
-from app.config import Settings  # noqa: E402
-from app.db.migrate import upgrade  # noqa: E402
-from app.db.models import Base  # noqa: E402
-from app.db.session import get_engine, normalize_url, session_factory  # noqa: E402
-from app.phases.base import PhaseContext  # noqa: E402
-from app.storage import LocalStorage, S3Storage, Storage  # noqa: E402
+from app.config import Settings
+from app.db.migrate import upgrade
+from app.db.models import Base
+from app.db.session import get_engine, normalize_url, session_factory
+from app.phases.base import PhaseContext
+from app.storage import LocalStorage, S3Storage, Storage
 
 REQUIRE_SERVICES = os.environ.get("PICAIVID_REQUIRE_SERVICES") == "1"
 

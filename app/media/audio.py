@@ -144,23 +144,27 @@ def analyze_music(path: str | Path, *, sample_rate: int = 22050, min_seconds: fl
     than `min_seconds`, or is silent. An audible track without a pulse gets a low-confidence 120 BPM
     grid with `source="librosa_fallback"` instead of an error (see the module docstring).
     """
+    return analyze_samples(load_music(path, sample_rate=sample_rate), sample_rate, min_seconds=min_seconds)
+
+
+def load_music(path: str | Path, *, sample_rate: int = 22050) -> np.ndarray:
+    """Decode a music file to mono float32 PCM, with one-line `AudioError`s for every failure."""
     path = Path(path)
     try:
-        samples = decode_audio(path, sample_rate=sample_rate, mono=True)
+        return decode_audio(path, sample_rate=sample_rate, mono=True)
     except PicaividError as exc:  # AudioError from decoding; FFmpegError if ffmpeg itself fails
         if not path.is_file():
             raise AudioError(f"music file {path.name} does not exist") from exc
         if isinstance(exc, AudioError) and exc.__cause__ is None:  # decoded, but not one sample
             raise AudioError(f"music {path.name} is empty: it contains no audio") from exc
         raise AudioError(f"cannot decode music {path.name}: {_decode_failure(exc, path)}") from exc
-    return analyze_samples(samples, sample_rate, min_seconds=min_seconds)
 
 
-def analyze_samples(samples: np.ndarray, sample_rate: int, *, min_seconds: float = 4.0) -> BeatGrid:
-    """`analyze_music` on already decoded mono PCM (float, nominally -1..1)."""
+def check_music_samples(samples: np.ndarray, sample_rate: int, *, min_seconds: float = 4.0) -> np.ndarray:
+    """Reject audio no video can use: empty, shorter than `min_seconds`, or silent. Returns the samples
+    as clean float32 (NaN/inf zeroed; a copy, so callers may scale it in place)."""
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-    # nan_to_num copies, so the analysis may scale its samples in place without touching the caller's
     y = np.nan_to_num(np.asarray(samples, dtype=np.float32).reshape(-1), posinf=0.0, neginf=0.0)
     if y.size == 0:
         raise AudioError("music contains no audio")
@@ -171,7 +175,13 @@ def analyze_samples(samples: np.ndarray, sample_rate: int, *, min_seconds: float
     level = 20 * math.log10(rms) if rms > 0 else -math.inf
     if level < _SILENCE_DBFS:
         raise AudioError(f"music is silent (level {level:.0f} dBFS)")
-    return _BeatAnalysis(y, sample_rate, duration).run()
+    return y
+
+
+def analyze_samples(samples: np.ndarray, sample_rate: int, *, min_seconds: float = 4.0) -> BeatGrid:
+    """`analyze_music` on already decoded mono PCM (float, nominally -1..1)."""
+    y = check_music_samples(samples, sample_rate, min_seconds=min_seconds)
+    return _BeatAnalysis(y, sample_rate, y.size / float(sample_rate)).run()
 
 
 def default_grid(bpm: float, duration: float, *, beat_offset: float = 0.0,

@@ -7,6 +7,7 @@ frame count from the final progress line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -250,10 +251,8 @@ class VideoWriter:
                  tb: TracebackType | None) -> None:
         assert self._proc is not None
         if self._proc.stdin:
-            try:
+            with contextlib.suppress(BrokenPipeError):
                 self._proc.stdin.close()
-            except BrokenPipeError:
-                pass
         stderr = self._proc.stderr.read() if self._proc.stderr else b""
         rc = self._proc.wait()
         if exc_type is not None:

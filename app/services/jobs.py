@@ -6,17 +6,14 @@ can be re-run after the user's folder is gone, and a worker on another machine c
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from app.db.models import Job, JobStatus, Photo
 from app.db.session import session_scope
-from app.errors import AudioError, InvalidInputError, NoUsablePhotosError
-from app.media.ffmpeg import decode_audio
+from app.errors import InvalidInputError, NoUsablePhotosError
+from app.media.audio import check_music_samples, load_music
 from app.media.images import list_photo_files
 from app.orchestrator import ensure_phase_rows
 from app.phases.base import PhaseContext
@@ -24,8 +21,6 @@ from app.storage import keys
 
 #: Shortest music we accept: phase 3 needs a few bars to find a tempo.
 MIN_MUSIC_SECONDS = 4.0
-#: Below this RMS (dBFS) a track is treated as silent.
-SILENCE_DBFS = -60.0
 
 
 @dataclass(frozen=True)
@@ -38,16 +33,8 @@ class PhotoInput:
 
 def check_music(path: Path) -> float:
     """Fail fast, before any rendering, on music phase 3 could not use. Returns its duration."""
-    pcm = decode_audio(path, sample_rate=8000, mono=True)
-    seconds = pcm.size / 8000.0
-    if seconds < MIN_MUSIC_SECONDS:
-        raise AudioError(f"music {path.name} is {seconds:.1f} s long; at least {MIN_MUSIC_SECONDS:.0f} s "
-                         "is needed")
-    rms = float(np.sqrt(np.mean(np.square(pcm, dtype=np.float64))))
-    dbfs = 20 * math.log10(max(rms, 1e-12))
-    if dbfs < SILENCE_DBFS:
-        raise AudioError(f"music {path.name} is silent ({dbfs:.0f} dBFS)")
-    return seconds
+    samples = check_music_samples(load_music(path, sample_rate=8000), 8000, min_seconds=MIN_MUSIC_SECONDS)
+    return samples.size / 8000.0
 
 
 def photos_from_folder(folder: Path) -> list[PhotoInput]:
@@ -76,7 +63,8 @@ def create_job(ctx: PhaseContext, *, listing_id: str, photos: list[PhotoInput], 
         job = Job(listing_id=listing_id, status=JobStatus.PENDING, current_phase=0,
                   template_type=template_type,
                   target_length=target_length or settings.DEFAULT_TARGET_LENGTH,
-                  enable_beat_sync=settings.ENABLE_BEAT_SYNC if enable_beat_sync is None else enable_beat_sync,
+                  enable_beat_sync=(settings.ENABLE_BEAT_SYNC if enable_beat_sync is None
+                                    else enable_beat_sync),
                   job_metadata=metadata or {}, warnings=[])
         s.add(job)
         s.flush()

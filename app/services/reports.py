@@ -10,8 +10,10 @@ from sqlalchemy import select
 from app.db.models import Clip, Photo, PhotoStatus, Timeline
 from app.db.session import session_scope
 from app.errors import StorageError
+from app.media.types import BeatGrid
 from app.orchestrator import job_summary
 from app.phases.base import PhaseContext
+from app.phases.timeline.planner import video_time_grid
 
 
 def _local_copy(ctx: PhaseContext, uri: str | None, dest: Path | None) -> str | None:
@@ -37,21 +39,21 @@ def job_report(ctx: PhaseContext, job_id: int, *, output: Path | None = None) ->
                                   .order_by(Timeline.version)))
         tl: dict[str, Any] | None = None
         if timeline is not None:
-            grid = timeline.beat_grid or {}
             offset = timeline.music_offset or 0.0
             total = timeline.total_duration or 0.0
+            grid = (video_time_grid(BeatGrid.from_dict(timeline.beat_grid), offset, total)
+                    if timeline.beat_grid else None)
             tl = {
                 "version": timeline.version,
                 "versions": versions,
                 "status": timeline.status,
-                "tempo": grid.get("tempo"),
-                "beat_source": grid.get("source"),
+                "tempo": grid.tempo if grid else None,
+                "beat_source": grid.source if grid else None,
                 "music_offset": offset,
                 "total_duration": total,
                 # Beats in video time, so cuts can be checked against them directly.
-                "beats": [round(b - offset, 4) for b in grid.get("beats", []) if -1e-6 <= b - offset <= total + 1e-6],
-                "downbeats": [round(b - offset, 4) for b in grid.get("downbeats", [])
-                              if -1e-6 <= b - offset <= total + 1e-6],
+                "beats": [round(b, 4) for b in grid.beats] if grid else [],
+                "downbeats": [round(b, 4) for b in grid.downbeats] if grid else [],
                 "clips": [],
             }
             for tc in timeline.clips:

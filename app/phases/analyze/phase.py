@@ -135,13 +135,15 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
     shown = [a for a in analysed if a.photo_id not in duplicates]
     heroes: dict[int, int] = {}
     for index, cluster in enumerate(clusters):
-        members = [m for m in cluster.member_ids if m not in duplicates] or list(cluster.member_ids)
-        heroes[index] = choose_hero(cluster, {m: quality_by_id[m] for m in members})
+        member_ids = [int(m) for m in cluster.member_ids]  # type: ignore[call-overload]
+        members = [m for m in member_ids if m not in duplicates] or member_ids
+        heroes[index] = int(choose_hero(cluster, {m: quality_by_id[m] for m in members}))  # type: ignore[call-overload]
 
     progress.step(len(photos) + 1, len(photos) + 2, "planning motion")
     plans: dict[int, dict[str, Any]] = {}
     durations: dict[int, float] = {}
-    cluster_of: dict[int, int] = {m: idx for idx, c in enumerate(clusters) for m in c.member_ids}
+    cluster_of: dict[int, int] = {int(m): idx for idx, c in enumerate(clusters)  # type: ignore[call-overload]
+                                  for m in c.member_ids}
     hero_ids = set(heroes.values())
     for a in shown:
         # Planned on the analysis copy (viewports are resolution-independent); the zoom a photo can
@@ -170,10 +172,11 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
                 photo.status, photo.reject_reason = PhotoStatus.REJECTED, rejected[photo.id]
                 photo.room_cluster_id = None
                 continue
-            a = by_id.get(photo.id)
-            if a is None:  # excluded by the user
+            found = by_id.get(photo.id)
+            if found is None:  # excluded by the user
                 photo.status, photo.reject_reason, photo.room_cluster_id = PhotoStatus.OK, None, None
                 continue
+            a = found
             photo.status, photo.reject_reason = PhotoStatus.OK, None
             photo.width, photo.height = a.width, a.height
             photo.sharpness = round(a.quality.sharpness, 4)
@@ -198,31 +201,33 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
             }
         for index, cluster in enumerate(clusters):
             hero = heroes[index]
-            plan = plans.get(hero, {})
+            hero_plan = plans.get(hero, {})
             s.add(AnalysisResult(
                 job_id=job_id, room_cluster_id=cluster_rows[index].id, hero_photo_id=hero,
-                recommended_motion=plan.get("motion_type"), allowed_motion_types=plan.get("allowed", []),
+                recommended_motion=hero_plan.get("motion_type"),
+                allowed_motion_types=hero_plan.get("allowed", []),
                 recommended_duration=durations.get(hero), tier="2d",
                 model_recommendation="ken_burns",
                 debug_metrics={"pair_metrics": _jsonable(cluster.pair_metrics),
-                               "rationale": plan.get("rationale", ""), "members": list(cluster.member_ids)}))
+                               "rationale": hero_plan.get("rationale", ""),
+                               "members": _jsonable(list(cluster.member_ids))}))
         existing = {c.photo_id: c for c in s.scalars(select(Clip).where(Clip.job_id == job_id))}
-        for photo_id, clip in existing.items():
-            if photo_id not in plans:
-                s.delete(clip)
+        for planned_photo, stale in existing.items():
+            if planned_photo not in plans:
+                s.delete(stale)
         for a in shown:
-            plan = plans[a.photo_id]
+            plan_dict = plans[a.photo_id]
             duration = durations[a.photo_id]
-            clip = existing.get(a.photo_id)
-            if clip is None:
-                clip = Clip(job_id=job_id, photo_id=a.photo_id, status=ClipStatus.PENDING, render_log=[])
+            clip = existing.get(a.photo_id) or Clip(job_id=job_id, photo_id=a.photo_id, status=ClipStatus.PENDING,
+                                                    render_log=[])
+            if clip.id is None:
                 s.add(clip)
-            if clip.motion_plan != plan or clip.duration != duration:
+            if clip.motion_plan != plan_dict or clip.duration != duration:
                 clip.status = ClipStatus.PENDING
             clip.room_cluster_id = cluster_rows[cluster_of[a.photo_id]].id
             clip.source_photo_ids = [a.photo_id]
-            clip.motion_plan = plan
-            clip.motion_type = plan["motion_type"]
+            clip.motion_plan = plan_dict
+            clip.motion_type = plan_dict["motion_type"]
             clip.duration = duration
             clip.is_hero = a.photo_id in hero_ids
             clip.tier = "2d"

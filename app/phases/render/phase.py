@@ -76,7 +76,6 @@ def render_clip(ctx: PhaseContext, clip_id: int) -> ClipOutcome:
     plan = MotionPlan.from_dict(plan_dict)
     out = workdir / "clips" / f"{clip_id}-{key[:12]}.mp4"
     log: list[dict[str, object]] = []
-    progress = ctx.progress(job_id, PHASE)
     for renderer in chain:
         t0 = time.perf_counter()
         try:

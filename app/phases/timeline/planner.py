@@ -224,3 +224,12 @@ def _select(ordered: list[ClipCandidate], count: int) -> list[ClipCandidate]:
                       key=lambda i: (i != 0, not ordered[i].is_hero, -ordered[i].score, i))
     chosen = set(priority[:count])
     return [c for i, c in enumerate(ordered) if i in chosen]
+
+
+def video_time_grid(grid: BeatGrid, music_offset: float, total: float) -> BeatGrid:
+    """The beat grid shifted to video time and cut to the video's length."""
+    def window(times: list[float]) -> list[float]:
+        return [t - music_offset for t in times if -1e-6 <= t - music_offset <= total + 1e-6]
+
+    return BeatGrid(tempo=grid.tempo, beats=window(grid.beats), downbeats=window(grid.downbeats),
+                    duration=total, beat_offset=0.0, source=grid.source, confidence=grid.confidence)

@@ -14,16 +14,8 @@ from app.media.storyboard import StoryboardPhoto, StoryboardRoom, StoryboardSegm
 from app.media.types import BeatGrid, MotionPlan
 from app.orchestrator import get_job
 from app.phases.base import PhaseContext
+from app.phases.timeline.planner import video_time_grid
 from app.storage import keys
-
-
-def video_time_grid(grid: BeatGrid, music_offset: float, total: float) -> BeatGrid:
-    """The beat grid shifted to video time and cut to the video's length."""
-    def window(times: list[float]) -> list[float]:
-        return [t - music_offset for t in times if -1e-6 <= t - music_offset <= total + 1e-6]
-
-    return BeatGrid(tempo=grid.tempo, beats=window(grid.beats), downbeats=window(grid.downbeats),
-                    duration=total, beat_offset=0.0, source=grid.source, confidence=grid.confidence)
 
 
 def write_storyboard(ctx: PhaseContext, job_id: int, version: int, out: Path) -> Path:
