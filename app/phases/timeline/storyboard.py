@@ -37,6 +37,13 @@ def write_storyboard(ctx: PhaseContext, job_id: int, version: int, out: Path) ->
             except StorageError:
                 return None
 
+        # Rows follow the tour: a room's first appearance on the timeline; rooms not shown come last.
+        first_seen: dict[int, int] = {}
+        for tc in timeline.clips:
+            clip = clips_by_id.get(tc.clip_id) if tc.clip_id else None
+            if clip is not None and clip.room_cluster_id is not None:
+                first_seen.setdefault(clip.room_cluster_id, tc.order_index)
+        clusters.sort(key=lambda c: (first_seen.get(c.id, 10_000), c.cluster_index))
         rooms: list[StoryboardRoom] = []
         for cluster in clusters:
             members: list[StoryboardPhoto] = []
