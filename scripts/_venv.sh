@@ -58,7 +58,11 @@ install_project() {
   local here
   here="$(cd / && "$VENV/bin/python" -c 'import app, pathlib; print(pathlib.Path(app.__file__).resolve().parents[1])' 2>/dev/null || true)"
   if [ "$here" != "$ROOT" ] || [ ! -x "$VENV/bin/picaivid" ]; then
-    "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e "$ROOT"
+    local log
+    log="$(mktemp)"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e "$ROOT" \
+      >"$log" 2>&1 || { cat "$log" >&2; rm -f "$log"; exit 1; }
+    rm -f "$log"
   fi
 }
 

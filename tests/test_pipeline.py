@@ -237,3 +237,30 @@ def test_pipeline_on_postgres_and_s3(s3_ctx: PhaseContext, small_listing: Any) -
     assert run_job(s3_ctx, rendered.job_id, start_phase=4).status == "completed"
     listed = s3.list_objects_v2(Bucket=s3_ctx.settings.S3_BUCKET, Prefix=f"jobs/{rendered.job_id}/phase2/")
     assert {o["Key"] for o in listed.get("Contents", [])} == {k for k in objects if "/phase2/" in k}
+
+
+def test_label_precedence_override_then_backend_then_inferred(tmp_path: Path, database_url: str,
+                                                               small_listing: Any) -> None:
+    """room_override (a user's edit) > room_label (the backend's) > the heuristic guess; each recorded."""
+    from app.services.jobs import PhotoInput
+
+    ctx = make_context(make_settings(tmp_path, database_url))
+    inputs = photos_from_folder(small_listing.photos_dir)
+    exterior = next(i for i in inputs if i.room_label == "exterior")
+    rest = [i for i in inputs if i is not exterior]
+    job_id = create_job(ctx, listing_id="labels", photos=[PhotoInput(path=exterior.path), *rest], music=None)
+    with session_scope(ctx.sessions) as s:
+        kitchen = s.scalars(select(Photo).where(Photo.job_id == job_id, Photo.room_label == "kitchen")).first()
+        assert kitchen is not None
+        kitchen.room_override = "dining_room"
+        kitchen_id = kitchen.id
+    assert run_job(ctx, job_id, phases=[1]).status != "failed"
+    with session_scope(ctx.sessions) as s:
+        rows = {p.id: p for p in s.scalars(select(Photo).where(Photo.job_id == job_id))}
+    assert (rows[kitchen_id].resolved_room_label, rows[kitchen_id].label_source) == ("dining_room", "override")
+    first = min(rows.values(), key=lambda p: p.position)
+    assert first.filename == exterior.path.name and first.room_label is None
+    assert first.label_source == "heuristic:v1" and first.resolved_room_label == first.inferred_room_label
+    assert first.is_exterior is True, "the unlabelled exterior is recognised as an exterior"
+    others = [p for p in rows.values() if p.id not in (kitchen_id, first.id)]
+    assert all(p.label_source == "backend" and p.resolved_room_label == p.room_label for p in others)

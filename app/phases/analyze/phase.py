@@ -80,14 +80,14 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
     with session_scope(ctx.sessions) as s:
         job = get_job(s, job_id)
         target = job.target_length or settings.DEFAULT_TARGET_LENGTH
-        photos = [(p.id, p.s3_uri, p.filename or f"photo {p.id}", p.room_override or p.room_label, p.exclude)
+        photos = [(p.id, p.s3_uri, p.filename or f"photo {p.id}", p.room_override, p.room_label, p.exclude)
                   for p in s.scalars(select(Photo).where(Photo.job_id == job_id).order_by(Photo.position))]
 
     warnings: list[str] = []
     rejected: dict[int, str] = {}
     analysed: list[_Analysed] = []
     excluded: list[int] = []
-    for i, (photo_id, uri, filename, given_label, exclude) in enumerate(photos):
+    for i, (photo_id, uri, filename, override, given_label, exclude) in enumerate(photos):
         progress.step(i, len(photos) + 2, f"photo {i + 1}/{len(photos)}")
         if exclude:
             excluded.append(photo_id)
@@ -103,7 +103,9 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
         small = resize_max(loaded.rgb, ANALYSIS_MAX_SIDE)
         quality = score_quality(small)
         scene = classify_scene(small)
-        label, source = resolve_room_label(given_label, scene)
+        label, source = resolve_room_label(override or given_label, scene)
+        if override and source == "backend":
+            source = "override"  # a user's edit of the label wins over the backend's
         analysed.append(_Analysed(
             photo_id=photo_id, filename=filename, rgb=small, width=loaded.width, height=loaded.height,
             quality=quality, scene=scene, label=label, label_source=source,
@@ -129,8 +131,10 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
 
     progress.step(len(photos), len(photos) + 2, "clustering rooms")
     by_id = {a.photo_id: a for a in analysed}
-    clusters = cluster_rooms([ClusterInput(id=a.photo_id, rgb=a.rgb, label=a.label,
-                                           is_exterior=a.scene.is_exterior) for a in analysed])
+    # A label from the backend (or a user) is a hard constraint; a guessed one only votes.
+    clusters = cluster_rooms([ClusterInput(id=a.photo_id, rgb=a.rgb, label=a.label, is_exterior=a.scene.is_exterior,
+                                           label_confidence=1.0 if a.label_source in ("backend", "override")
+                                           else a.scene.label_confidence) for a in analysed])
     quality_by_id = {a.photo_id: a.final_score for a in analysed}
     shown = [a for a in analysed if a.photo_id not in duplicates]
     heroes: dict[int, int] = {}
