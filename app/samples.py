@@ -139,10 +139,9 @@ def make_sample_listing(out_dir: Path, *, width: int = 1600, height: int = 1067,
         results = [_render_group(*job) for job in jobs]
         music = synthesize_music(music_path, bpm=bpm, seconds=music_seconds, seed=seed)
     else:
-        # fork: workers inherit the imported modules and start at once (they only compute and write
-        # files, so nothing inherited can bite); spawn where there is no fork.
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context(method),
+        # spawn, never fork: a caller that already used OpenCV (or any threaded library) holds thread
+        # pools whose locks a forked child inherits mid-use; its first cv2 call then deadlocks.
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_worker_init) as pool:
             # The slowest jobs first, so two workers finish together.
             order = sorted(range(len(jobs)), key=lambda i: -_GROUP_COST[jobs[i][0].group])

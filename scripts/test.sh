@@ -50,12 +50,11 @@ provision_postgres() {
 provision_moto() {
   local port
   port="$(free_port)"
-  moto_server -H 127.0.0.1 -p "$port" >/tmp/picaivid-moto-$port.log 2>&1 &
+  python -c 'from moto.server import main; main()' -H 127.0.0.1 -p "$port" >"/tmp/picaivid-moto-$port.log" 2>&1 &
   CLEANUP+=("kill $!")
-  for _ in $(seq 1 100); do
-    curl -fsS "http://127.0.0.1:$port/moto-api/" >/dev/null 2>&1 && break
+  for _ in $(seq 1 150); do
     python -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && break
-    sleep 0.1
+    sleep 0.2
   done
   export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
 }

@@ -122,12 +122,13 @@ def aws_endpoint() -> Iterator[str]:
     if given:
         yield given
         return
-    exe = Path(sys.executable).with_name("moto_server")
-    if not exe.exists():
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
         _unavailable("moto_server is not installed (pip install 'moto[server]')")
     port = _free_port()
-    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-c", "from moto.server import main; main()", "-H", "127.0.0.1",
+                             "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
