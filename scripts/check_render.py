@@ -24,9 +24,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "picaivid" / "numba"))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from app.media.ffmpeg import decode_audio, measure_loudness, probe  # noqa: E402
+from app.media.ffmpeg import decode_audio, measure_loudness, probe
 
 
 def main(argv: list[str] | None = None) -> int:

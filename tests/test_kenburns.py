@@ -13,12 +13,12 @@ import pytest
 from app.media.ffmpeg import probe, run_ffmpeg
 from app.media.kenburns import (
     KenBurnsCamera,
-    _viewport_rect,
     ease,
     frame_at,
     interpolate_rect,
     render_ken_burns,
 )
+from app.media.motion import viewport_rect
 from app.media.types import Easing, MotionPlan, MotionType, Viewport
 
 
@@ -61,14 +61,14 @@ def pan_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray
 
 def test_viewport_rect_semantics() -> None:
     # Wider than 16:9: zoom 1 spans the full height.
-    assert _viewport_rect(Viewport(0.5, 0.5, 1.0), 2000, 1000, 16 / 9) == pytest.approx(
+    assert viewport_rect(Viewport(0.5, 0.5, 1.0), 2000, 1000, 16 / 9) == pytest.approx(
         (1000 - 1777.777 / 2, 0.0, 1777.777, 1000.0), abs=1e-2)
     # Taller than 16:9: full width; zoom 2 halves it; the window is clamped inside the photo.
-    x0, y0, w, h = _viewport_rect(Viewport(0.0, 1.0, 2.0), 1200, 1600, 16 / 9)
+    x0, y0, w, h = viewport_rect(Viewport(0.0, 1.0, 2.0), 1200, 1600, 16 / 9)
     assert (w, h) == pytest.approx((600.0, 337.5))
     assert (x0, y0) == pytest.approx((0.0, 1600 - 337.5))
     # Zoom below 1 would leave the photo: treated as 1.
-    assert _viewport_rect(Viewport(0.5, 0.5, 0.5), 1600, 900, 16 / 9) == pytest.approx((0, 0, 1600, 900))
+    assert viewport_rect(Viewport(0.5, 0.5, 0.5), 1600, 900, 16 / 9) == pytest.approx((0, 0, 1600, 900))
 
 
 def test_easing_curves() -> None:
@@ -82,8 +82,8 @@ def test_easing_curves() -> None:
 
 def test_interpolated_path_stays_inside_and_zooms_about_fixed_point() -> None:
     w, h, aspect = 1600, 1200, 16 / 9
-    r0 = _viewport_rect(Viewport(0.5, 0.5, 1.0), w, h, aspect)
-    r1 = _viewport_rect(Viewport(0.9, 0.2, 1.6), w, h, aspect)  # clamped into the corner region
+    r0 = viewport_rect(Viewport(0.5, 0.5, 1.0), w, h, aspect)
+    r1 = viewport_rect(Viewport(0.9, 0.2, 1.6), w, h, aspect)  # clamped into the corner region
     assert interpolate_rect(r0, r1, 0.0) == pytest.approx(r0)
     assert interpolate_rect(r0, r1, 1.0) == pytest.approx(r1)
     # The point that sits at the same normalised screen position in both windows stays there.

@@ -34,7 +34,6 @@ Audio
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -49,7 +48,15 @@ from fractions import Fraction
 from pathlib import Path
 
 from app.errors import FFmpegError, OutputVerificationError
-from app.media.ffmpeg import Loudness, MediaInfo, ffmpeg_exe, measure_loudness, probe, run_ffmpeg
+from app.media.ffmpeg import (
+    Loudness,
+    MediaInfo,
+    ffmpeg_exe,
+    measure_loudness,
+    parse_loudnorm_json,
+    probe,
+    run_ffmpeg,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -438,17 +445,6 @@ def _tail(text: str) -> str:
     return "\n".join(lines[-6:])[-_STDERR_TAIL:]
 
 
-def _parse_loudnorm_json(stderr: str) -> Loudness:
-    block = stderr[stderr.rfind("{"): stderr.rfind("}") + 1]
-    try:
-        data = json.loads(block)
-        return Loudness(integrated_lufs=float(data["input_i"]), true_peak_dbtp=float(data["input_tp"]),
-                        lra=float(data["input_lra"]), threshold=float(data["input_thresh"]),
-                        target_offset=float(data["target_offset"]))
-    except (ValueError, KeyError) as exc:
-        raise FFmpegError("could not parse the music bed's loudness analysis", _tail(stderr)) from exc
-
-
 def measure_music_bed(music: MusicBed, duration: float, *, target_lufs: float = -14.0,
                       target_tp: float = -1.0) -> Loudness:
     """Loudnorm pass 1 on the trimmed, faded music bed alone (audio only, no video decode)."""
@@ -457,7 +453,7 @@ def measure_music_bed(music: MusicBed, duration: float, *, target_lufs: float = 
           ":print_format=json")
     proc = run_ffmpeg(["-i", str(music.path), "-vn", "-sn", "-dn", "-af", af, "-f", "null", "-"],
                       what="music loudness analysis")
-    return _parse_loudnorm_json(proc.stderr.decode("utf-8", "replace"))
+    return parse_loudnorm_json(proc.stderr.decode("utf-8", "replace"), "music bed's loudness analysis")
 
 
 def _audio_codec_args(audio_bitrate: str) -> list[str]:

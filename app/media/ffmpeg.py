@@ -195,15 +195,19 @@ def measure_loudness(path: str | os.PathLike[str], *, start: float | None = None
     args += ["-i", str(path), "-vn", "-af",
              f"loudnorm=I={target_i}:TP={target_tp}:LRA={target_lra}:print_format=json", "-f", "null", "-"]
     proc = run_ffmpeg(args, what="loudness analysis")
-    err = proc.stderr.decode("utf-8", "replace")
-    block = err[err.rfind("{"): err.rfind("}") + 1]
+    return parse_loudnorm_json(proc.stderr.decode("utf-8", "replace"))
+
+
+def parse_loudnorm_json(stderr: str, what: str = "loudness analysis") -> Loudness:
+    """The measurement block `loudnorm=...:print_format=json` prints at the end of its stderr."""
+    block = stderr[stderr.rfind("{"): stderr.rfind("}") + 1]
     try:
         data = json.loads(block)
         return Loudness(integrated_lufs=float(data["input_i"]), true_peak_dbtp=float(data["input_tp"]),
                         lra=float(data["input_lra"]), threshold=float(data["input_thresh"]),
                         target_offset=float(data["target_offset"]))
     except (ValueError, KeyError) as exc:
-        raise FFmpegError("could not parse loudness analysis", _tail(err)) from exc
+        raise FFmpegError(f"could not parse the {what}", _tail(stderr)) from exc
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ camera moves by fractions of a pixel and the motion stays as smooth as the easin
 Camera path (shared by `render_ken_burns` and `frame_at`, so previews and validation see exactly
 what the renderer draws):
 
-* the plan's start and end viewports are turned into rectangles on the photo by `_viewport_rect`
+* the plan's start and end viewports are turned into rectangles on the photo by `viewport_rect`
   (clamped inside the photo);
 * the window size is interpolated geometrically (linear in log size), so a zoom's perceived speed
   is constant instead of slowing down as the window shrinks;
@@ -30,7 +30,6 @@ the per-frame warp is a cheap bilinear one that only ever resamples by that smal
 
 from __future__ import annotations
 
-import math
 import queue
 import threading
 import time
@@ -43,7 +42,8 @@ import cv2
 import numpy as np
 
 from app.media.ffmpeg import VideoWriter
-from app.media.types import Easing, MotionPlan, Viewport
+from app.media.motion import viewport_rect
+from app.media.types import Easing, MotionPlan
 
 #: After the one-off INTER_AREA reduction the largest window of a clip is at most this many times
 #: the output size: the per-frame bilinear warp then downsamples by <= 1.4x, which does not alias
@@ -76,30 +76,6 @@ class RenderStats:
 
 
 Rect = tuple[float, float, float, float]
-
-
-def _viewport_rect(vp: Viewport, img_w: int, img_h: int, output_aspect: float) -> Rect:
-    """Float window (x0, y0, w, h) in source pixels for a viewport.
-
-    Same semantics as `app.media.motion.viewport_rect` (kept private here until the two are merged):
-    zoom 1.0 is the largest window with aspect `output_aspect` (width / height) that fits inside the
-    image; zoom z is that window scaled by 1/z. Zooms below 1.0 would need pixels outside the photo
-    and are treated as 1.0. The window is centred on (cx * img_w, cy * img_h) and then shifted (never
-    resized) to lie inside the image.
-    """
-    if img_w <= 0 or img_h <= 0 or output_aspect <= 0:
-        raise ValueError(f"bad geometry: image {img_w}x{img_h}, aspect {output_aspect}")
-    if not (math.isfinite(vp.zoom) and vp.zoom > 0):
-        raise ValueError(f"viewport zoom must be positive, got {vp.zoom}")
-    if img_w / img_h > output_aspect:
-        base_w, base_h = img_h * output_aspect, float(img_h)
-    else:
-        base_w, base_h = float(img_w), img_w / output_aspect
-    zoom = max(1.0, vp.zoom)
-    w, h = base_w / zoom, base_h / zoom
-    x0 = min(max(vp.cx * img_w - w / 2.0, 0.0), img_w - w)
-    y0 = min(max(vp.cy * img_h - h / 2.0, 0.0), img_h - h)
-    return x0, y0, w, h
 
 
 def ease(easing: Easing, t: float) -> float:
@@ -164,8 +140,8 @@ class KenBurnsCamera:
         self.plan = plan
         self.img_h, self.img_w = src.shape[:2]
         aspect = width / height
-        self.r0 = _viewport_rect(plan.start, self.img_w, self.img_h, aspect)
-        self.r1 = _viewport_rect(plan.end, self.img_w, self.img_h, aspect)
+        self.r0 = viewport_rect(plan.start, self.img_w, self.img_h, aspect)
+        self.r1 = viewport_rect(plan.end, self.img_w, self.img_h, aspect)
         # One-off resample (see module docstring): bring the largest window to
         # [_MIN_PRESCALE, _MAX_PRESCALE] x output, aiming for the smallest window at >= 1x output.
         w_max, w_min = max(self.r0[2], self.r1[2]), min(self.r0[2], self.r1[2])

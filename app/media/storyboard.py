@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from app.media.kenburns import _viewport_rect
+from app.media.motion import viewport_rect
 from app.media.types import BeatGrid, MotionPlan, MotionType, Viewport
 
 FontT = ImageFont.FreeTypeFont | ImageFont.ImageFont
@@ -195,7 +195,7 @@ def _arrow(draw: ImageDraw.ImageDraw, p0: tuple[float, float], p1: tuple[float, 
 
 def _viewport_box(vp: Viewport, img_w: int, img_h: int, aspect: float) -> tuple[float, float, float, float]:
     """The viewport's window as (x0, y0, x1, y1) in photo pixels, exactly as the renderer frames it."""
-    x0, y0, w, h = _viewport_rect(vp, img_w, img_h, aspect)
+    x0, y0, w, h = viewport_rect(vp, img_w, img_h, aspect)
     return x0, y0, x0 + w, y0 + h
 
 
