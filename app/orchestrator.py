@@ -106,8 +106,9 @@ def invalidate_from(session: Session, job: Job, start_phase: int) -> None:
         row = rows[phase]
         row.status = PhaseStatus.PENDING
         row.error = None
-    if start_phase <= 2:
-        # Re-render: every clip goes back to pending. Phase 1 keeps clip rows whose plan did not change.
+    if start_phase == 2:
+        # An explicit re-render: every clip goes back to pending. (From phase 1, phase 1 itself sends back
+        # exactly the clips whose plan changed; unchanged ones keep their render.)
         session.execute(update(Clip).where(Clip.job_id == job.id)
                         .values(status=ClipStatus.PENDING, lease_owner=None, lease_expires_at=None))
     job.generation = (job.generation or 1) + 1

@@ -264,3 +264,46 @@ def test_label_precedence_override_then_backend_then_inferred(tmp_path: Path, da
     assert first.is_exterior is True, "the unlabelled exterior is recognised as an exterior"
     others = [p for p in rows.values() if p.id not in (kitchen_id, first.id)]
     assert all(p.label_source == "backend" and p.resolved_room_label == p.room_label for p in others)
+
+
+def test_rerun_from_phase_1_reuses_renders_whose_plan_did_not_change(rendered: Rendered) -> None:
+    """Analysis is deterministic: re-planning yields the same plans, so phase 2 reuses every clip."""
+    ctx, job_id = rendered.ctx, rendered.job_id
+    with session_scope(ctx.sessions) as s:
+        before = {c.photo_id: (c.id, c.render_key, c.render_attempts)
+                  for c in s.scalars(select(Clip).where(Clip.job_id == job_id))}
+    outcome = run_job(ctx, job_id, start_phase=1)
+    assert outcome.status == "completed" and outcome.phases_run == [1, 2, 3, 4]
+    with session_scope(ctx.sessions) as s:
+        after = {c.photo_id: (c.id, c.render_key, c.render_attempts)
+                 for c in s.scalars(select(Clip).where(Clip.job_id == job_id))}
+        details = s.scalars(select(JobPhase.details).where(JobPhase.job_id == job_id, JobPhase.phase == 2)).one()
+    assert after == before, "same clip rows, same render keys, no new render attempts"
+    assert details["reused"] == len(before) and details["rendered"] == 0
+
+
+def test_a_failed_job_records_why_and_others_carry_on(tmp_path: Path, database_url: str,
+                                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+    from app.samples import make_sample_listing
+
+    listing = make_sample_listing(tmp_path_factory.mktemp("two-rooms"), width=480, height=320, music_seconds=12,
+                                  seed=9, rooms=["exterior", "kitchen"])
+    ctx = make_context(make_settings(tmp_path, database_url))
+    photos = photos_from_folder(listing.photos_dir)
+    broken = create_job(ctx, listing_id="broken", photos=photos, music=listing.music_path, target_length=6)
+    healthy = create_job(ctx, listing_id="healthy", photos=photos, music=listing.music_path, target_length=6)
+    with session_scope(ctx.sessions) as s:
+        music_uri = s.get(Job, broken).music_uri  # type: ignore[union-attr]
+    # The stored music goes bad after the job was accepted (a truncated upload, say).
+    Path(ctx.storage.local_path(ctx.storage.resolve_key(music_uri), tmp_path)).write_bytes(b"\x00" * 2048)
+
+    failed = run_job(ctx, broken)
+    assert failed.status == "failed" and failed.exit_code == 2
+    assert failed.error and failed.error.startswith("phase 3 (timeline): cannot decode music")
+    with session_scope(ctx.sessions) as s:
+        job = s.get(Job, broken)
+        assert job is not None and job.status == "failed" and job.error == failed.error
+        phase3 = s.scalars(select(JobPhase).where(JobPhase.job_id == broken, JobPhase.phase == 3)).one()
+        assert phase3.status == "failed" and "cannot decode music" in (phase3.error or "")
+        assert "Traceback" not in (job.error or "")
+    assert run_job(ctx, healthy).status == "completed"
