@@ -89,7 +89,8 @@ def render_clip(ctx: PhaseContext, clip_id: int) -> ClipOutcome:
         check = validate_clip(out, source.rgb, plan, width=width, height=height, fps=settings.OUTPUT_FPS,
                               duration=duration)
         log.append({"renderer": renderer.name, "ok": check.passed, "score": round(check.score, 4),
-                    "reasons": check.reasons, "seconds": round(seconds, 3)})
+                    "reasons": check.reasons, "seconds": round(seconds, 3),
+                    "validate_seconds": round(time.perf_counter() - t0 - seconds, 3)})
         if not check.passed:
             continue
         uri = ctx.storage.put_file(artifact, out, "video/mp4")
