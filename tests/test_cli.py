@@ -165,3 +165,15 @@ def test_render_without_music_has_no_audio_track(tmp_path: Path, cli_listing: An
 def test_db_upgrade_command(tmp_path: Path) -> None:
     res = picaivid(["db", "upgrade"], tmp_path)
     assert res.returncode == 0 and "database at revision" in res.stdout
+
+
+def test_no_beat_sync_cuts_on_the_default_grid_with_music(tmp_path: Path, cli_listing: Any) -> None:
+    out = tmp_path / "steady.mp4"
+    res = picaivid(["render", str(cli_listing.photos_dir), "--music", str(cli_listing.music_path), "--out", str(out),
+                    "--target-length", "6", "--no-beat-sync", "--json"], tmp_path,
+                   env={"OUTPUT_RESOLUTION": "640x360", "DEFAULT_BPM": "90"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    tl = json.loads(res.stdout)["timeline"]
+    assert tl["beat_source"] == "default_bpm" and tl["tempo"] == 90
+    assert all(abs(c["start"] / (60 / 90) - round(c["start"] / (60 / 90))) < 1e-3 for c in tl["clips"])
+    assert probe(out).audio is not None, "the music still plays"

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from app.db.models import Clip, ClipStatus, Job, Photo, RoomCluster, Timeline, TimelineClip
 from app.db.session import session_scope
 from app.errors import PhaseOrderError
-from app.media.audio import analyze_music, default_grid
+from app.media.audio import analyze_music, check_music_samples, default_grid, load_music
 from app.media.types import BeatGrid
 from app.orchestrator import get_job
 from app.phases.base import PhaseContext, PhaseResult
@@ -26,10 +26,12 @@ def beat_grid_for(job: Job, ctx: PhaseContext, workdir: Path) -> BeatGrid:
     settings = ctx.settings
     if job.music_uri:
         music = ctx.storage.local_path(ctx.storage.resolve_key(job.music_uri), workdir / "cache")
-        detected = analyze_music(music)
         if job.enable_beat_sync:
-            return detected
-        return default_grid(settings.DEFAULT_BPM, detected.duration)
+            return analyze_music(music)
+        # Beat sync off: the music still plays, cut on a steady grid; only its length is needed.
+        sample_rate = 8000
+        samples = check_music_samples(load_music(music, sample_rate=sample_rate), sample_rate)
+        return default_grid(settings.DEFAULT_BPM, samples.size / sample_rate)
     length = (job.target_length or settings.DEFAULT_TARGET_LENGTH) + 30.0
     return default_grid(settings.DEFAULT_BPM, length)
 
