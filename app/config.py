@@ -41,7 +41,30 @@ class Settings(BaseSettings):
     WORKER_TYPE: Literal["cpu", "gpu"] = "cpu"
     GPU_ENABLED: bool = False
     MAX_WORKERS: int = 1
+    #: Base URL of the EC2 instance metadata service (IMDSv2). Empty turns the Spot-notice poll off.
     SPOT_TERMINATION_ENDPOINT: str = "http://169.254.169.254"
+    SPOT_POLL_SECONDS: float = 5.0
+    #: A received message stays hidden this long; the worker's heartbeat keeps extending it while it works.
+    SQS_VISIBILITY_TIMEOUT: int = 120
+    #: Long-poll wait per receive (SQS allows 0-20 s).
+    SQS_WAIT_SECONDS: int = 10
+    #: The queues' redrive maxReceiveCount: after this many deliveries a message moves to the DLQ.
+    SQS_MAX_RECEIVES: int = 5
+    #: How often a busy worker extends its message's visibility and its job/clip lease.
+    WORKER_HEARTBEAT_SECONDS: float = 20.0
+    #: Lease lengths in Postgres. A worker that dies stops renewing; after expiry another may take over.
+    JOB_LEASE_SECONDS: int = 180
+    CLIP_LEASE_SECONDS: int = 180
+    #: Transient failures come back after base * 2^(attempt-1) seconds, at most max.
+    RETRY_BACKOFF_BASE_SECONDS: float = 10.0
+    RETRY_BACKOFF_MAX_SECONDS: float = 600.0
+    #: On SIGTERM or a Spot notice the worker stops within this many seconds (ECS allows 120 s on Spot;
+    #: the issue's contract is 10 s).
+    SHUTDOWN_GRACE_SECONDS: float = 8.0
+    #: Path appended to BACKEND_URL for progress callbacks (a job's own callback_url wins).
+    CALLBACK_PATH: str = "/internal/picaivid/events"
+    CALLBACK_TIMEOUT_SECONDS: float = 5.0
+    CALLBACK_MAX_ATTEMPTS: int = 5
 
     # --- models -----------------------------------------------------------------------------
     MODEL_CACHE_DIR: Path = Path("./ml_models")

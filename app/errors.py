@@ -70,3 +70,27 @@ class StorageError(PicaividError):
 
 class OutputVerificationError(PicaividError):
     """The assembled video does not match its timeline (duration, streams)."""
+
+
+class EditRejectedError(InvalidInputError):
+    """A timeline or job edit that cannot be applied (unknown clip, not a permutation, trim too short)."""
+
+
+class JobBusyError(PicaividError):
+    """The job is being worked on (a worker holds its lease, or phase 2 is rendering): a re-run or an edit
+    has to wait until it stops."""
+
+    exit_code = 3
+    permanent = False
+
+
+class RenderCancelled(Exception):
+    """A render stopped because the worker is shutting down (SIGTERM, Spot notice). Deliberately not a
+    `PicaividError`: it must not downgrade the clip to the next renderer or fail the job."""
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Whether retrying `exc` is pointless. Bad input is permanent; database, storage, network and
+    ffmpeg hiccups are not, and neither is an unexpected exception (a bug, or a poison message): those
+    retry through the queue's visibility timeout until the redrive policy moves them to the DLQ."""
+    return isinstance(exc, PicaividError) and exc.permanent

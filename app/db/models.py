@@ -285,3 +285,57 @@ class Edit(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # --- ours ---
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+
+
+class OutboxMessage(Base):
+    """Ours: queue messages written in the same transaction as the state change that calls for them
+    (the transactional outbox). A relay sends them after commit; `dedup_key` makes staging idempotent,
+    so "phase 2 is done, run phase 3" is enqueued exactly once however many workers race to say it."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: "cpu" or "gpu": which queue the message goes to.
+    queue: Mapped[str] = mapped_column(String(8), nullable=False)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    dedup_key: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                 server_default=func.now())
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class AppliedMessage(Base):
+    """Ours: queue messages whose side effect (a re-run request) has been applied, by SQS MessageId.
+    A redelivered `start_phase` message resumes the job instead of invalidating it a second time."""
+
+    __tablename__ = "applied_messages"
+
+    message_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    start_phase: Mapped[int | None] = mapped_column(Integer)
+    applied_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                 server_default=func.now())
+
+
+class Worker(Base):
+    """Ours: the fleet's workers and what they are doing, renewed by each worker's heartbeat. The
+    metrics endpoint reads it (backlog per worker) and so do engineers (`picaivid status`)."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    worker_type: Mapped[str] = mapped_column(String(8), nullable=False)
+    hostname: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="idle", server_default="idle")
+    job_id: Mapped[int | None] = mapped_column(Integer)
+    clip_id: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                 server_default=func.now())
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                   server_default=func.now())
+    #: Messages handled, by outcome: {"done": n, "retried": n, "deferred": n, "rejected": n, "failed": n}.
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))

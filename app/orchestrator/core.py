@@ -92,8 +92,12 @@ def ensure_phase_rows(session: Session, job: Job) -> dict[int, JobPhase]:
     return rows
 
 
-def invalidate_from(session: Session, job: Job, start_phase: int) -> None:
-    """Send phase `start_phase` and every later phase back to pending. Earlier phases are untouched."""
+def invalidate_from(session: Session, job: Job, start_phase: int, *, reset_clips: bool | None = None) -> None:
+    """Send phase `start_phase` and every later phase back to pending. Earlier phases are untouched.
+
+    `reset_clips` (default: only for an explicit re-run from phase 2) sends every clip back to pending
+    so that phase 2 renders them all again. Edits pass False: phase 2 then renders exactly the clips
+    they sent back to pending (swap_hero) and reuses every other checkpoint."""
     if start_phase not in ALL_PHASES:
         raise PhaseOrderError(f"there is no phase {start_phase}; phases are 1-4")
     rows = ensure_phase_rows(session, job)
@@ -106,7 +110,9 @@ def invalidate_from(session: Session, job: Job, start_phase: int) -> None:
         row = rows[phase]
         row.status = PhaseStatus.PENDING
         row.error = None
-    if start_phase == 2:
+    if reset_clips is None:
+        reset_clips = start_phase == 2
+    if reset_clips:
         # An explicit re-render: every clip goes back to pending. (From phase 1, phase 1 itself sends back
         # exactly the clips whose plan changed; unchanged ones keep their render.)
         session.execute(update(Clip).where(Clip.job_id == job.id)

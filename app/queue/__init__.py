@@ -1,0 +1,1 @@
+"""The fleet's queue plumbing: the message contract, SQS access and the transactional outbox."""
