@@ -27,6 +27,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Turn a listing's photos and a music track into a beat-synced listing video.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(db_app, name="db")
+queues_app = typer.Typer(no_args_is_help=True, help="SQS queues of the fleet.")
+app.add_typer(queues_app, name="queues")
+dlq_app = typer.Typer(no_args_is_help=True, help="Dead-letter queues.")
+app.add_typer(dlq_app, name="dlq")
 
 err_console = Console(stderr=True)
 log = logging.getLogger("picaivid")
@@ -188,15 +192,24 @@ def run_cmd(
     from_phase: int | None = typer.Option(None, "--from-phase", min=1, max=4,
                                           help="Re-run from this phase; earlier phases are kept."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Also copy the video here."),
+    fleet: bool | None = typer.Option(None, "--fleet/--local",
+                                      help="Hand the run to the queue workers, or run it in this process "
+                                           "(default: the fleet when SQS_QUEUE_URL is set)."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Fleet: wait until the job completes or fails."),
+    timeout: float = typer.Option(3600.0, "--timeout", help="Fleet: give up waiting after this many seconds."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Run or resume a job; with --from-phase, re-run phase N and later only."""
     settings = get_settings()
     log_file = _setup_logging(settings)
+    use_fleet = bool(settings.SQS_QUEUE_URL) if fleet is None else fleet
     from app.orchestrator import run_job
     from app.phases.assemble.phase import local_output
 
     with _user_errors(as_json, log_file):
+        if use_fleet:
+            _run_on_fleet(job_id, from_phase, out, wait=wait, timeout=timeout, as_json=as_json)
+            return
         with _progress(True) as sink:
             ctx = _context(sink)
             outcome = run_job(ctx, job_id, start_phase=from_phase)
@@ -211,6 +224,160 @@ def run_cmd(
             err_console.print(f"[green]job {job_id} completed[/]: ran phases {outcome.phases_run}, kept "
                               f"{outcome.phases_skipped}; timeline v{report['timeline']['version']}")
             typer.echo(report["output"])
+
+
+def _run_on_fleet(job_id: int, from_phase: int | None, out: Path | None, *, wait: bool, timeout: float,
+                  as_json: bool) -> None:
+    """Apply the re-run here (so a refusal is immediate), hand it to the CPU queue, and watch the job's
+    phases in Postgres until it completes or fails."""
+    import time
+
+    from app.phases.assemble.phase import local_output
+    from app.services.dispatch import Dispatcher
+    from app.services.runs import request_run
+
+    ctx = _context()
+    if not ctx.settings.SQS_QUEUE_URL:
+        raise PicaividError("--fleet needs SQS_QUEUE_URL")
+    request_run(ctx, job_id, from_phase, reason="cli run" + (f" --from-phase {from_phase}" if from_phase else ""))
+    Dispatcher.for_context(ctx).flush()
+    if not wait:
+        if as_json:
+            typer.echo(json.dumps({"job_id": job_id, "status": "queued", "start_phase": from_phase}))
+        else:
+            err_console.print(f"job {job_id} queued" + (f" from phase {from_phase}" if from_phase else ""))
+        return
+    deadline = time.monotonic() + timeout
+    with _progress(not as_json) as sink:
+        seen: dict[int, str] = {}
+        while True:
+            report = _render_report(ctx, job_id, None)
+            for p in report["phases"]:
+                if sink is not None and seen.get(p["phase"]) != p["status"]:
+                    seen[p["phase"]] = p["status"]
+                    from app.progress import ProgressEvent
+                    kind = {"completed": "phase_completed", "failed": "phase_failed"}.get(p["status"], "progress")
+                    sink(ProgressEvent(job_id, kind, p["phase"], 0.5 if p["status"] == "running" else 0.0, 1.0,
+                                       p["status"]))
+            if report["status"] in ("completed", "failed"):
+                break
+            if time.monotonic() > deadline:
+                _fail(f"job {job_id} still {report['status']} after {timeout:.0f} s (it keeps running on the fleet)",
+                      1, as_json, job_id=job_id)
+            time.sleep(1.0)
+    if report["status"] == "failed":
+        _fail(report["error"] or "job failed", 1, as_json, job_id=job_id)
+    output = local_output(ctx, job_id, out.resolve()) if out else None
+    report = _render_report(ctx, job_id, output)
+    if as_json:
+        typer.echo(json.dumps(report))
+    else:
+        err_console.print(f"[green]job {job_id} completed on the fleet[/]: timeline v{report['timeline']['version']}")
+        typer.echo(report["output"])
+
+
+@app.command()
+def enqueue(
+    job_id: int = typer.Argument(..., help="Job id."),
+    start_phase: int | None = typer.Option(None, "--start-phase", min=1, max=4,
+                                           help="Re-run from this phase (absent: resume)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Send the message Rails sends: {"job_id", "action": "run", "start_phase"} on SQS_QUEUE_URL."""
+    settings = get_settings()
+    log_file = _setup_logging(settings)
+    from app.db.session import session_scope
+    from app.orchestrator import get_job
+    from app.queue.messages import JobMessage
+    from app.queue.sqs import SqsQueue, sqs_client
+
+    with _user_errors(as_json, log_file):
+        if not settings.SQS_QUEUE_URL:
+            raise PicaividError("SQS_QUEUE_URL is not set")
+        ctx = _context()
+        with session_scope(ctx.sessions) as s:
+            get_job(s, job_id)
+        body = JobMessage(job_id=job_id, start_phase=start_phase).model_dump(include={"job_id", "action",
+                                                                                       "start_phase"})
+        message_id = SqsQueue(sqs_client(settings), settings.SQS_QUEUE_URL).send(json.dumps(body))
+        if as_json:
+            typer.echo(json.dumps({"message_id": message_id, "body": body}))
+        else:
+            err_console.print(f"queued job {job_id}" + (f" from phase {start_phase}" if start_phase else "")
+                              + f" (message {message_id})")
+
+
+@app.command()
+def worker(
+    worker_type: str = typer.Option(None, "--type", help="cpu (phases 1, 3, 4) or gpu (phase 2); default "
+                                                          "WORKER_TYPE."),
+    max_messages: int | None = typer.Option(None, "--max-messages", help="Exit after this many messages."),
+) -> None:
+    """Consume the fleet's SQS queue until SIGTERM or a Spot interruption notice."""
+    settings = get_settings()
+    kind = (worker_type or settings.WORKER_TYPE).lower()
+    if kind not in ("cpu", "gpu"):
+        _fail(f"--type must be cpu or gpu (got {kind})", 2, False)
+    from app.worker.main import run_worker
+
+    with _user_errors(False):
+        raise typer.Exit(run_worker(kind, max_messages=max_messages))  # type: ignore[arg-type]
+
+
+@queues_app.command("create")
+def queues_create(
+    prefix: str = typer.Option("picaivid", help="Queue names: PREFIX-cpu, PREFIX-gpu (+ -dlq)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Create the CPU and GPU queues with their dead-letter queues and redrive policy (idempotent).
+    Prints `export` lines for SQS_QUEUE_URL and SQS_GPU_QUEUE_URL."""
+    settings = get_settings()
+    from app.queue.sqs import provision_queue, sqs_client
+
+    with _user_errors(as_json):
+        client = sqs_client(settings)
+        urls = {}
+        for kind in ("cpu", "gpu"):
+            urls[kind] = provision_queue(client, f"{prefix}-{kind}", max_receives=settings.SQS_MAX_RECEIVES,
+                                         visibility_timeout=settings.SQS_VISIBILITY_TIMEOUT)
+        if as_json:
+            typer.echo(json.dumps({k: {"queue": q, "dlq": d} for k, (q, d) in urls.items()}))
+        else:
+            typer.echo(f"export SQS_QUEUE_URL={urls['cpu'][0]}")
+            typer.echo(f"export SQS_GPU_QUEUE_URL={urls['gpu'][0]}")
+
+
+@dlq_app.command("drain")
+def dlq_drain(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Mark every job whose message is in a dead-letter queue failed (with its last error) and delete the
+    message."""
+    settings = get_settings()
+    log_file = _setup_logging(settings)
+    from app.queue.sqs import SqsQueue, sqs_client
+    from app.services.dlq import drain
+
+    with _user_errors(as_json, log_file):
+        ctx = _context()
+        client = sqs_client(settings)
+        drained = []
+        for label, url in (("cpu", settings.SQS_QUEUE_URL), ("gpu", settings.SQS_GPU_QUEUE_URL)):
+            if not url:
+                continue
+            dlq = SqsQueue(client, url).dead_letter_queue()
+            if dlq is None:
+                err_console.print(f"[yellow]note:[/] the {label} queue has no redrive policy (no DLQ)")
+                continue
+            drained.extend(drain(ctx, dlq, queue_label=label))
+        if as_json:
+            typer.echo(json.dumps({"drained": [d.to_dict() for d in drained]}))
+            return
+        if not drained:
+            err_console.print("the dead-letter queues are empty")
+            return
+        table = Table("queue", "job", "outcome", "reason")
+        for d in drained:
+            table.add_row(d.queue, str(d.job_id or "-"), d.outcome, d.reason)
+        Console().print(table)
 
 
 @app.command()

@@ -254,14 +254,18 @@ class VideoWriter:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         assert self._proc is not None
+        if exc_type is not None:
+            # Abandoned (a failed frame, a cancelled render): stop at once instead of letting x264
+            # encode what it has buffered, and leave no partial file.
+            self._proc.kill()
+            self._proc.wait()
+            self._tmp.unlink(missing_ok=True)
+            return
         if self._proc.stdin:
             with contextlib.suppress(BrokenPipeError):
                 self._proc.stdin.close()
         stderr = self._proc.stderr.read() if self._proc.stderr else b""
         rc = self._proc.wait()
-        if exc_type is not None:
-            self._tmp.unlink(missing_ok=True)
-            return
         if rc != 0:
             self._tmp.unlink(missing_ok=True)
             raise FFmpegError(f"encoding {self.path.name} failed (exit {rc})", _tail(stderr))

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Clip, ClipStatus, Job, JobPhase, JobStatus, PhaseStatus, utcnow
 from app.db.session import session_scope
-from app.errors import JobNotFoundError, PhaseOrderError, PicaividError
+from app.errors import JobNotFoundError, PhaseOrderError, PicaividError, is_permanent
 from app.phases.base import PHASE_NAMES, PhaseContext, PhaseResult, PhaseRunner
 from app.progress import ProgressEvent, safe_emit
 
@@ -172,24 +172,51 @@ def _fail_phase(ctx: PhaseContext, job_id: int, phase: int, message: str, second
         job.error = f"phase {phase} ({PHASE_NAMES[phase]}): {message}"
 
 
-def run_phase(ctx: PhaseContext, job_id: int, phase: int) -> tuple[bool, float]:
+def _retry_phase(ctx: PhaseContext, job_id: int, phase: int, message: str, seconds: float) -> None:
+    """A transient failure in fleet mode: the phase goes back to pending with the error on record and the
+    job stays running; the queue redelivers the message after a backoff."""
+    with session_scope(ctx.sessions) as s:
+        job = get_job(s, job_id, lock=True)
+        row = ensure_phase_rows(s, job)[phase]
+        row.status = PhaseStatus.PENDING
+        row.finished_at = utcnow()
+        row.duration_s = round(seconds, 3)
+        row.error = f"attempt {row.attempts}: {message} (will retry)"
+
+
+def error_message(exc: BaseException) -> str:
+    """The one line a user sees: a `PicaividError`'s own message, else a generic one (the traceback
+    goes to the worker's log only)."""
+    if isinstance(exc, PicaividError):
+        return str(exc)
+    return f"internal error ({type(exc).__name__}); see worker logs"
+
+
+def run_phase(ctx: PhaseContext, job_id: int, phase: int, *, retry_transient: bool = False) -> tuple[bool, float]:
     """Run one phase if it is not completed. Returns (ran, seconds). Raises on failure after
-    recording it."""
+    recording it.
+
+    With `retry_transient` (fleet workers) an error that is not permanent (`is_permanent`) leaves the
+    phase pending for a retry instead of failing the job."""
     if not _start_phase(ctx, job_id, phase):
         return False, 0.0
     safe_emit(ctx.progress_sink, ProgressEvent(job_id, "phase_started", phase, message=PHASE_NAMES[phase]))
     t0 = time.perf_counter()
     try:
         result = phase_runner(phase)(job_id, ctx)
-    except PicaividError as exc:
+    except BaseException as exc:
         seconds = time.perf_counter() - t0
-        _fail_phase(ctx, job_id, phase, str(exc), seconds)
-        safe_emit(ctx.progress_sink, ProgressEvent(job_id, "phase_failed", phase, message=str(exc)))
-        raise
-    except Exception as exc:
-        seconds = time.perf_counter() - t0
-        log.exception("job %s phase %s crashed", job_id, phase)
-        message = f"internal error ({type(exc).__name__}); see worker logs"
+        message = error_message(exc)
+        if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: leave it to the next delivery
+            _retry_phase(ctx, job_id, phase, f"interrupted ({type(exc).__name__})", seconds)
+            raise
+        if not isinstance(exc, PicaividError):
+            log.exception("job %s phase %s crashed", job_id, phase)
+        if retry_transient and not is_permanent(exc):
+            _retry_phase(ctx, job_id, phase, message, seconds)
+            safe_emit(ctx.progress_sink, ProgressEvent(job_id, "phase_failed", phase, message=message,
+                                                       data={"retrying": True}))
+            raise
         _fail_phase(ctx, job_id, phase, message, seconds)
         safe_emit(ctx.progress_sink, ProgressEvent(job_id, "phase_failed", phase, message=message))
         raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from dataclasses import dataclass
 
@@ -49,8 +50,11 @@ class ClipOutcome:
     validation_score: float
 
 
-def render_clip(ctx: PhaseContext, clip_id: int) -> ClipOutcome:
-    """Render one clip unless its checkpoint (row + artifact with the same render key) exists."""
+def render_clip(ctx: PhaseContext, clip_id: int, *, cancel: threading.Event | None = None) -> ClipOutcome:
+    """Render one clip unless its checkpoint (row + artifact with the same render key) exists.
+
+    `cancel` (fleet workers): when set, the renderer stops at its next frame and `RenderCancelled`
+    propagates; the clip row keeps status "rendering" for the worker to hand back."""
     settings = ctx.settings
     width, height = settings.output_size
     chain = renderer_chain(settings)
@@ -81,7 +85,8 @@ def render_clip(ctx: PhaseContext, clip_id: int) -> ClipOutcome:
         try:
             renderer.render(RenderRequest(rgb=source.rgb, plan=plan, out_path=out, width=width, height=height,
                                           fps=settings.OUTPUT_FPS, duration=duration,
-                                          preset=settings.CLIP_X264_PRESET, crf=settings.CLIP_CRF))
+                                          preset=settings.CLIP_X264_PRESET, crf=settings.CLIP_CRF,
+                                          cancel=cancel))
         except PicaividError as exc:
             log.append({"renderer": renderer.name, "ok": False, "reason": str(exc)})
             continue

@@ -7,6 +7,7 @@ LTX-2 image-to-video slot in ahead of it behind the same interface.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from app.config import Settings
+from app.errors import RenderCancelled
 from app.media.kenburns import render_ken_burns
 from app.media.types import MotionPlan
 
@@ -31,6 +33,19 @@ class RenderRequest:
     preset: str
     crf: int
     progress: Callable[[int, int], None] | None = None
+    #: Set by the worker on SIGTERM or a Spot notice: a renderer stops at its next frame (or diffusion
+    #: step) and raises `RenderCancelled`.
+    cancel: threading.Event | None = None
+
+    def check_cancelled(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise RenderCancelled("render cancelled: the worker is shutting down")
+
+    def frame_done(self, done: int, total: int) -> None:
+        """Per-frame hook for renderers: honours cancellation, then reports progress."""
+        self.check_cancelled()
+        if self.progress is not None:
+            self.progress(done, total)
 
 
 class ClipRenderer(Protocol):
@@ -49,9 +64,10 @@ class KenBurnsRenderer:
     is_3d = False
 
     def render(self, request: RenderRequest) -> None:
+        request.check_cancelled()
         render_ken_burns(request.rgb, request.plan, request.out_path, width=request.width,
                          height=request.height, fps=request.fps, duration=request.duration,
-                         preset=request.preset, crf=request.crf, progress=request.progress)
+                         preset=request.preset, crf=request.crf, progress=request.frame_done)
 
 
 def renderer_chain(settings: Settings) -> list[ClipRenderer]:

@@ -1,0 +1,1 @@
+"""In-process stand-ins for external services (instance metadata, ...), shared by tests and fleet drills."""
