@@ -1,6 +1,7 @@
-# Picaivid application image (CLI today; the control API joins it with fleet mode).
-#   docker build -t picaivid .
-#   docker run --rm -v "$PWD/photos:/in" -v "$PWD/out:/out" picaivid render /in --music /in/song.mp3 --out /out/listing.mp4
+# Picaivid control API image (FastAPI on uvicorn). The same image carries the CLI:
+#   docker build -t picaivid-api .
+#   docker run --rm -p 8000:8000 -e DATABASE_URL=postgresql://... -e API_KEY=... -e SQS_QUEUE_URL=... picaivid-api
+#   docker run --rm -v "$PWD/photos:/in" -v "$PWD/out:/out" --entrypoint picaivid picaivid-api render /in --out /out/listing.mp4
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
@@ -20,6 +21,8 @@ RUN pip install --no-deps -e . \
     && mkdir -p /data "$NUMBA_CACHE_DIR" \
     && python -c "import librosa.beat, librosa.onset, librosa.feature"  # warm numba's cache
 VOLUME ["/data"]
+EXPOSE 8000
+# uvicorn finishes in-flight requests on SIGTERM; the API holds no work of its own (the outbox does).
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["picaivid"]
-CMD ["--help"]
+HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health')"
+CMD ["sh", "-c", "picaivid db upgrade && exec uvicorn app.api.main:app --host 0.0.0.0 --port 8000 --proxy-headers"]

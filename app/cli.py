@@ -255,10 +255,10 @@ def _run_on_fleet(job_id: int, from_phase: int | None, out: Path | None, *, wait
             for p in report["phases"]:
                 if sink is not None and seen.get(p["phase"]) != p["status"]:
                     seen[p["phase"]] = p["status"]
-                    from app.progress import ProgressEvent
-                    kind = {"completed": "phase_completed", "failed": "phase_failed"}.get(p["status"], "progress")
-                    sink(ProgressEvent(job_id, kind, p["phase"], 0.5 if p["status"] == "running" else 0.0, 1.0,
-                                       p["status"]))
+                    from app.progress import EventKind, ProgressEvent
+                    kinds: dict[str, EventKind] = {"completed": "phase_completed", "failed": "phase_failed"}
+                    sink(ProgressEvent(job_id, kinds.get(p["status"], "progress"), p["phase"],
+                                       0.5 if p["status"] == "running" else 0.0, 1.0, p["status"]))
             if report["status"] in ("completed", "failed"):
                 break
             if time.monotonic() > deadline:

@@ -276,7 +276,8 @@ def test_full_fleet_run_api_cpu_two_gpu_workers(fleet: Fleet, tiny_listing: Any)
     assert phases[2].details["mode"] == "fleet" and phases[2].attempts == 1
     assert phases[3].attempts == 1 and phases[4].attempts == 1
     with session_scope(fleet.ctx.sessions) as s:
-        handoffs = s.scalars(select(OutboxMessage).where(OutboxMessage.dedup_key.like(f"after-render:{job_id}:%"))).all()
+        handoffs = s.scalars(select(OutboxMessage)
+                             .where(OutboxMessage.dedup_key.like(f"after-render:{job_id}:%"))).all()
         assert len(handoffs) == 1 and handoffs[0].sent_at is not None  # phase 3 enqueued exactly once
         gpu_workers = s.scalars(select(WorkerRow).where(WorkerRow.worker_type == "gpu")).all()
         assert len(gpu_workers) == 2
@@ -457,9 +458,7 @@ def test_dlq_drain_marks_jobs_failed(fleet: Fleet, tiny_listing: Any) -> None:
     assert dlq_bodies(fleet, fleet.gpu_dlq_url) == []
 
 
-@pytest.mark.parametrize("start_phase", [1, 2, 3, 4])
-def test_rerun_from_each_phase_on_the_fleet(fleet: Fleet, tiny_listing: Any, inproc: InProcessWorkers,
-                                           start_phase: int) -> None:
+def test_rerun_from_each_phase_on_the_fleet(fleet: Fleet, tiny_listing: Any, inproc: InProcessWorkers) -> None:
     """`picaivid run JOB --from-phase N` against the fleet re-runs N and later, and nothing earlier."""
     from typer.testing import CliRunner
 
@@ -471,25 +470,55 @@ def test_rerun_from_each_phase_on_the_fleet(fleet: Fleet, tiny_listing: Any, inp
     inproc.start("cpu", 1)
     inproc.start("gpu", 1)
     wait_for("the first run", completed(fleet, job_id), 150)
-    before_phases = {p: r.attempts for p, r in fleet.phases(job_id).items()}
-    before_clips = {c.id: c.render_attempts for c in fleet.clips(job_id).values()}
-    before_versions = row_counts(fleet, job_id)["timelines"]
+    for start_phase in (4, 3, 2, 1):
+        before_phases = {p: r.attempts for p, r in fleet.phases(job_id).items()}
+        before_clips = {c.id: c.render_attempts for c in fleet.clips(job_id).values()}
+        before_versions = row_counts(fleet, job_id)["timelines"]
 
-    get_settings.cache_clear()
-    result = CliRunner().invoke(app, ["run", str(job_id), "--from-phase", str(start_phase), "--fleet", "--json",
-                                      "--timeout", "150"], env=fleet.env())
-    get_settings.cache_clear()
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout.strip().splitlines()[-1])["status"] == "completed"
+        get_settings.cache_clear()
+        result = CliRunner().invoke(app, ["run", str(job_id), "--from-phase", str(start_phase), "--fleet", "--json",
+                                          "--timeout", "150"], env=fleet.env())
+        get_settings.cache_clear()
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout.strip().splitlines()[-1])["status"] == "completed"
 
-    after_phases = {p: r.attempts for p, r in fleet.phases(job_id).items()}
-    for p in (1, 2, 3, 4):
-        assert after_phases[p] == before_phases[p] + (1 if p >= start_phase else 0), (p, after_phases)
-    after_clips = {c.id: c.render_attempts for c in fleet.clips(job_id).values()}
-    if start_phase == 2:
-        assert all(after_clips[c] == before_clips[c] + 1 for c in before_clips)
-    else:  # from 1: plans unchanged, renders reused; from 3 and 4: clips untouched
-        assert after_clips == before_clips
-    versions = row_counts(fleet, job_id)["timelines"]
-    assert versions == before_versions + (1 if start_phase <= 3 else 0)
+        after_phases = {p: r.attempts for p, r in fleet.phases(job_id).items()}
+        for p in (1, 2, 3, 4):
+            assert after_phases[p] == before_phases[p] + (1 if p >= start_phase else 0), (start_phase, p, after_phases)
+        after_clips = {c.id: c.render_attempts for c in fleet.clips(job_id).values()}
+        if start_phase == 2:
+            assert all(after_clips[c] == before_clips[c] + 1 for c in before_clips)
+        else:  # from 1: plans unchanged, renders reused; from 3 and 4: clips untouched
+            assert after_clips == before_clips, start_phase
+        versions = row_counts(fleet, job_id)["timelines"]
+        assert versions == before_versions + (1 if start_phase <= 3 else 0)
     assert_video(fleet, job_id)
+
+
+def test_spot_notice_stops_gpu_worker_and_defers_clip_to_interruption_time(fleet: Fleet, tiny_listing: Any) -> None:
+    """An IMDSv2 spot/instance-action notice (from a local fake metadata service): the GPU worker stops
+    within 10 s with status 0, and the clip's message stays hidden until the announced interruption."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.fakes.imds import FakeImds
+
+    job_id = fleet.create_job(tiny_listing, target_length=16.0)
+    fleet.enqueue(job_id)
+    cpu = fleet.spawn("cpu", "cpu")
+    with FakeImds() as imds:
+        victim = fleet.spawn("gpu", "victim", CLIP_X264_PRESET="veryslow", OUTPUT_RESOLUTION="1280x720",
+                             SPOT_TERMINATION_ENDPOINT=imds.url, SPOT_POLL_SECONDS=0.5)
+        wait_for("a clip to be rendering", lambda: any(c.status == "rendering" for c in fleet.clips(job_id).values()),
+                 120, fleet, ("cpu", "victim"))
+        started = time.monotonic()
+        imds.schedule("terminate", at=datetime.now(UTC) + timedelta(seconds=20))
+        assert victim.wait(12) == 0
+        assert time.monotonic() - started < 10
+        assert imds.count("token") >= 1 and imds.count("action_200") >= 1
+    assert "spot terminate" in fleet.log("victim")
+    assert all(c.lease_owner is None for c in fleet.clips(job_id).values())
+    # Handed back "at the announced interruption time": not visible yet.
+    depth = fleet.gpu.depth()
+    assert depth.in_flight >= 1
+    cpu.send_signal(signal.SIGTERM)
+    assert cpu.wait(12) == 0

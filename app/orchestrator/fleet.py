@@ -211,6 +211,10 @@ def begin_render_fanout(ctx: PhaseContext, job_id: int, owner: str, *, nonce: st
             total = s.scalar(select(func.count()).select_from(Clip).where(Clip.job_id == job_id)) or 0
             if total == 0:
                 raise RuntimeError(f"job {job_id} has no planned clips")
+            if row.status != PhaseStatus.RUNNING:  # a fresh run of the phase that found every render reusable
+                row.attempts = (row.attempts or 0) + 1
+                row.started_at = utcnow()
+                row.worker = owner
             _complete_render_phase(s, job, row)
             return FanOut([], 0, True)
         if row.status != PhaseStatus.RUNNING:

@@ -38,12 +38,9 @@ def stage(session: Session, *, queue: QueueName, message: JobMessage, dedup_key:
     this call staged it. Runs inside the caller's transaction."""
     values = {"queue": queue, "body": message.model_dump(exclude_none=True), "dedup_key": dedup_key,
               "job_id": message.job_id, "created_at": utcnow(), "attempts": 0}
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        stmt = postgresql.insert(OutboxMessage).values(**values).on_conflict_do_nothing(
-            index_elements=["dedup_key"])
-    else:
-        stmt = sqlite.insert(OutboxMessage).values(**values).on_conflict_do_nothing(index_elements=["dedup_key"])
+    # INSERT ... ON CONFLICT DO NOTHING: the unique dedup_key decides, without a race between check and insert.
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(OutboxMessage).values(**values).on_conflict_do_nothing(index_elements=["dedup_key"])
     result = session.execute(stmt)
     return bool(getattr(result, "rowcount", 0))
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 from sqlalchemy import delete, select
 
+from app.config import Settings
 from app.db.models import AnalysisResult, Clip, ClipStatus, Photo, PhotoStatus, RoomCluster
 from app.db.session import session_scope
 from app.errors import ImageRejectedError, NoUsablePhotosError
@@ -65,6 +67,38 @@ def planned_clip_seconds(target_length: float, clip_count: int, *, hero: bool) -
     return round(min(MAX_CLIP_SECONDS, max(MIN_CLIP_SECONDS, seconds)), 2)
 
 
+def manual_hero_rank(manual_metadata: dict[str, Any] | None) -> int | None:
+    """None unless a user made this photo its room's hero (`manual_metadata["hero"]`, set by the
+    swap_hero edit or by the backend). The rank (the swap's edit id) lets the latest choice win when two
+    chosen photos end up in one room."""
+    if not manual_metadata or not manual_metadata.get("hero"):
+        return None
+    try:
+        return int(manual_metadata.get("hero_edit") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def load_analysis_copy(ctx: PhaseContext, uri: str, workdir: Path) -> tuple[np.ndarray, int, int]:
+    """The photo at `uri` as phase 1 analyses it: (analysis-size RGB copy, full width, full height)."""
+    settings = ctx.settings
+    local = ctx.storage.local_path(ctx.storage.resolve_key(uri), workdir / "cache")
+    loaded = load_photo(local, max_pixels=settings.MAX_IMAGE_PIXELS, max_bytes=settings.MAX_IMAGE_BYTES)
+    return resize_max(loaded.rgb, ANALYSIS_MAX_SIDE), loaded.width, loaded.height
+
+
+def clip_plan(settings: Settings, rgb: np.ndarray, *, photo_id: int, size: tuple[int, int], is_exterior: bool,
+              quality: QualityScores, is_hero: bool, target: float, clip_count: int) -> tuple[dict[str, Any], float]:
+    """A clip's motion plan (as stored) and footage seconds. Shared with the swap_hero edit, which must
+    plan a new hero exactly as phase 1 would, or a later phase-1 re-run would render it again."""
+    out_w, out_h = settings.output_size
+    # Planned on the analysis copy (viewports are resolution-independent); the zoom a photo can take
+    # depends on its real size, hence source_size.
+    plan = plan_motion(rgb, output_aspect=out_w / out_h, is_exterior=is_exterior, quality=quality, seed=photo_id,
+                       output_height=out_h, is_hero=is_hero, source_size=size)
+    return plan.to_dict(), planned_clip_seconds(target, clip_count, hero=is_hero)
+
+
 def _thumbnail(ctx: PhaseContext, job_id: int, photo_id: int, rgb: np.ndarray, workdir: Any) -> None:
     thumb = resize_max(rgb, THUMB_MAX_SIDE)
     path = workdir / f"thumb-{photo_id}.jpg"
@@ -74,14 +108,16 @@ def _thumbnail(ctx: PhaseContext, job_id: int, photo_id: int, rgb: np.ndarray, w
 
 def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
     settings = ctx.settings
-    out_w, out_h = settings.output_size
+    out_h = settings.output_size[1]
     workdir = ctx.workdir(job_id)
     progress = ctx.progress(job_id, PHASE)
     with session_scope(ctx.sessions) as s:
         job = get_job(s, job_id)
         target = job.target_length or settings.DEFAULT_TARGET_LENGTH
+        rows = list(s.scalars(select(Photo).where(Photo.job_id == job_id).order_by(Photo.position)))
         photos = [(p.id, p.s3_uri, p.filename or f"photo {p.id}", p.room_override, p.room_label, p.exclude)
-                  for p in s.scalars(select(Photo).where(Photo.job_id == job_id).order_by(Photo.position))]
+                  for p in rows]
+        manual_heroes = {p.id: rank for p in rows if (rank := manual_hero_rank(p.manual_metadata)) is not None}
 
     warnings: list[str] = []
     rejected: dict[int, str] = {}
@@ -93,24 +129,22 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
             excluded.append(photo_id)
             continue
         try:
-            local = ctx.storage.local_path(ctx.storage.resolve_key(uri), workdir / "cache")
-            loaded = load_photo(local, max_pixels=settings.MAX_IMAGE_PIXELS, max_bytes=settings.MAX_IMAGE_BYTES)
+            small, width, height = load_analysis_copy(ctx, uri, workdir)
         except ImageRejectedError as exc:
             reason = exc.reason + (f": {exc.detail}" if exc.detail else "")
             rejected[photo_id] = reason
             warnings.append(f"skipped {filename}: {reason}")
             continue
-        small = resize_max(loaded.rgb, ANALYSIS_MAX_SIDE)
         quality = score_quality(small)
         scene = classify_scene(small)
         label, source = resolve_room_label(override or given_label, scene)
         if override and source == "backend":
             source = "override"  # a user's edit of the label wins over the backend's
         analysed.append(_Analysed(
-            photo_id=photo_id, filename=filename, rgb=small, width=loaded.width, height=loaded.height,
+            photo_id=photo_id, filename=filename, rgb=small, width=width, height=height,
             quality=quality, scene=scene, label=label, label_source=source,
             fingerprint=photo_fingerprint(small),
-            final_score=_final_score(quality, loaded.width, loaded.height, out_h)))
+            final_score=_final_score(quality, width, height, out_h)))
         _thumbnail(ctx, job_id, photo_id, small, workdir)
 
     if not analysed:
@@ -141,6 +175,12 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
     for index, cluster in enumerate(clusters):
         member_ids = [int(m) for m in cluster.member_ids]  # type: ignore[call-overload]
         members = [m for m in member_ids if m not in duplicates] or member_ids
+        chosen = [m for m in members if m in manual_heroes]
+        if chosen:
+            # A user's swap_hero wins over the score: re-analysing must not undo it (the latest swap
+            # wins when a re-label put two chosen photos in one room).
+            heroes[index] = max(chosen, key=lambda m: (manual_heroes[m], -member_ids.index(m)))
+            continue
         heroes[index] = int(choose_hero(cluster, {m: quality_by_id[m] for m in members}))  # type: ignore[call-overload]
 
     progress.step(len(photos) + 1, len(photos) + 2, "planning motion")
@@ -150,13 +190,9 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
                                   for m in c.member_ids}
     hero_ids = set(heroes.values())
     for a in shown:
-        # Planned on the analysis copy (viewports are resolution-independent); the zoom a photo can
-        # take depends on its real size, hence source_size.
-        plan = plan_motion(a.rgb, output_aspect=out_w / out_h, is_exterior=a.scene.is_exterior,
-                           quality=a.quality, seed=a.photo_id, output_height=out_h,
-                           is_hero=a.photo_id in hero_ids, source_size=(a.width, a.height))
-        plans[a.photo_id] = plan.to_dict()
-        durations[a.photo_id] = planned_clip_seconds(target, len(shown), hero=a.photo_id in hero_ids)
+        plans[a.photo_id], durations[a.photo_id] = clip_plan(
+            settings, a.rgb, photo_id=a.photo_id, size=(a.width, a.height), is_exterior=a.scene.is_exterior,
+            quality=a.quality, is_hero=a.photo_id in hero_ids, target=target, clip_count=len(shown))
 
     with session_scope(ctx.sessions) as s:
         s.execute(delete(AnalysisResult).where(AnalysisResult.job_id == job_id))
@@ -241,6 +277,7 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
         "excluded": len(excluded), "duplicates": len(duplicates), "clusters": len(clusters),
         "clips": len(shown), "label_sources": sorted({a.label_source for a in analysed}),
         "scene_source": analysed[0].scene.source,
+        "manual_heroes": sorted(h for h in hero_ids if h in manual_heroes),
     }, warnings=warnings)
 
 

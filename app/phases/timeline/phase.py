@@ -7,14 +7,21 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.db.models import Clip, ClipStatus, Job, Photo, RoomCluster, Timeline, TimelineClip
+from app.db.models import Clip, ClipStatus, Edit, Job, Photo, RoomCluster, Timeline, TimelineClip
 from app.db.session import session_scope
 from app.errors import PhaseOrderError
 from app.media.audio import analyze_music, check_music_samples, default_grid, load_music
 from app.media.types import BeatGrid
 from app.orchestrator import get_job
 from app.phases.base import PhaseContext, PhaseResult
-from app.phases.timeline.planner import ClipCandidate, TimelinePlan, plan_timeline
+from app.phases.timeline.planner import (
+    TIMELINE_EDIT_TYPES,
+    ClipCandidate,
+    TimelineDirectives,
+    TimelinePlan,
+    directives_from_edits,
+    plan_timeline,
+)
 from app.phases.timeline.storyboard import write_storyboard
 from app.storage import keys
 
@@ -36,12 +43,15 @@ def beat_grid_for(job: Job, ctx: PhaseContext, workdir: Path) -> BeatGrid:
     return default_grid(settings.DEFAULT_BPM, length)
 
 
-def _candidates(s: Session, job_id: int) -> list[ClipCandidate]:
+def clip_candidates(s: Session, job_id: int) -> list[ClipCandidate]:
+    """The clips the planner may place: rendered, of photos not excluded (phase 3 and timeline edits)."""
+    # An excluded photo's clip may still exist (an exclude edit re-runs only phase 3 when the photo is no
+    # room's hero, keeping the clip so that re-including it needs no render); it is never shown.
     rows = s.execute(
         select(Clip, Photo, RoomCluster)
         .join(Photo, Photo.id == Clip.photo_id)
         .outerjoin(RoomCluster, RoomCluster.id == Clip.room_cluster_id)
-        .where(Clip.job_id == job_id, Clip.status == ClipStatus.RENDERED)
+        .where(Clip.job_id == job_id, Clip.status == ClipStatus.RENDERED, Photo.exclude.is_(False))
         .order_by(Clip.id)).all()
     return [ClipCandidate(clip_id=clip.id, photo_id=photo.id,
                           room_type=(cluster.room_type if cluster else photo.resolved_room_label) or "other",
@@ -49,6 +59,15 @@ def _candidates(s: Session, job_id: int) -> list[ClipCandidate]:
                           is_hero=clip.is_hero, score=photo.final_score or 0.0,
                           available=clip.duration or 0.0, motion_type=clip.motion_type or "")
             for clip, photo, cluster in rows]
+
+
+def timeline_directives(s: Session, job_id: int) -> TimelineDirectives:
+    """The job's timeline edits (reorder, trim, set_transition), replayed oldest first, so that every
+    re-plan (new music, new target, a photo excluded) keeps what the user asked for where it still applies."""
+    payloads = s.scalars(select(Edit.payload).where(Edit.job_id == job_id,
+                                                    Edit.edit_type.in_(TIMELINE_EDIT_TYPES))
+                         .order_by(Edit.id))
+    return directives_from_edits(p for p in payloads if isinstance(p, dict))
 
 
 def save_timeline(s: Session, job: Job, plan: TimelinePlan, grid: BeatGrid, *, source: str) -> Timeline:
@@ -92,15 +111,16 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
     workdir = ctx.workdir(job_id)
     with session_scope(ctx.sessions) as s:
         job = get_job(s, job_id)
-        candidates = _candidates(s, job_id)
+        candidates = clip_candidates(s, job_id)
         if not candidates:
             raise PhaseOrderError(f"job {job_id} has no rendered clips; run phase 2 first")
         target = job.target_length or ctx.settings.DEFAULT_TARGET_LENGTH
+        directives = timeline_directives(s, job_id)
     progress.step(0, 3, "beat tracking")
     grid = beat_grid_for(job, ctx, workdir)
     progress.step(1, 3, "planning timeline")
     plan = plan_timeline(candidates, grid, target_length=target,
-                         transition_beats=ctx.settings.TRANSITION_BEATS)
+                         transition_beats=ctx.settings.TRANSITION_BEATS, directives=directives)
     with session_scope(ctx.sessions) as s:
         job = get_job(s, job_id, lock=True)
         timeline = save_timeline(s, job, plan, grid, source="phase3")
@@ -117,4 +137,4 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
         "timeline_version": version, "tempo": round(grid.tempo, 2), "beat_source": grid.source,
         "beat_confidence": round(grid.confidence, 3), "clips": len(plan.clips),
         "total_duration": plan.total_duration, "music_offset": plan.music_offset,
-        "cut_times": plan.cut_times}, warnings=plan.warnings)
+        "cut_times": plan.cut_times, "user_directives": not directives.is_empty()}, warnings=plan.warnings)

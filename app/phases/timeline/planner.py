@@ -8,13 +8,17 @@ Given the rendered clips and the music's beat grid, decide
 
 Times: the grid's beats are in *music* time. The video starts at music time `music_offset` (the first
 downbeat), so a cut on beat b happens at video time `beats[b] - music_offset`.
+
+A user's timeline edits (reorder, trim, set_transition) reach the planner as `TimelineDirectives`,
+rebuilt from the job's edit log on every plan, so they survive a re-plan (new music, new target).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from app.media.types import BeatGrid
 
@@ -143,21 +147,130 @@ def choose_music_offset(grid: BeatGrid) -> int:
     return 0
 
 
-def plan_timeline(candidates: Sequence[ClipCandidate], grid: BeatGrid, *, target_length: float,
-                  transition_beats: float = 1.0, transition: str = "fade",
-                  min_shot_seconds: float = MIN_SHOT_SECONDS) -> TimelinePlan:
-    """Fit the clips to the beat grid. The result's length is within one beat of `target_length`
-    unless the music or the footage is too short (then a warning says so)."""
-    if not candidates:
-        raise ValueError("no clips to place on the timeline")
+#: Edit types that act on the timeline itself; phase 3 replays them as `TimelineDirectives`.
+TIMELINE_EDIT_TYPES: tuple[str, ...] = ("reorder", "trim", "set_transition")
+#: The transition name that means "no transition" (a hard cut); the assembler knows it too.
+CUT = "cut"
+
+
+@dataclass
+class TimelineDirectives:
+    """What a user's timeline edits ask of the planner. Clip ids that are not candidates any more (a
+    photo excluded since, a clip re-created by phase 1) are ignored, so an old edit never breaks a plan.
+
+    * `order`: clip ids in the order the user wants. The named clips fill, in that order, the positions
+      story order gives them; clips it does not name (new since the edit) keep their story-order slot.
+      So a re-included photo lands where the walk-through puts it, and the user's order of the others
+      is untouched.
+    * `beats` / `seconds`: a fixed length for a clip (seconds are rounded to whole beats of the grid
+      being planned, so a trim in seconds keeps its length when the music changes; one in beats keeps
+      its beat count). The other clips share what is left of the target.
+    * `transitions`: clip id -> (transition, beats) for the cut after that clip; the key None is the
+      default for every cut. Beats None means the job's default transition length; "cut" has none.
+    """
+
+    order: list[int] | None = None
+    beats: dict[int, int] = field(default_factory=dict)
+    seconds: dict[int, float] = field(default_factory=dict)
+    transitions: dict[int | None, tuple[str, float | None]] = field(default_factory=dict)
+
+    def is_empty(self) -> bool:
+        return self.order is None and not self.beats and not self.seconds and not self.transitions
+
+
+def directives_from_edits(payloads: Iterable[Mapping[str, Any]]) -> TimelineDirectives:
+    """Replay timeline edit payloads, oldest first. A later edit of the same thing wins: the last reorder
+    is the order, the last trim of a clip its length, and a transition set on every cut clears the
+    per-clip ones set before it (the user asked for all cuts to look alike). Malformed payloads (written
+    by another client, or by an older version of this code) are skipped rather than failing phase 3."""
+    d = TimelineDirectives()
+    for payload in payloads:
+        try:
+            kind = payload.get("type")
+            if kind == "reorder":
+                d.order = [int(c) for c in payload["clip_ids"]]
+            elif kind == "trim":
+                clip_id = int(payload["clip_id"])
+                if payload.get("beats") is not None:
+                    d.beats[clip_id] = int(payload["beats"])
+                    d.seconds.pop(clip_id, None)
+                elif payload.get("seconds") is not None:
+                    d.seconds[clip_id] = float(payload["seconds"])
+                    d.beats.pop(clip_id, None)
+            elif kind == "set_transition":
+                beats = payload.get("beats")
+                spec = (str(payload["transition"]), None if beats is None else float(beats))
+                if payload.get("clip_id") is None:
+                    d.transitions.clear()
+                    d.transitions[None] = spec
+                else:
+                    d.transitions[int(payload["clip_id"])] = spec
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    return d
+
+
+@dataclass(frozen=True)
+class GridTiming:
+    """How the planner reads a beat grid: where the video starts and how long a beat and a shot are."""
+
+    start_index: int             # index of the beat the video starts on
+    music_offset: float          # music time of that beat
+    beat_period: float           # median beat interval after the start (seconds)
+    k_min: int                   # fewest beats a clip may have (MIN_SHOT_SECONDS rounded up)
+
+
+def grid_timing(grid: BeatGrid, min_shot_seconds: float = MIN_SHOT_SECONDS) -> GridTiming:
     if len(grid.beats) < 2:
         raise ValueError("the beat grid needs at least two beats")
-    warnings: list[str] = []
     beats = grid.beats
     b0 = choose_music_offset(grid)
-    music_offset = beats[b0]
     intervals = [b - a for a, b in zip(beats[b0:], beats[b0 + 1:], strict=False)]
     beat_period = float(sorted(intervals)[len(intervals) // 2]) if intervals else 60.0 / grid.tempo
+    k_min = max(1, math.ceil(min_shot_seconds / beat_period - 1e-6))
+    return GridTiming(start_index=b0, music_offset=beats[b0], beat_period=beat_period, k_min=k_min)
+
+
+def seconds_to_beats(seconds: float, beat_period: float) -> int:
+    """Whole beats closest to `seconds` (half rounds up, never below one beat)."""
+    return max(1, math.floor(seconds / beat_period + 0.5))
+
+
+def footage_beats(available: float, beat_period: float, d_in: float, d_out: float) -> int:
+    """Most beats `available` seconds of footage can fill, with half of each neighbouring transition
+    (`d_in` before, `d_out` after) also taken from it."""
+    return math.floor((available - d_in / 2 - d_out / 2) / beat_period + 1e-6)
+
+
+def apply_order(ordered: Sequence[ClipCandidate], order: Sequence[int]) -> list[ClipCandidate]:
+    """`ordered` (story order) with the clips `order` names put, in that order, into the positions those
+    clips occupy; every other clip keeps its position (see `TimelineDirectives.order`)."""
+    by_id = {c.clip_id: c for c in ordered}
+    named = [by_id[cid] for cid in dict.fromkeys(order) if cid in by_id]
+    named_ids = {c.clip_id for c in named}
+    slots = [i for i, c in enumerate(ordered) if c.clip_id in named_ids]
+    result = list(ordered)
+    for slot, clip in zip(slots, named, strict=True):
+        result[slot] = clip
+    return result
+
+
+def plan_timeline(candidates: Sequence[ClipCandidate], grid: BeatGrid, *, target_length: float,
+                  transition_beats: float = 1.0, transition: str = "fade",
+                  min_shot_seconds: float = MIN_SHOT_SECONDS,
+                  directives: TimelineDirectives | None = None) -> TimelinePlan:
+    """Fit the clips to the beat grid. The result's length is within one beat of `target_length`
+    unless the music or the footage is too short (then a warning says so). `directives` (a user's
+    timeline edits) change the order, fix some clips' lengths and pick transitions; without them the
+    plan is the automatic one."""
+    if not candidates:
+        raise ValueError("no clips to place on the timeline")
+    timing = grid_timing(grid, min_shot_seconds)
+    directives = directives or TimelineDirectives()
+    warnings: list[str] = []
+    beats = grid.beats
+    b0, music_offset, beat_period, k_min = (timing.start_index, timing.music_offset, timing.beat_period,
+                                            timing.k_min)
     d = transition_seconds(beat_period, transition_beats)
 
     # The last beat we may end on: the music must still be playing (leave room for the fade out).
@@ -171,29 +284,70 @@ def plan_timeline(candidates: Sequence[ClipCandidate], grid: BeatGrid, *, target
                     key=lambda i: (abs(beats[i] - music_offset - target_length), i))
     total_beats = end_index - b0
 
-    k_min = max(1, math.ceil(min_shot_seconds / beat_period - 1e-6))
     ordered = story_order(candidates)
-    max_clips = max(1, total_beats // k_min)
-    if len(ordered) > max_clips:
-        keep = _select(ordered, max_clips)
+    if directives.order is not None:
+        ordered = apply_order(ordered, directives.order)
+    # Lengths the user fixed, in beats of this grid; never shorter than a shot may be, never longer
+    # than the music.
+    fixed: dict[int, int] = {}
+    for c in ordered:
+        if c.clip_id in directives.beats:
+            fixed[c.clip_id] = directives.beats[c.clip_id]
+        elif c.clip_id in directives.seconds:
+            fixed[c.clip_id] = seconds_to_beats(directives.seconds[c.clip_id], beat_period)
+    for clip_id, k in fixed.items():
+        bounded = min(max(k, k_min), last_index - b0)
+        if bounded != k:
+            warnings.append(f"clip {clip_id}'s trim of {k} beat(s) does not fit this music; it gets {bounded}")
+            fixed[clip_id] = bounded
+    costs = [fixed.get(c.clip_id, k_min) for c in ordered]
+    if sum(costs) > total_beats:
+        keep = _select_fitting(ordered, costs, total_beats, set(fixed))
         dropped = len(ordered) - len(keep)
         warnings.append(f"{dropped} clip(s) left out to fit {target_length:.0f} s "
                         f"(at least {k_min} beat(s) per clip)")
         ordered = keep
     n = len(ordered)
+    # The transition after each clip but the last: the user's choice for that clip, else for every cut,
+    # else the default.
+    cut_specs: list[tuple[str, float]] = []
+    for c in ordered[:-1]:
+        spec = directives.transitions.get(c.clip_id) or directives.transitions.get(None)
+        if spec is None:
+            cut_specs.append((transition, d))
+        elif spec[0] == CUT:
+            cut_specs.append((CUT, 0.0))
+        else:
+            length = transition_beats if spec[1] is None else spec[1]
+            cut_specs.append((spec[0], transition_seconds(beat_period, length)))
+    d_ins = [0.0] + [spec[1] for spec in cut_specs]
+    d_outs = [spec[1] for spec in cut_specs] + [0.0]
     # Footage limits: a middle clip needs its beats plus half a transition on each side.
-    his: list[int] = []
+    his = [max(k_min, footage_beats(c.available, beat_period, d_ins[i], d_outs[i]))
+           for i, c in enumerate(ordered)]
     for i, c in enumerate(ordered):
-        margin = (d / 2 if i > 0 else 0.0) + (d / 2 if i < n - 1 else 0.0)
-        his.append(max(k_min, math.floor((c.available - margin) / beat_period + 1e-6)))
-    if sum(his) < total_beats:
-        new_total = sum(his)
+        if c.clip_id in fixed and fixed[c.clip_id] > his[i]:
+            warnings.append(f"clip {c.clip_id}'s trim of {fixed[c.clip_id]} beat(s) is longer than its footage; "
+                            f"it gets {his[i]}")
+            fixed[c.clip_id] = his[i]
+    weights = [1.6 if i == 0 else (1.3 if c.is_hero else 1.0) for i, c in enumerate(ordered)]
+    free = [i for i, c in enumerate(ordered) if c.clip_id not in fixed]
+    fixed_total = sum(fixed.get(c.clip_id, 0) for c in ordered)
+    free_total = total_beats - fixed_total
+    free_cap = sum(his[i] for i in free)
+    if not free and fixed_total != total_beats:
+        warnings.append(f"every clip has a fixed length: the video is {fixed_total} beats "
+                        f"({fixed_total * beat_period:.1f} s), not the {total_beats} the target needs")
+    elif free_cap < free_total:
+        new_total = fixed_total + free_cap
         warnings.append(f"the rendered clips cover {new_total} beats, fewer than the {total_beats} the "
                         f"target needs; the video is {new_total * beat_period:.1f} s")
-        total_beats = new_total
-        end_index = b0 + total_beats
-    weights = [1.6 if i == 0 else (1.3 if c.is_hero else 1.0) for i, c in enumerate(ordered)]
-    alloc = _allocate(weights, total_beats, k_min, his)
+        free_total = free_cap
+    # The fixed clips may leave the others less than a shot each (the opener alone is always kept).
+    free_total = max(free_total, k_min * len(free))
+    free_alloc = _allocate([weights[i] for i in free], free_total, k_min, [his[i] for i in free]) if free else []
+    alloc_of = dict(zip(free, free_alloc, strict=True))
+    alloc = [fixed[c.clip_id] if c.clip_id in fixed else alloc_of[i] for i, c in enumerate(ordered)]
 
     clips: list[PlannedClip] = []
     cursor = b0
@@ -201,14 +355,13 @@ def plan_timeline(candidates: Sequence[ClipCandidate], grid: BeatGrid, *, target
     for i, (c, k) in enumerate(zip(ordered, alloc, strict=True)):
         start = beats[cursor] - music_offset
         end = beats[cursor + k] - music_offset
-        d_in = d if i > 0 else 0.0
-        d_out = d if i < n - 1 else 0.0
+        d_in, d_out = d_ins[i], d_outs[i]
         needed = (end - start) + d_in / 2 + d_out / 2
         in_time = max(0.0, (c.available - needed) / 2)
         clips.append(PlannedClip(
             clip_id=c.clip_id, photo_id=c.photo_id, order_index=i, beats=k, start=round(start, 4),
             end=round(end, 4), in_time=round(in_time, 4), out_time=round(in_time + needed, 4),
-            transition=transition if i < n - 1 else "none", transition_duration=round(d_out, 4),
+            transition=cut_specs[i][0] if i < n - 1 else "none", transition_duration=round(d_out, 4),
             room_type=c.room_type, motion_type=c.motion_type))
         if i < n - 1:
             cut_times.append(round(end, 4))
@@ -218,11 +371,20 @@ def plan_timeline(candidates: Sequence[ClipCandidate], grid: BeatGrid, *, target
                         cut_times=cut_times, warnings=warnings)
 
 
-def _select(ordered: list[ClipCandidate], count: int) -> list[ClipCandidate]:
-    """Keep `count` clips: the opener, every room's hero, then the best of the rest; story order kept."""
+def _select_fitting(ordered: list[ClipCandidate], costs: list[int], total: int,
+                    pinned: set[int]) -> list[ClipCandidate]:
+    """Keep the clips whose beats (`costs`) fit in `total`: the opener, then clips the user trimmed
+    (`pinned`: they asked for them), every room's hero, then the best of the rest; story order kept.
+    With equal costs this is "the first total // cost clips by priority" (and at least the opener)."""
     priority = sorted(range(len(ordered)),
-                      key=lambda i: (i != 0, not ordered[i].is_hero, -ordered[i].score, i))
-    chosen = set(priority[:count])
+                      key=lambda i: (i != 0, ordered[i].clip_id not in pinned, not ordered[i].is_hero,
+                                     -ordered[i].score, i))
+    chosen: set[int] = set()
+    used = 0
+    for i in priority:
+        if not chosen or used + costs[i] <= total:
+            chosen.add(i)
+            used += costs[i]
     return [c for i, c in enumerate(ordered) if i in chosen]
 
 
