@@ -63,22 +63,23 @@ export SQS_QUEUE_URL SQS_GPU_QUEUE_URL
 
 if [ ! -f "$FLEET_DIR/job.json" ] || [ -n "$SMOKE" ]; then
   echo "==> uploading a sample listing to s3://$S3_BUCKET/uploads/sample/" >&2
+  python scripts/make_sample_listing.py "$FLEET_DIR/sample" --width 960 --height 640 --music-seconds 30 \
+    --rooms exterior living_room kitchen bedroom_a bathroom >/dev/null
   python - "$FLEET_DIR" <<'PY'
 import json, os, sys
 from pathlib import Path
 import boto3
-from app.samples import make_sample_listing
 out = Path(sys.argv[1])
-listing = make_sample_listing(out / "sample", width=960, height=640, music_seconds=30.0,
-                              rooms=["exterior", "living_room", "kitchen", "bedroom_a", "bathroom"])
+truth = json.loads((out / "sample" / "ground_truth.json").read_text())
 s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ["AWS_REGION"])
 bucket = os.environ["S3_BUCKET"]
 photos = []
-for path in listing.photo_paths:
+for item in truth["photos"]:
+    path = out / "sample" / item["file"]
     key = f"uploads/sample/{path.parent.name}/{path.name}"
     s3.upload_file(str(path), bucket, key)
-    photos.append({"uri": f"s3://{bucket}/{key}", "room_label": path.parent.name.split("_")[0]})
-s3.upload_file(str(listing.music_path), bucket, "uploads/sample/music.wav")
+    photos.append({"uri": f"s3://{bucket}/{key}", "room_label": path.parent.name})
+s3.upload_file(str(out / "sample" / "music.wav"), bucket, "uploads/sample/music.wav")
 body = {"listing_id": "sample-listing", "photos": photos, "music_uri": f"s3://{bucket}/uploads/sample/music.wav",
         "target_length": 20, "enqueue": True}
 (out / "job.json").write_text(json.dumps(body, indent=2))

@@ -1,10 +1,10 @@
 """Typed edits (app.services.edits): each edit's minimal re-run, proven on a real rendered job, on SQLite
 and on PostgreSQL; validation that rejects bad edits without writing anything; the planner's directives.
 
-Rendering is the slow part, so each database renders one job once per module (5 photos, 3 rooms, 640x360,
-no music: no beat tracking or loudness passes) into a template database, and every test edits its own
-copy of that database (SQLite: a file copy; PostgreSQL: CREATE DATABASE ... TEMPLATE). The copies share
-the template's storage folder, so checkpointed clips are found where their rows say they are.
+Rendering is the slow part, so the module renders one job once (5 photos, 3 rooms, 640x360, no music: no
+beat tracking or loudness passes), copies its rows into a PostgreSQL template as well, and every test
+edits its own copy of the database (SQLite: a file copy; PostgreSQL: CREATE DATABASE ... TEMPLATE). The
+copies share the render's storage folder, so checkpointed clips are found where their rows say they are.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import Integer, create_engine, func, select, text
 
+from app.config import Settings
 from app.db.migrate import upgrade
 from app.db.models import (
     AnalysisResult,
+    Base,
     Clip,
     ClipStatus,
     Edit,
@@ -111,33 +113,68 @@ def _pg(sql: str) -> None:
         admin.dispose()
 
 
+def _settings(tmp: Path, url: str, **overrides: object) -> Settings:
+    # 640x360 and ultrafast encodes: what is under test is which work re-runs, not picture quality.
+    return make_settings(tmp, url, OUTPUT_X264_PRESET="ultrafast", **overrides)
+
+
 def _db_url(name: str) -> str:
     return _admin_url().rsplit("/", 1)[0] + f"/{name}"
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def template(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-             listing: SampleListing) -> Iterator[Template]:
-    tmp = tmp_path_factory.mktemp(f"edits-{request.param}")
-    name = ""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp / 'template.db'}"
-    else:
-        request.getfixturevalue("postgres_url")  # skips (or fails under scripts/test.sh) without PostgreSQL
-        name = f"picaivid_t_{uuid.uuid4().hex[:10]}_tpl"
-        _pg(f'create database "{name}"')
-        url = _db_url(name)
+@dataclass
+class Rendered:
+    url: str
+    storage: Path
+    job_id: int
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory, listing: SampleListing) -> Rendered:
+    """The job, rendered once (SQLite): 5 clips at 640x360, a 10 s timeline on the default grid."""
+    tmp = tmp_path_factory.mktemp("edits-render")
+    url = f"sqlite:///{tmp / 'rendered.db'}"
     upgrade(url)
-    ctx = make_context(make_settings(tmp, url))
+    ctx = make_context(_settings(tmp, url))
     job_id = create_job(ctx, listing_id="edits", photos=photos_from_folder(listing.photos_dir),
                         music=None, target_length=TARGET)
     outcome = run_job(ctx, job_id)
     assert outcome.status == "completed", outcome.error
+    get_engine(url).dispose()
+    return Rendered(url, Path(ctx.settings.LOCAL_STORAGE_PATH), job_id)
+
+
+def _copy_rows(src_url: str, dst_url: str) -> None:
+    """Every row of the rendered SQLite database into a migrated PostgreSQL one, ids kept: the same job
+    in the same state without rendering it twice. Sequences move past the copied ids."""
+    with get_engine(src_url).connect() as src, get_engine(dst_url).begin() as dst:
+        for table in Base.metadata.sorted_tables:
+            rows = [dict(row) for row in src.execute(table.select()).mappings()]
+            if rows:
+                dst.execute(table.insert(), rows)
+        for table in Base.metadata.sorted_tables:
+            if "id" in table.c and isinstance(table.c.id.type, Integer):
+                dst.execute(text(f"select setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                                 f'coalesce(max(id), 0) + 1, false) from "{table.name}"'))
+    get_engine(dst_url).dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def template(request: pytest.FixtureRequest, rendered: Rendered, listing: SampleListing) -> Iterator[Template]:
+    """The rendered job in a database of each kind, which every test copies."""
+    if request.param == "sqlite":
+        yield Template("sqlite", rendered.url, rendered.storage, rendered.job_id, listing)
+        return
+    request.getfixturevalue("postgres_url")  # skips (or fails under scripts/test.sh) without PostgreSQL
+    name = f"picaivid_t_{uuid.uuid4().hex[:10]}_tpl"
+    _pg(f'create database "{name}"')
+    url = _db_url(name)
+    upgrade(url)
+    _copy_rows(rendered.url, url)
     # CREATE DATABASE ... TEMPLATE needs the template to have no connections.
     get_engine(url).dispose()
-    yield Template(request.param, url, Path(ctx.settings.LOCAL_STORAGE_PATH), job_id, listing)
-    if name:
-        _pg(f'drop database if exists "{name}" with (force)')
+    yield Template("postgres", url, rendered.storage, rendered.job_id, listing)
+    _pg(f'drop database if exists "{name}" with (force)')
 
 
 @pytest.fixture
@@ -154,7 +191,7 @@ def job(template: Template, tmp_path: Path) -> Iterator[Copy]:
         name = f"picaivid_t_{uuid.uuid4().hex[:10]}_copy"
         _pg(f'create database "{name}" template "{template.url.rsplit("/", 1)[1]}"')
         url = _db_url(name)
-    ctx = make_context(make_settings(tmp_path, url, LOCAL_STORAGE_PATH=template.storage))
+    ctx = make_context(_settings(tmp_path, url, LOCAL_STORAGE_PATH=template.storage))
     yield Copy(ctx, template.job_id, template.listing, template)
     get_engine(url).dispose()
     if name:
@@ -410,10 +447,10 @@ def test_swap_hero_rerenders_exactly_one_clip_and_phase_1_keeps_the_choice(job: 
                  and c.id != old.id and sum(1 for o in clips1.values() if o.room_cluster_id == c.room_cluster_id) == 1)
     assert alone.photo_id is not None
     phases2 = _phases(ctx, job_id)
-    relabel = apply_edit(ctx, job_id, {"type": "room_override", "photo_id": alone.photo_id, "room_label": "dining_room"})
+    override = {"type": "room_override", "photo_id": alone.photo_id, "room_label": "dining_room"}
+    relabel = apply_edit(ctx, job_id, override)
     assert (relabel.rerun_from, relabel.timeline_version, relabel.rerender_clip_ids) == (1, None, [])
-    _assert_recorded(ctx, job_id, relabel, {"type": "room_override", "photo_id": alone.photo_id,
-                                             "room_label": "dining_room"}, against_version=2)
+    _assert_recorded(ctx, job_id, relabel, override, against_version=2)
     _assert_rerun(ctx, job_id, phases2, 1)
     outcome = run_job(ctx, job_id)
     assert outcome.status == "completed" and outcome.phases_run == [1, 2, 3, 4]
