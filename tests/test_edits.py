@@ -209,7 +209,7 @@ def _latest(s: Any, job_id: int) -> Timeline:
 
 def _order(ctx: PhaseContext, job_id: int) -> list[int]:
     with session_scope(ctx.sessions) as s:
-        return [tc.clip_id for tc in _latest(s, job_id).clips]
+        return [tc.clip_id for tc in _latest(s, job_id).clips if tc.clip_id is not None]
 
 
 def _phases(ctx: PhaseContext, job_id: int) -> dict[int, tuple[str, int]]:
@@ -220,6 +220,10 @@ def _phases(ctx: PhaseContext, job_id: int) -> dict[int, tuple[str, int]]:
 def _clips(ctx: PhaseContext, job_id: int) -> dict[int, Clip]:
     with session_scope(ctx.sessions) as s:
         return {c.id: c for c in s.scalars(select(Clip).where(Clip.job_id == job_id))}
+
+
+def _pending(ctx: PhaseContext, job_id: int) -> list[int]:
+    return sorted(cid for cid, c in _clips(ctx, job_id).items() if c.status != ClipStatus.RENDERED)
 
 
 def _attempts(ctx: PhaseContext, job_id: int) -> dict[int, int]:
@@ -288,7 +292,7 @@ def test_reorder_trim_and_transitions_replan_directly_and_rerun_only_phase_4(job
     _assert_recorded(ctx, job_id, reorder, {"type": "reorder", "clip_ids": new_order}, against_version=1,
                      user_id="agent-7")
     _assert_rerun(ctx, job_id, phases0, 4)
-    assert all(c.status == ClipStatus.RENDERED for c in _clips(ctx, job_id).values()), "no clip goes pending"
+    assert _pending(ctx, job_id) == [], "no clip goes pending"
     with session_scope(ctx.sessions) as s:
         versions = {t.version: t for t in s.scalars(select(Timeline).where(Timeline.job_id == job_id))}
         assert versions[1].status == "superseded" and versions[2].source == "edit:reorder"
@@ -306,7 +310,12 @@ def test_reorder_trim_and_transitions_replan_directly_and_rerun_only_phase_4(job
     every = apply_edit(ctx, job_id, SetTransitionEdit(transition="dissolve", beats=0.5))
     first_cut = apply_edit(ctx, job_id, SetTransitionEdit(clip_id=new_order[0], transition="cut"))
     assert (every.rerun_from, every.timeline_version, first_cut.timeline_version) == (4, 4, 5)
+    _assert_recorded(ctx, job_id, every, {"type": "set_transition", "clip_id": None, "transition": "dissolve",
+                                          "beats": 0.5}, against_version=3)
+    _assert_recorded(ctx, job_id, first_cut, {"type": "set_transition", "clip_id": new_order[0],
+                                              "transition": "cut"}, against_version=4)
     _assert_rerun(ctx, job_id, phases0, 4)
+    assert _pending(ctx, job_id) == []
 
     outcome = run_job(ctx, job_id)
     assert outcome.status == "completed" and outcome.phases_run == [4] and outcome.phases_skipped == [1, 2, 3]
@@ -346,6 +355,7 @@ def test_timeline_edits_stick_through_a_phase_3_rerun(job: Copy) -> None:
     assert (longer.rerun_from, longer.timeline_version, longer.rerender_clip_ids) == (3, None, [])
     _assert_recorded(ctx, job_id, longer, {"type": "set_target_length", "target_length": 13.0}, against_version=3)
     _assert_rerun(ctx, job_id, phases0, 3)
+    assert _pending(ctx, job_id) == []
     with session_scope(ctx.sessions) as s:
         job_row = s.get(Job, job_id)
         assert job_row is not None and job_row.target_length == 13.0
@@ -380,11 +390,14 @@ def test_exclude_a_non_hero_and_set_music_rerun_from_phase_3(job: Copy) -> None:
     _assert_recorded(ctx, job_id, excluded, {"type": "exclude_photo", "photo_id": gone.photo_id, "exclude": True},
                      against_version=1)
     _assert_rerun(ctx, job_id, phases0, 3)
+    assert _pending(ctx, job_id) == [], "the clip stays rendered (re-including it needs no render)"
 
     music_uri = ctx.storage.put_file(f"jobs/{job_id}/input/music-96.wav", job.listing.music_path, "audio/wav")
     music = apply_edit(ctx, job_id, {"type": "set_music", "music_uri": music_uri})
-    assert (music.rerun_from, music.timeline_version) == (3, None)
-    assert all(c.status == ClipStatus.RENDERED for c in _clips(ctx, job_id).values())
+    assert (music.rerun_from, music.timeline_version, music.rerender_clip_ids) == (3, None, [])
+    _assert_recorded(ctx, job_id, music, {"type": "set_music", "music_uri": music_uri}, against_version=1)
+    _assert_rerun(ctx, job_id, phases0, 3)
+    assert _pending(ctx, job_id) == []
 
     outcome = run_job(ctx, job_id)
     assert outcome.status == "completed" and outcome.phases_run == [3, 4]
@@ -417,7 +430,7 @@ def test_swap_hero_rerenders_exactly_one_clip_and_phase_1_keeps_the_choice(job: 
     _assert_recorded(ctx, job_id, swap, {"type": "swap_hero", "photo_id": new.photo_id}, against_version=1)
     _assert_rerun(ctx, job_id, phases0, 2)
     clips1 = _clips(ctx, job_id)
-    assert [c.id for c in clips1.values() if c.status == ClipStatus.PENDING] == [new.id], "exactly one clip"
+    assert _pending(ctx, job_id) == [new.id], "exactly one clip goes back to pending"
     assert clips1[new.id].is_hero and not clips1[old.id].is_hero
     assert (clips1[new.id].duration or 0) > (new.duration or 0), "a hero gets more footage"
     assert clips1[old.id].motion_plan == old.motion_plan and clips1[old.id].render_key == old.render_key
@@ -452,6 +465,7 @@ def test_swap_hero_rerenders_exactly_one_clip_and_phase_1_keeps_the_choice(job: 
     assert (relabel.rerun_from, relabel.timeline_version, relabel.rerender_clip_ids) == (1, None, [])
     _assert_recorded(ctx, job_id, relabel, override, against_version=2)
     _assert_rerun(ctx, job_id, phases2, 1)
+    assert _pending(ctx, job_id) == [], "phase 1 decides which plans change"
     outcome = run_job(ctx, job_id)
     assert outcome.status == "completed" and outcome.phases_run == [1, 2, 3, 4]
     clips2 = _clips(ctx, job_id)
@@ -472,6 +486,7 @@ def test_excluding_a_hero_or_including_again_reruns_phase_1(job: Copy) -> None:
     out = apply_edit(ctx, job_id, {"type": "exclude_photo", "photo_id": hero.photo_id})
     assert (out.rerun_from, out.timeline_version, out.rerender_clip_ids) == (1, None, [])
     _assert_rerun(ctx, job_id, phases0, 1)
+    assert _pending(ctx, job_id) == []
     back = apply_edit(ctx, job_id, {"type": "exclude_photo", "photo_id": hero.photo_id, "exclude": False})
     assert back.rerun_from == 1 and back.edit_id > out.edit_id
     with session_scope(ctx.sessions) as s:
@@ -525,7 +540,7 @@ def test_invalid_edits_are_rejected_and_change_nothing(job: Copy) -> None:
         photo_uri = next(p.s3_uri for p in s.scalars(select(Photo).where(Photo.id == hero.photo_id)))
     middle = order[1]
     storage_root = Path(ctx.settings.LOCAL_STORAGE_PATH)
-    cases: list[tuple[Any, str]] = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"type": "explode"}, "type"),
         ({"type": "reorder", "clip_ids": order, "force": True}, "force: Extra inputs are not permitted"),
         ({"type": "reorder", "clip_ids": order[:-1]}, f"missing [{order[-1]}]"),
@@ -604,13 +619,14 @@ def test_invalid_edits_are_rejected_and_change_nothing(job: Copy) -> None:
             if p.id != non_hero.photo_id:
                 p.exclude = True
     excluded_id = next(p.id for p in others if p.id != non_hero.photo_id)
-    for edit, message in [
+    late_cases: list[tuple[dict[str, Any], str]] = [
         ({"type": "swap_hero", "photo_id": non_hero.photo_id}, "rejected by analysis (too_small)"),
         ({"type": "swap_hero", "photo_id": excluded_id}, "is excluded"),
         ({"type": "exclude_photo", "photo_id": excluded_id}, "already excluded"),
         ({"type": "exclude_photo", "photo_id": non_hero.photo_id}, "not shown anyway"),
         ({"type": "exclude_photo", "photo_id": hero.photo_id}, "is the last photo shown"),
-    ]:
+    ]
+    for edit, message in late_cases:
         before = _snapshot(ctx)
         with pytest.raises(EditRejectedError) as err:
             apply_edit(ctx, job_id, edit)

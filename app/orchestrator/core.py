@@ -147,41 +147,28 @@ def _start_phase(ctx: PhaseContext, job_id: int, phase: int) -> bool:
     return True
 
 
-def _finish_phase(ctx: PhaseContext, job_id: int, phase: int, result: PhaseResult, seconds: float) -> None:
+def _end_phase(ctx: PhaseContext, job_id: int, phase: int, status: PhaseStatus, seconds: float, *,
+               error: str | None = None, result: PhaseResult | None = None) -> None:
+    """Record how an attempt at `phase` ended, in one transaction with the job row locked:
+    COMPLETED (with the phase's summary and warnings), FAILED (the job fails with the reason), or back to
+    PENDING (fleet mode: a transient failure the queue will retry; the job stays running)."""
     with session_scope(ctx.sessions) as s:
         job = get_job(s, job_id, lock=True)
         row = ensure_phase_rows(s, job)[phase]
-        row.status = PhaseStatus.COMPLETED
+        row.status = status
         row.finished_at = utcnow()
         row.duration_s = round(seconds, 3)
-        row.details = result.details
-        if result.warnings:
-            job.warnings = [*(job.warnings or []),
-                            *({"phase": phase, "message": w} for w in result.warnings)]
-
-
-def _fail_phase(ctx: PhaseContext, job_id: int, phase: int, message: str, seconds: float) -> None:
-    with session_scope(ctx.sessions) as s:
-        job = get_job(s, job_id, lock=True)
-        row = ensure_phase_rows(s, job)[phase]
-        row.status = PhaseStatus.FAILED
-        row.finished_at = utcnow()
-        row.duration_s = round(seconds, 3)
-        row.error = message
-        job.status = JobStatus.FAILED
-        job.error = f"phase {phase} ({PHASE_NAMES[phase]}): {message}"
-
-
-def _retry_phase(ctx: PhaseContext, job_id: int, phase: int, message: str, seconds: float) -> None:
-    """A transient failure in fleet mode: the phase goes back to pending with the error on record and the
-    job stays running; the queue redelivers the message after a backoff."""
-    with session_scope(ctx.sessions) as s:
-        job = get_job(s, job_id, lock=True)
-        row = ensure_phase_rows(s, job)[phase]
-        row.status = PhaseStatus.PENDING
-        row.finished_at = utcnow()
-        row.duration_s = round(seconds, 3)
-        row.error = f"attempt {row.attempts}: {message} (will retry)"
+        if status == PhaseStatus.COMPLETED and result is not None:
+            row.details = result.details
+            if result.warnings:
+                job.warnings = [*(job.warnings or []),
+                                *({"phase": phase, "message": w} for w in result.warnings)]
+        elif status == PhaseStatus.FAILED:
+            row.error = error
+            job.status = JobStatus.FAILED
+            job.error = f"phase {phase} ({PHASE_NAMES[phase]}): {error}"
+        elif status == PhaseStatus.PENDING:
+            row.error = f"attempt {row.attempts}: {error} (will retry)"
 
 
 def error_message(exc: BaseException) -> str:
@@ -208,20 +195,20 @@ def run_phase(ctx: PhaseContext, job_id: int, phase: int, *, retry_transient: bo
         seconds = time.perf_counter() - t0
         message = error_message(exc)
         if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: leave it to the next delivery
-            _retry_phase(ctx, job_id, phase, f"interrupted ({type(exc).__name__})", seconds)
+            _end_phase(ctx, job_id, phase, PhaseStatus.PENDING, seconds, error=f"interrupted ({type(exc).__name__})")
             raise
         if not isinstance(exc, PicaividError):
             log.exception("job %s phase %s crashed", job_id, phase)
         if retry_transient and not is_permanent(exc):
-            _retry_phase(ctx, job_id, phase, message, seconds)
+            _end_phase(ctx, job_id, phase, PhaseStatus.PENDING, seconds, error=message)
             safe_emit(ctx.progress_sink, ProgressEvent(job_id, "phase_failed", phase, message=message,
                                                        data={"retrying": True}))
             raise
-        _fail_phase(ctx, job_id, phase, message, seconds)
+        _end_phase(ctx, job_id, phase, PhaseStatus.FAILED, seconds, error=message)
         safe_emit(ctx.progress_sink, ProgressEvent(job_id, "phase_failed", phase, message=message))
         raise
     seconds = time.perf_counter() - t0
-    _finish_phase(ctx, job_id, phase, result, seconds)
+    _end_phase(ctx, job_id, phase, PhaseStatus.COMPLETED, seconds, result=result)
     safe_emit(ctx.progress_sink, ProgressEvent(job_id, "phase_completed", phase, 1, 1,
                                                data={"seconds": seconds, **result.details}))
     return True, seconds

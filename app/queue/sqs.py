@@ -10,9 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
+from app.aws import aws_client
 from app.config import Settings
 
 #: SQS limits.
@@ -21,15 +19,7 @@ MAX_DELAY_SECONDS = 900
 
 
 def sqs_client(settings: Settings) -> Any:
-    kwargs: dict[str, Any] = {"region_name": settings.AWS_REGION,
-                              "config": Config(retries={"max_attempts": 4, "mode": "standard"},
-                                               connect_timeout=5, read_timeout=30)}
-    if settings.AWS_ENDPOINT_URL:
-        kwargs["endpoint_url"] = settings.AWS_ENDPOINT_URL
-    if settings.AWS_ACCESS_KEY_ID and settings.AWS_SECRET_ACCESS_KEY:
-        kwargs["aws_access_key_id"] = settings.AWS_ACCESS_KEY_ID
-        kwargs["aws_secret_access_key"] = settings.AWS_SECRET_ACCESS_KEY
-    return boto3.client("sqs", **kwargs)
+    return aws_client(settings, "sqs")
 
 
 @dataclass(frozen=True)

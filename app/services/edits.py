@@ -32,7 +32,6 @@ import math
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -47,7 +46,6 @@ from app.db.models import (
     Edit,
     Job,
     JobPhase,
-    JobStatus,
     PhaseStatus,
     Photo,
     PhotoStatus,
@@ -59,6 +57,7 @@ from app.errors import EditRejectedError, ImageRejectedError, InvalidInputError,
 from app.media.assemble import XFADE_TRANSITIONS
 from app.media.types import BeatGrid
 from app.orchestrator import ALL_PHASES, ensure_phase_rows, get_job, invalidate_from
+from app.orchestrator.fleet import job_busy_reason
 from app.phases.base import PhaseContext
 from app.phases.timeline.phase import clip_candidates, save_timeline, timeline_directives
 from app.phases.timeline.planner import (
@@ -320,9 +319,9 @@ def apply_edit(ctx: PhaseContext, job_id: int, edit: EditPayload | dict[str, Any
     payload = parse_edit(edit)
     with session_scope(ctx.sessions) as s:
         job = get_job(s, job_id, lock=True)
-        busy = _busy(job)
+        busy = job_busy_reason(job)
         if busy:
-            raise JobBusyError(busy)
+            raise JobBusyError(f"{busy}; edit it when the run stops")
         timeline = s.scalars(select(Timeline).where(Timeline.job_id == job_id)
                              .order_by(Timeline.version.desc())).first()
         st = _State(ctx=ctx, s=s, job=job, phases=ensure_phase_rows(s, job), timeline=timeline, edit=payload,
@@ -333,19 +332,6 @@ def apply_edit(ctx: PhaseContext, job_id: int, edit: EditPayload | dict[str, Any
         return EditOutcome(edit_id=st.edit_id, edit_type=payload.type, rerun_from=applied.rerun_from,
                            timeline_version=applied.timeline_version,
                            rerender_clip_ids=applied.rerender_clip_ids)
-
-
-def _busy(job: Job) -> str | None:
-    """Why an edit must wait, or None. A running job's phases would overwrite (or be undone by) the edit."""
-    if job.status == JobStatus.RUNNING:
-        return f"job {job.id} is running (phase {job.current_phase}); edit it when the run stops"
-    expires = job.lease_expires_at
-    if job.lease_owner and expires is not None:
-        if expires.tzinfo is None:  # SQLite hands back naive datetimes; they were written in UTC
-            expires = expires.replace(tzinfo=UTC)
-        if expires > datetime.now(UTC):
-            return f"job {job.id} is held by worker {job.lease_owner}; edit it when the worker is done"
-    return None
 
 
 # --- timeline edits ---------------------------------------------------------------------------------

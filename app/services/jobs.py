@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from app.config import Settings
 from app.db.models import Job, JobStatus, Photo
 from app.db.session import session_scope
 from app.errors import AudioError, InvalidInputError, NoUsablePhotosError, StorageError
@@ -54,6 +55,15 @@ def photos_from_folder(folder: Path) -> list[PhotoInput]:
     return found
 
 
+def new_job(settings: Settings, *, listing_id: str, target_length: float | None, enable_beat_sync: bool | None,
+            template_type: str | None, metadata: dict[str, Any] | None) -> Job:
+    """A pending job row with the deployment's defaults filled in."""
+    return Job(listing_id=listing_id, status=JobStatus.PENDING, current_phase=0, template_type=template_type,
+               target_length=target_length or settings.DEFAULT_TARGET_LENGTH,
+               enable_beat_sync=settings.ENABLE_BEAT_SYNC if enable_beat_sync is None else enable_beat_sync,
+               job_metadata=metadata or {}, warnings=[])
+
+
 def create_job(ctx: PhaseContext, *, listing_id: str, photos: list[PhotoInput], music: Path | None,
                target_length: float | None = None, enable_beat_sync: bool | None = None,
                template_type: str | None = None, metadata: dict[str, Any] | None = None) -> int:
@@ -66,12 +76,8 @@ def create_job(ctx: PhaseContext, *, listing_id: str, photos: list[PhotoInput], 
         check_music(music)
     settings = ctx.settings
     with session_scope(ctx.sessions) as s:
-        job = Job(listing_id=listing_id, status=JobStatus.PENDING, current_phase=0,
-                  template_type=template_type,
-                  target_length=target_length or settings.DEFAULT_TARGET_LENGTH,
-                  enable_beat_sync=(settings.ENABLE_BEAT_SYNC if enable_beat_sync is None
-                                    else enable_beat_sync),
-                  job_metadata=metadata or {}, warnings=[])
+        job = new_job(settings, listing_id=listing_id, target_length=target_length,
+                      enable_beat_sync=enable_beat_sync, template_type=template_type, metadata=metadata)
         s.add(job)
         s.flush()
         job_id = job.id
@@ -187,14 +193,11 @@ def create_job_from_uris(ctx: PhaseContext, *, listing_id: str, photos: list[Pho
 
     settings = ctx.settings
     with session_scope(ctx.sessions) as s:
-        job = Job(listing_id=listing_id, status=JobStatus.PENDING, current_phase=0,
-                  template_type=template_type,
-                  target_length=target_length or settings.DEFAULT_TARGET_LENGTH,
-                  enable_beat_sync=(settings.ENABLE_BEAT_SYNC if enable_beat_sync is None
-                                    else enable_beat_sync),
-                  # Canonical URIs, so that workers on other machines resolve them the same way.
-                  music_uri=ctx.storage.uri(music_key) if music_key else None,
-                  callback_url=callback_url, job_metadata=metadata or {}, warnings=[])
+        job = new_job(settings, listing_id=listing_id, target_length=target_length,
+                      enable_beat_sync=enable_beat_sync, template_type=template_type, metadata=metadata)
+        # Canonical URIs, so that workers on other machines resolve them the same way.
+        job.music_uri = ctx.storage.uri(music_key) if music_key else None
+        job.callback_url = callback_url
         s.add(job)
         s.flush()
         job_id = job.id

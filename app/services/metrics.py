@@ -22,6 +22,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.aws import aws_client
 from app.config import Settings
 from app.db.models import Clip, Job, JobPhase, JobStatus, OutboxMessage, PhaseStatus, Worker, utcnow
 from app.phases.base import PHASE_NAMES
@@ -55,18 +56,7 @@ _QUEUE_STATES = (("visible", "visible"), ("in_flight", "in_flight"), ("delayed",
 def monitoring_client(settings: Settings, service: str) -> Any:
     """A boto3 client for probes and scrapes: one attempt, short timeouts. A scrape or a readiness
     probe must answer quickly that a dependency is down, not retry for half a minute like the senders."""
-    import boto3
-    from botocore.config import Config
-
-    kwargs: dict[str, Any] = {"region_name": settings.AWS_REGION,
-                              "config": Config(retries={"max_attempts": 1, "mode": "standard"},
-                                               connect_timeout=2, read_timeout=5)}
-    if settings.AWS_ENDPOINT_URL:
-        kwargs["endpoint_url"] = settings.AWS_ENDPOINT_URL
-    if settings.AWS_ACCESS_KEY_ID and settings.AWS_SECRET_ACCESS_KEY:
-        kwargs["aws_access_key_id"] = settings.AWS_ACCESS_KEY_ID
-        kwargs["aws_secret_access_key"] = settings.AWS_SECRET_ACCESS_KEY
-    return boto3.client(service, **kwargs)
+    return aws_client(settings, service, max_attempts=1, connect_timeout=2, read_timeout=5)
 
 
 def configured_queues(settings: Settings, client: Any) -> dict[str, SqsQueue]:
