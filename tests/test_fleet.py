@@ -36,6 +36,7 @@ from app.storage import S3Storage
 from app.worker.handlers import HandlerContext, InFlight, handle_cpu
 from app.worker.loop import Worker
 from tests.conftest import _truncate, make_context, make_settings
+from tests.fakes.backend import serve_backend
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -258,10 +259,16 @@ def test_full_fleet_run_api_cpu_two_gpu_workers(fleet: Fleet, tiny_listing: Any)
         assert response.status_code == 201, response.text
         job_id = response.json()["job_id"]
 
-        fleet.spawn("cpu", "cpu1")
-        fleet.spawn("gpu", "gpu1")
-        fleet.spawn("gpu", "gpu2")
-        wait_for("the job to complete", completed(fleet, job_id), 180, fleet, ("cpu1", "gpu1", "gpu2"))
+        with serve_backend() as backend:
+            callbacks = {"BACKEND_URL": backend.url, "API_KEY": "secret"}
+            fleet.spawn("cpu", "cpu1", **callbacks)
+            fleet.spawn("gpu", "gpu1", **callbacks)
+            fleet.spawn("gpu", "gpu2", **callbacks)
+            wait_for("the job to complete", completed(fleet, job_id), 180, fleet, ("cpu1", "gpu1", "gpu2"))
+            wait_for("the job_completed callback", lambda: any(b["event"] == "job_completed"
+                                                               for b in backend.bodies()), 15)
+            events = backend.bodies()
+            requests = list(backend.requests)
 
         body = api.get(f"/internal/jobs/{job_id}", headers={"X-API-Key": "secret"}).json()
         assert body["status"] == "completed"
@@ -271,6 +278,15 @@ def test_full_fleet_run_api_cpu_two_gpu_workers(fleet: Fleet, tiny_listing: Any)
     clips = fleet.clips(job_id)
     assert len(clips) == len(tiny_listing.photo_paths)
     assert all(c.status == "rendered" and c.render_attempts == 1 for c in clips.values())
+    # Progress callbacks: every phase's start and end, clip progress, the job's end; keyed and authenticated.
+    seen = {(e["event"], e["phase"]) for e in events}
+    for phase in (1, 2, 3, 4):
+        assert ("phase_started", phase) in seen and ("phase_completed", phase) in seen, (phase, sorted(seen))
+    assert any(e["event"] == "progress" and e["phase"] == 2 and e["done"] == e["total"] == len(clips)
+               for e in events)
+    assert all(r.headers.get("X-API-Key") == "secret" for r in requests)
+    keys = [r.headers.get("X-Idempotency-Key") for r in requests]
+    assert all(keys) and len(set(keys)) == len(keys)
     phases = fleet.phases(job_id)
     assert [phases[p].status for p in (1, 2, 3, 4)] == ["completed"] * 4
     assert phases[2].details["mode"] == "fleet" and phases[2].attempts == 1

@@ -263,6 +263,15 @@ def _complete_render_phase(s: Session, job: Job, row: JobPhase) -> None:
     }
 
 
+def render_progress(ctx: PhaseContext, job_id: int) -> tuple[int, int]:
+    """(rendered clips, all clips) of a job."""
+    with session_scope(ctx.sessions) as s:
+        total = s.scalar(select(func.count()).select_from(Clip).where(Clip.job_id == job_id)) or 0
+        done = s.scalar(select(func.count()).select_from(Clip).where(Clip.job_id == job_id,
+                                                                      Clip.status == ClipStatus.RENDERED)) or 0
+    return int(done), int(total)
+
+
 def complete_render_phase_if_done(ctx: PhaseContext, job_id: int) -> bool:
     """Called by a GPU worker after checkpointing a clip. If every clip of the job is rendered, mark
     phase 2 completed and stage "run phase 3" for the CPU fleet, in one transaction under the job's row

@@ -23,7 +23,8 @@ from app.db.session import session_scope
 from app.errors import JobNotFoundError, PhaseOrderError, PicaividError, RenderCancelled, is_permanent
 from app.orchestrator import core, fleet
 from app.orchestrator.core import error_message
-from app.phases.base import PhaseContext
+from app.phases.base import PHASE_NAMES, PhaseContext
+from app.progress import ProgressEvent, safe_emit
 from app.queue.messages import JobMessage, MalformedMessageError, parse_message
 from app.queue.outbox import OutboxRelay
 from app.queue.sqs import ReceivedMessage
@@ -131,6 +132,8 @@ def _run_cpu_phases(hctx: HandlerContext, inflight: InFlight, msg: JobMessage) -
         phase, status = fleet.next_phase(ctx, job_id)
         if phase is None:
             final = fleet.complete_job_if_done(ctx, job_id)
+            if final == "completed":
+                _emit(hctx, ProgressEvent(job_id, "job_completed"))
             return Disposition(Action.ACK, f"job {job_id} {final}", job_id=job_id)
         if status == PhaseStatus.FAILED:
             return Disposition(Action.ACK, f"job {job_id} failed earlier (phase {phase}); re-run it to retry",
@@ -139,6 +142,8 @@ def _run_cpu_phases(hctx: HandlerContext, inflight: InFlight, msg: JobMessage) -
             fan = fleet.begin_render_fanout(ctx, job_id, hctx.owner, nonce=inflight.message.message_id)
             if fan.completed:
                 continue
+            _emit(hctx, ProgressEvent(job_id, "phase_started", fleet.RENDER_PHASE, message=PHASE_NAMES[2],
+                                      data={"clips_queued": len(fan.staged), "clips_in_flight": fan.in_flight}))
             with inflight.lock:
                 inflight.holds_job_lease = False  # released in the fan-out's transaction
             _flush(hctx)
@@ -148,6 +153,7 @@ def _run_cpu_phases(hctx: HandlerContext, inflight: InFlight, msg: JobMessage) -
             core.run_phase(ctx, job_id, phase, retry_transient=True)
         except PicaividError as exc:
             if exc.permanent:
+                _emit(hctx, ProgressEvent(job_id, "job_failed", phase, message=str(exc)))
                 return Disposition(Action.ACK, f"job {job_id} failed: {exc}", job_id=job_id)
             return Disposition(Action.RETRY, f"phase {phase}: {exc}", job_id=job_id)
         except Exception as exc:
@@ -186,6 +192,8 @@ def handle_gpu(hctx: HandlerContext, inflight: InFlight) -> Disposition:
     except Exception as exc:
         if is_permanent(exc):
             fleet.fail_render_phase(ctx, job_id, str(exc))
+            _emit(hctx, ProgressEvent(job_id, "phase_failed", fleet.RENDER_PHASE, message=str(exc)))
+            _emit(hctx, ProgressEvent(job_id, "job_failed", fleet.RENDER_PHASE, message=str(exc)))
             _release_clip(hctx, inflight)
             return Disposition(Action.ACK, f"job {job_id} failed: {exc}", job_id=job_id)
         if not isinstance(exc, PicaividError):
@@ -208,13 +216,24 @@ def _release_clip(hctx: HandlerContext, inflight: InFlight) -> None:
 
 
 def _finish_clip(hctx: HandlerContext, job_id: int) -> None:
+    done, total = fleet.render_progress(hctx.ctx, job_id)
+    _emit(hctx, ProgressEvent(job_id, "progress", fleet.RENDER_PHASE, done, total, f"clip {done}/{total}"))
     if fleet.complete_render_phase_if_done(hctx.ctx, job_id):
         log.info("job %s: every clip rendered; phase 3 handed to the CPU fleet", job_id)
+        _emit(hctx, ProgressEvent(job_id, "phase_completed", fleet.RENDER_PHASE, total, total))
     _flush(hctx)
+
+
+def _emit(hctx: HandlerContext, event: ProgressEvent) -> None:
+    """Fleet-level events the orchestrator's in-process path would have emitted (phase 2 is spread over
+    many GPU workers, so its start, progress and end are reported here)."""
+    safe_emit(hctx.ctx.progress_sink, event)
 
 
 def give_up(hctx: HandlerContext, job_id: int, reason: str, deliveries: int) -> None:
     """Retries are exhausted (this was the last delivery before the DLQ): fail the job with its last
     error, so it shows failed even before anyone drains the DLQ."""
+    message = f"{reason} (gave up after {deliveries} deliveries)"
     with contextlib.suppress(JobNotFoundError):
-        fleet.fail_job(hctx.ctx, job_id, f"{reason} (gave up after {deliveries} deliveries)")
+        fleet.fail_job(hctx.ctx, job_id, message)
+        _emit(hctx, ProgressEvent(job_id, "job_failed", message=message))
