@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test against real PostgreSQL, real ffmpeg and a real SQS/S3 wire protocol (moto_server).
-#   scripts/test.sh [pytest args...]
+#   scripts/test.sh [pytest args...]        (PYTEST_WORKERS=N processes, default 2)
 # Installs what it needs (virtualenv with dev requirements). Uses TEST_DATABASE_URL if given; else
 # creates a throwaway database on the local PostgreSQL, or starts a throwaway cluster with initdb.
 # Uses AWS_ENDPOINT_URL if given; else starts moto_server on a free loopback port.
@@ -19,4 +19,12 @@ export AWS_REGION="${AWS_REGION:-us-east-1}" AWS_DEFAULT_REGION="${AWS_DEFAULT_R
 export PICAIVID_REQUIRE_SERVICES=1
 
 echo "==> PostgreSQL: ${TEST_DATABASE_URL%%@*}@...  SQS/S3: $AWS_ENDPOINT_URL" >&2
-python -m pytest "$@"
+# Two processes by default (PYTEST_WORKERS=0 for one): the fleet tests spend most of their time waiting on
+# leases and visibility timeouts, which the other process fills with media tests. A file stays on one
+# process (--dist loadfile), so module fixtures are built once.
+workers="${PYTEST_WORKERS:-2}"
+if [ "$workers" != 0 ]; then
+  python -m pytest -n "$workers" --dist loadfile "$@"
+else
+  python -m pytest "$@"
+fi
