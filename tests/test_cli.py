@@ -48,12 +48,16 @@ def cli_listing(tmp_path_factory: pytest.TempPathFactory) -> Any:
                                bpm=120.0, seed=5, rooms=["exterior", "kitchen", "bedroom_a"])
 
 
+#: The default 1920x1080 output, with faster x264 presets (the preset is not what these tests check).
+FAST_1080P = {"OUTPUT_X264_PRESET": "veryfast", "CLIP_X264_PRESET": "ultrafast"}
+
+
 def test_render_json_then_rerun_from_phase_3(tmp_path: Path, cli_listing: Any) -> None:
     """The documented default output: 1920x1080, 30 fps, H.264/AAC, poster and storyboard beside it."""
     out = tmp_path / "video" / "listing.mp4"
     out.parent.mkdir()
     res = picaivid(["render", str(cli_listing.photos_dir), "--music", str(cli_listing.music_path), "--out",
-                    str(out), "--target-length", "8", "--json"], tmp_path)
+                    str(out), "--target-length", "8", "--json"], tmp_path, env=FAST_1080P)
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads(res.stdout)
     assert report["status"] == "completed" and report["output"] == str(out)
@@ -71,7 +75,7 @@ def test_render_json_then_rerun_from_phase_3(tmp_path: Path, cli_listing: Any) -
     assert set(report["phase_timings"]) == {"1", "2", "3", "4"}
     assert "Traceback" not in res.stderr
 
-    rerun = picaivid(["run", str(report["job_id"]), "--from-phase", "3", "--json"], tmp_path)
+    rerun = picaivid(["run", str(report["job_id"]), "--from-phase", "3", "--json"], tmp_path, env=FAST_1080P)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     again = json.loads(rerun.stdout)
     assert again["phases_run"] == [3, 4] and again["phases_skipped"] == [1, 2]
