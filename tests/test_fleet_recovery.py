@@ -115,3 +115,30 @@ def test_spot_notice_stops_gpu_worker_and_defers_clip_to_interruption_time(fleet
     assert depth.in_flight >= 1
     cpu.send_signal(signal.SIGTERM)
     assert cpu.wait(12) == 0
+
+
+def test_sigterm_cpu_worker_mid_phase_hands_back_after_the_grace_period(fleet: Fleet, tiny_listing: Any) -> None:
+    """A CPU phase cannot stop mid-encode: after SHUTDOWN_GRACE_SECONDS the worker releases the job lease
+    and the message itself, kills its ffmpeg child and exits 0; the next worker re-runs that phase at once
+    (no lease to wait out)."""
+    job_id = fleet.create_job(tiny_listing)
+    fleet.enqueue(job_id)
+    victim = fleet.spawn("cpu", "victim", OUTPUT_X264_PRESET="veryslow", SHUTDOWN_GRACE_SECONDS=2)
+    gpu = fleet.spawn("gpu", "gpu")
+    wait_for("phase 4 to start", lambda: fleet.phases(job_id).get(4) is not None
+             and fleet.phases(job_id)[4].status == "running", 120, fleet, ("victim", "gpu"))
+    started = time.monotonic()
+    victim.send_signal(signal.SIGTERM)
+    assert victim.wait(12) == 0
+    assert time.monotonic() - started < 10
+    assert "handing it back" in fleet.log("victim")
+    job = fleet.job(job_id)
+    assert job.lease_owner is None  # released, not left to expire
+    assert fleet.cpu.depth().visible + fleet.cpu.depth().in_flight == 1  # the message is back on the queue
+    fleet.spawn("cpu", "rescuer")
+    wait_for("the job to complete", completed(fleet, job_id), 120, fleet, ("rescuer", "gpu"))
+    gpu.send_signal(signal.SIGTERM)
+    assert fleet.phases(job_id)[4].attempts == 2
+    assert all(c.render_attempts == 1 for c in fleet.clips(job_id).values())
+    assert row_counts(fleet, job_id)["timelines"] == 1
+    assert_video(fleet, job_id)

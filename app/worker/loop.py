@@ -104,6 +104,7 @@ class Worker:
         self.cancel.set()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        # Only flags here (a handler interrupts arbitrary code); the loop logs the stop when it winds down.
         self.request_stop(signal.Signals(signum).name)
 
     def _on_spot_notice(self, notice: SpotNotice) -> None:
@@ -130,7 +131,11 @@ class Worker:
         finally:
             poller.stop()
             self._shutdown()
-        log.info("worker %s stopped (%s)", self.worker_id, self.stop_reason or "done")
+        if self.stop_requested.is_set():
+            log.info("worker %s stopped (%s) %.2f s after the stop request", self.worker_id, self.stop_reason,
+                     time.monotonic() - self.stop_at)
+        else:
+            log.info("worker %s stopped (done)", self.worker_id)
         return 0
 
     def poll_once(self, wait_seconds: int | None = None) -> Disposition | None:
