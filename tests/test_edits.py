@@ -563,7 +563,7 @@ def test_invalid_edits_are_rejected_and_change_nothing(job: Copy) -> None:
         ({"type": "exclude_photo", "photo_id": 9999}, f"photo_id: job {job_id} has no photo 9999"),
         ({"type": "exclude_photo", "photo_id": foreign_photo}, f"has no photo {foreign_photo}"),
         ({"type": "exclude_photo", "photo_id": non_hero.photo_id, "exclude": False}, "is not excluded"),
-        ({"type": "room_override", "photo_id": hero.photo_id, "room_label": "garage"}, "unknown room type 'garage'"),
+        ({"type": "room_override", "photo_id": hero.photo_id, "room_label": "xyzzy"}, "unknown room type 'xyzzy'"),
         ({"type": "swap_hero", "photo_id": hero.photo_id}, "already the hero"),
         ({"type": "swap_hero", "photo_id": foreign_photo}, f"has no photo {foreign_photo}"),
         ({"type": "set_music", "music_uri": "http://example.com/a.mp3"}, "unsupported URI scheme"),
@@ -636,8 +636,11 @@ def test_invalid_edits_are_rejected_and_change_nothing(job: Copy) -> None:
 
 def test_parse_edit_names_the_field() -> None:
     assert isinstance(parse_edit({"type": "trim", "clip_id": 3, "seconds": 2.5}), TrimEdit)
-    with pytest.raises(EditRejectedError, match=r"^room_label: unknown room type 'attic'.*\(got 'attic'\)$"):
-        parse_edit({"type": "room_override", "photo_id": 1, "room_label": "attic"})
+    with pytest.raises(EditRejectedError, match=r"^room_label: unknown room type 'xyzzy'.*\(got 'xyzzy'\)$"):
+        parse_edit({"type": "room_override", "photo_id": 1, "room_label": "xyzzy"})
+    # Aliases are stored as the canonical label phase 1 uses.
+    assert parse_edit({"type": "room_override", "photo_id": 1, "room_label": "Family Room"}).room_label == "living_room"
+    assert parse_edit({"type": "room_override", "photo_id": 1, "room_label": "office"}).room_label == "other"
     with pytest.raises(EditRejectedError, match="target_length"):
         parse_edit({"type": "set_target_length", "target_length": float("nan")})
 

@@ -55,6 +55,7 @@ from app.db.models import (
 from app.db.session import session_scope
 from app.errors import EditRejectedError, ImageRejectedError, InvalidInputError, JobBusyError, StorageError
 from app.media.assemble import XFADE_TRANSITIONS
+from app.media.images import ROOM_LABELS, normalize_room_label
 from app.media.types import BeatGrid
 from app.orchestrator import ALL_PHASES, ensure_phase_rows, get_job, invalidate_from
 from app.orchestrator.fleet import job_busy_reason
@@ -62,7 +63,6 @@ from app.phases.base import PhaseContext
 from app.phases.timeline.phase import clip_candidates, save_timeline, timeline_directives
 from app.phases.timeline.planner import (
     CUT,
-    ROOM_ORDER,
     TimelinePlan,
     footage_beats,
     grid_timing,
@@ -151,9 +151,12 @@ class RoomOverrideEdit(_EditModel):
     @field_validator("room_label")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value not in ROOM_ORDER:
-            raise ValueError(f"unknown room type {value!r}; use one of {', '.join(ROOM_ORDER)}")
-        return value
+        # Stored as the canonical label phase 1 uses, so the override means what it says: "Family Room"
+        # is living_room, "office" is other (a room type the story order does not model separately).
+        label = normalize_room_label(value)
+        if label is None or label not in ROOM_LABELS:
+            raise ValueError(f"unknown room type {value!r}; use one of {', '.join(ROOM_LABELS)}")
+        return label
 
 
 class SwapHeroEdit(_EditModel):
