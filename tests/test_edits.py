@@ -335,6 +335,9 @@ def test_reorder_trim_and_transitions_replan_directly_and_rerun_only_phase_4(job
         assert clips[new_order[1]].transition_duration == pytest.approx(0.25)
         job_row = s.get(Job, job_id)
         assert job_row is not None and "/v5/" in (job_row.output_uri or "")
+        # The storyboard shown with the video is the edited version's, drawn by phase 4.
+        assert (job_row.storyboard_uri or "").endswith("/phase3/v5/storyboard.png")
+        assert ctx.storage.exists(ctx.storage.resolve_key(job_row.storyboard_uri or ""))
     assert _video_sha(ctx, job_id) != video0, "the delivered video changed"
 
 

@@ -71,9 +71,10 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
     poster = extract_poster(out, workdir / f"poster-v{version}.jpg", at=max(0.0, (first.end - first.start) / 2))
     video_uri = ctx.storage.put_file(keys.output_video(job_id, version), out, "video/mp4")
     poster_uri = ctx.storage.put_file(keys.poster(job_id, version), poster, "image/jpeg")
+    storyboard_uri = _storyboard_for(ctx, job_id, version)
     with session_scope(ctx.sessions) as s:
         job = get_job(s, job_id, lock=True)
-        job.output_uri, job.poster_uri = video_uri, poster_uri
+        job.output_uri, job.poster_uri, job.storyboard_uri = video_uri, poster_uri, storyboard_uri
         timeline = current_timeline(s, job_id)
         timeline.status = "rendered"
         timeline.output_uri = video_uri
@@ -87,6 +88,18 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
         details["integrated_lufs"] = result.loudness.integrated_lufs
         details["true_peak_dbtp"] = result.loudness.true_peak_dbtp
     return PhaseResult(PHASE, details=details)
+
+
+def _storyboard_for(ctx: PhaseContext, job_id: int, version: int) -> str:
+    """The storyboard of the version being delivered. Phase 3 draws one for its versions; a version an edit
+    made (reorder, trim, transitions) gets its own here, so the storyboard always shows the video's cuts."""
+    key = keys.storyboard(job_id, version)
+    if ctx.storage.exists(key):
+        return ctx.storage.uri(key)
+    from app.phases.timeline.storyboard import write_storyboard
+
+    board = write_storyboard(ctx, job_id, version, ctx.workdir(job_id) / f"storyboard-v{version}.png")
+    return ctx.storage.put_file(key, board, "image/png")
 
 
 def local_output(ctx: PhaseContext, job_id: int, dest: Path) -> Path:
