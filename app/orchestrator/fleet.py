@@ -86,12 +86,17 @@ def acquire_job_lease(ctx: PhaseContext, job_id: int, owner: str, ttl: float) ->
         return LeaseResult(True, owner)
 
 
-def renew_job_lease(ctx: PhaseContext, job_id: int, owner: str, ttl: float) -> bool:
-    """Extend our lease. False when it is no longer ours (it expired and someone took over)."""
+def _renew_lease(ctx: PhaseContext, model: type[Job] | type[Clip], row_id: int, owner: str, ttl: float) -> bool:
+    """Extend our lease on a job or clip row. False when it is no longer ours (it expired and someone
+    took over)."""
     with session_scope(ctx.sessions) as s:
-        result = s.execute(update(Job).where(Job.id == job_id, Job.lease_owner == owner)
+        result = s.execute(update(model).where(model.id == row_id, model.lease_owner == owner)
                            .values(lease_expires_at=utcnow() + timedelta(seconds=ttl)))
         return bool(getattr(result, "rowcount", 0))
+
+
+def renew_job_lease(ctx: PhaseContext, job_id: int, owner: str, ttl: float) -> bool:
+    return _renew_lease(ctx, Job, job_id, owner, ttl)
 
 
 def release_job_lease(ctx: PhaseContext, job_id: int, owner: str) -> None:
@@ -358,10 +363,7 @@ def claim_clip(ctx: PhaseContext, message: JobMessage, owner: str, ttl: float) -
 
 
 def renew_clip_lease(ctx: PhaseContext, clip_id: int, owner: str, ttl: float) -> bool:
-    with session_scope(ctx.sessions) as s:
-        result = s.execute(update(Clip).where(Clip.id == clip_id, Clip.lease_owner == owner)
-                           .values(lease_expires_at=utcnow() + timedelta(seconds=ttl)))
-        return bool(getattr(result, "rowcount", 0))
+    return _renew_lease(ctx, Clip, clip_id, owner, ttl)
 
 
 def release_clip_lease(ctx: PhaseContext, clip_id: int, owner: str) -> None:

@@ -97,11 +97,12 @@ def handle_cpu(hctx: HandlerContext, inflight: InFlight) -> Disposition:
     msg = parsed
     if msg.clip_id is not None:
         return Disposition(Action.REJECT, "clip messages belong on the GPU queue", job_id=msg.job_id)
-    if not _job_exists(hctx, msg.job_id):
-        return Disposition(Action.REJECT, f"job {msg.job_id} does not exist", job_id=msg.job_id)
     ctx, job_id = hctx.ctx, msg.job_id
+    try:
+        lease = fleet.acquire_job_lease(ctx, job_id, hctx.owner, ctx.settings.JOB_LEASE_SECONDS)
+    except JobNotFoundError as exc:
+        return Disposition(Action.REJECT, str(exc), job_id=job_id)
     inflight.job_id = job_id
-    lease = fleet.acquire_job_lease(ctx, job_id, hctx.owner, ctx.settings.JOB_LEASE_SECONDS)
     if not lease.acquired:
         return Disposition(Action.DEFER, f"job {job_id} is leased by {lease.holder}",
                            delay=lease.seconds_left + 1.0, job_id=job_id)
