@@ -5,7 +5,7 @@
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
-    NUMBA_CACHE_DIR=/var/cache/picaivid/numba HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+    NUMBA_CACHE_DIR=/var/cache/picaivid/numba NUMBA_CPU_NAME=generic HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
     DATABASE_URL=sqlite:////data/picaivid.db LOCAL_STORAGE_PATH=/data/storage WORK_DIR=/data/work \
     MODEL_CACHE_DIR=/app/ml_models
 
@@ -17,9 +17,13 @@ COPY requirements.txt constraints.txt ./
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
     && pip install -c constraints.txt -r requirements.txt
 COPY . .
+# librosa's kernels are compiled once, here, by one process (app/media/numba_cache.py): processes that
+# compile into one cache at the same time poison it (SIGSEGV, numba#10128). NUMBA_CPU_NAME=generic keeps
+# the cache valid on whatever CPU the task lands on; a container that finds it unusable (another CPU
+# model, a read-only mount) recompiles under the cache's file lock or into a private directory.
 RUN pip install --no-deps -e . \
     && mkdir -p /data "$NUMBA_CACHE_DIR" \
-    && python -c "import librosa.beat, librosa.onset, librosa.feature"  # warm numba's cache
+    && python -m app.media.numba_cache  # warm numba's cache (see above)
 VOLUME ["/data"]
 EXPOSE 8000
 # uvicorn finishes in-flight requests on SIGTERM; the API holds no work of its own (the outbox does).

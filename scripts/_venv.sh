@@ -74,7 +74,11 @@ activate_venv() {
   source "$VENV/bin/activate"
   # Tools of the shared layer (moto_server, alembic, ruff, mypy) on PATH after the project's own.
   export PATH="$PATH:$DEPS/bin"
-  # librosa's numba kernels take about a minute to compile cold: keep them across clones.
+  # librosa's numba kernels take about 20 s to compile cold: keep them across clones.
   export NUMBA_CACHE_DIR="${NUMBA_CACHE_DIR:-$CACHE_ROOT/numba}"
   export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+  # Compile them now, in this one process, before anything starts processes in parallel (the test
+  # workers, a fleet). Every process also takes the cache's lock itself (app/media/numba_cache.py), so
+  # this only moves the wait here; it costs a file check once the cache is warm.
+  python -m app.media.numba_cache
 }

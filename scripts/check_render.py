@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "picaivid" / "numba"))
 
 import numpy as np
 
@@ -62,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
                                       "max_error_ms": round(max(beat_err, default=0) * 1000, 1),
                                       "transitions": len(centres)}
     if args.music:
-        import librosa
+        from app.media.audio import load_librosa
 
+        librosa = load_librosa()  # through the project's cache lock: never compile into a shared cache alone
         sr, hop = 22050, 64
         y = decode_audio(args.music, sample_rate=sr)
         onsets = librosa.onset.onset_detect(y=y, sr=sr, hop_length=hop, units="time", backtrack=False)

@@ -22,9 +22,12 @@ echo "==> PostgreSQL: ${TEST_DATABASE_URL%%@*}@...  SQS/S3: $AWS_ENDPOINT_URL" >
 # Two processes by default (PYTEST_WORKERS=0 for one): the fleet tests spend most of their time waiting on
 # leases and visibility timeouts, which the other process fills with media tests. A file stays on one
 # process (--dist loadfile), so module fixtures are built once.
+# Each test has its own limit (pytest-timeout, pyproject.toml); this bounds the run as a whole, so even a
+# hang outside any test (collection, a session fixture, xdist itself) ends it.
 workers="${PYTEST_WORKERS:-2}"
+limit="${PICAIVID_SUITE_TIMEOUT:-2400}"
 if [ "$workers" != 0 ]; then
-  python -m pytest -n "$workers" --dist loadfile "$@"
+  timeout --kill-after=30 "$limit" python -m pytest -n "$workers" --dist loadfile "$@"
 else
-  python -m pytest "$@"
+  timeout --kill-after=30 "$limit" python -m pytest "$@"
 fi

@@ -1,17 +1,13 @@
 """Beat analysis on synthetic tracks with known beats, in the formats users upload, and its failures.
 
 Every track is generated here (numpy -> soundfile WAV -> ffmpeg for flac / m4a / mp3), so the test
-needs no shared data. librosa's numba kernels compile once per NUMBA_CACHE_DIR (about a minute on a
-2-core machine); the same persistent cache directory as tests/conftest.py keeps later runs fast.
+needs no shared data. librosa's numba kernels compile once per cache directory (`app.media.numba_cache`, about 20 s
+on a 2-core machine); scripts/test.sh keeps that directory across runs.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
-
-os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "picaivid-numba-cache"))
 
 import numpy as np
 import pytest

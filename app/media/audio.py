@@ -48,11 +48,14 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
 from app.errors import AudioError, FFmpegError, PicaividError
+from app.media import numba_cache
 from app.media.ffmpeg import decode_audio
+from app.media.numba_cache import CacheState
 from app.media.types import BeatGrid
 
 # --- parameters (see the module docstring for the reasoning) ----------------------------------------
@@ -184,6 +187,51 @@ def analyze_samples(samples: np.ndarray, sample_rate: int, *, min_seconds: float
     return _BeatAnalysis(y, sample_rate, y.size / float(sample_rate)).run()
 
 
+def load_librosa() -> ModuleType:
+    """librosa, with numba pointed at a cache no other process is writing (see `app.media.numba_cache`).
+
+    Every use of librosa goes through here: importing it directly could compile its kernels into a
+    shared cache while another process does the same, which poisons the cache (SIGSEGV).
+    """
+    warm_numba_cache()
+    import librosa
+
+    return librosa
+
+
+def warm_numba_cache() -> CacheState:
+    """Make sure every librosa kernel this project uses is compiled into a safe cache (once per host)."""
+    return numba_cache.prepare(_exercise_librosa)
+
+
+#: librosa's submodules with kernels compiled at import (guvectorize); importing them warms those.
+_LIBROSA_KERNEL_MODULES = ("beat", "core", "effects", "feature", "filters", "onset", "sequence", "util")
+
+
+def _exercise_librosa() -> None:
+    """Call every librosa path the project uses, so no kernel is ever compiled outside the cache lock.
+
+    A click track at 120 BPM takes the full beat path (tempo, tracking, snapping, downbeats); noise takes
+    the no-pulse fallback; `onset_detect` is what `scripts/check_render.py` measures renders with.
+    """
+    import importlib
+
+    for name in _LIBROSA_KERNEL_MODULES:
+        importlib.import_module(f"librosa.{name}")
+    import librosa.onset
+
+    sr = 22050
+    clicks = np.zeros(sr * 10, dtype=np.float32)
+    burst = np.exp(-np.arange(400) / 60.0).astype(np.float32) * np.sin(np.arange(400) * 0.6).astype(np.float32)
+    for k in range(20):
+        start = int((0.25 + 0.5 * k) * sr)
+        clicks[start:start + burst.size] += burst * (1.0 if k % 4 == 0 else 0.6)
+    clicks += np.random.default_rng(0).normal(0.0, 0.003, clicks.size).astype(np.float32)
+    analyze_samples(clicks, sr)
+    analyze_samples(np.random.default_rng(1).normal(0.0, 0.1, sr * 6).astype(np.float32), sr)
+    librosa.onset.onset_detect(y=clicks, sr=sr, hop_length=_HOP, units="time", backtrack=False)
+
+
 def default_grid(bpm: float, duration: float, *, beat_offset: float = 0.0,
                  beats_per_bar: int = 4) -> BeatGrid:
     """A steady synthetic grid (`source="default_bpm"`), for videos without music.
@@ -289,7 +337,7 @@ class _BeatAnalysis:
     # -- orchestration ---------------------------------------------------------------------
 
     def run(self) -> BeatGrid:
-        import librosa
+        librosa = load_librosa()
 
         self._envelopes()
         self.audible = self._audible_range()
@@ -337,7 +385,7 @@ class _BeatAnalysis:
         peaks at ~200 MB (a few copies of its 50 MB of samples) instead of ~700 MB with a whole
         1025-bin spectrogram and librosa's tempogram.
         """
-        import librosa
+        librosa = load_librosa()
 
         sr = self.sr
         mel_fb = librosa.filters.mel(sr=sr, n_fft=_NFFT)
@@ -419,7 +467,7 @@ class _BeatAnalysis:
         is the lower one, because half the tempo keeps every beat on a real beat while double the
         tempo does not. 70 and 140 BPM, both common, land at 70 (exact or half).
         """
-        import librosa
+        librosa = load_librosa()
 
         strength = _mean_tempogram(self.oenv)
         bpms = librosa.tempo_frequencies(strength.size, hop_length=_HOP, sr=self.sr)
@@ -568,7 +616,7 @@ def _spectra(y: np.ndarray, n_fft: int, hop: int,
     The frames are librosa.stft's (center=True, constant padding), so the results match librosa's
     features computed on a whole spectrogram.
     """
-    import librosa
+    librosa = load_librosa()
     import scipy.fft
 
     padded = np.pad(np.asarray(y, dtype=np.float32), (n_fft // 2, n_fft // 2))
@@ -586,7 +634,7 @@ def _fine_flux(y: np.ndarray, sr: int) -> np.ndarray:
     Row j is the mean increase from frame j to frame j+1 (frames centred at multiples of the hop).
     The 512-sample window keeps the peak within a few ms of the onset.
     """
-    import librosa
+    librosa = load_librosa()
 
     mel_fb = librosa.filters.mel(sr=sr, n_fft=_FINE_NFFT, n_mels=_FINE_MELS).T.astype(np.float32)
     parts: list[np.ndarray] = []
@@ -606,7 +654,7 @@ def _mean_tempogram(oenv: np.ndarray, win: int = 384, step: int = 8) -> np.ndarr
     librosa computes one 384-frame window per frame; averaging every 8th window gives the same mean
     at an eighth of the cost, and avoids its ~450 MB peak on a 10-minute track.
     """
-    import librosa
+    librosa = load_librosa()
 
     padded = np.pad(oenv, win // 2, mode="linear_ramp", end_values=(0, 0))
     frames = librosa.util.frame(padded, frame_length=win, hop_length=step)[:, : -(-oenv.size // step)]

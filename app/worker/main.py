@@ -50,4 +50,10 @@ def run_worker(worker_type: WorkerType, *, max_messages: int | None = None) -> i
     settings = get_settings()
     configure_logging(settings)
     worker = build_worker(worker_type, settings)
+    if worker_type == "cpu":
+        # Phase 3 uses librosa: compile its kernels (or find them compiled) before taking a message, under
+        # the cache's lock, so workers starting together on one host never race on the cache.
+        from app.media.audio import warm_numba_cache
+
+        warm_numba_cache()
     return worker.run(max_messages=max_messages)
