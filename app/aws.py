@@ -10,13 +10,19 @@ from botocore.config import Config
 from app.config import Settings
 
 
-def aws_client(settings: Settings, service: str, *, max_attempts: int = 4, connect_timeout: float = 5,
-               read_timeout: float = 30) -> Any:
+def aws_client(
+    settings: Settings, service: str, *, max_attempts: int = 4, connect_timeout: float = 5, read_timeout: float = 30
+) -> Any:
     """A client for `service`. Senders keep boto3's standard retries; probes and scrapes pass
     `max_attempts=1` and short timeouts so that they report a dependency down at once."""
-    kwargs: dict[str, Any] = {"region_name": settings.AWS_REGION,
-                              "config": Config(retries={"max_attempts": max_attempts, "mode": "standard"},
-                                               connect_timeout=connect_timeout, read_timeout=read_timeout)}
+    kwargs: dict[str, Any] = {
+        "region_name": settings.AWS_REGION,
+        "config": Config(
+            retries={"max_attempts": max_attempts, "mode": "standard"},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        ),
+    }
     if settings.AWS_ENDPOINT_URL:
         kwargs["endpoint_url"] = settings.AWS_ENDPOINT_URL
     if settings.AWS_ACCESS_KEY_ID and settings.AWS_SECRET_ACCESS_KEY:

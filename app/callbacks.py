@@ -63,10 +63,18 @@ class CallbackSink:
     close), ``throttled`` (progress coalesced away) and ``skipped`` (no URL for the job) feed metrics.
     """
 
-    def __init__(self, settings: Settings, *, url_for_job: Callable[[int], str | None] | None = None,
-                 client: httpx.Client | None = None, sleep: Callable[[float], None] = time.sleep,
-                 max_queue: int = 1000, throttle_s: float = 1.0, backoff_base_s: float = 0.5,
-                 backoff_cap_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        url_for_job: Callable[[int], str | None] | None = None,
+        client: httpx.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        max_queue: int = 1000,
+        throttle_s: float = 1.0,
+        backoff_base_s: float = 0.5,
+        backoff_cap_s: float = 30.0,
+    ) -> None:
         self.api_key = settings.API_KEY
         self.default_url = (settings.BACKEND_URL.rstrip("/") + settings.CALLBACK_PATH) if settings.BACKEND_URL else None
         self.timeout = settings.CALLBACK_TIMEOUT_SECONDS
@@ -169,8 +177,12 @@ class CallbackSink:
     def _count_drop(self, event: ProgressEvent) -> None:
         self.dropped += 1
         if self.dropped == 1 or self.dropped % 100 == 0:  # say so, without a line per dropped event
-            log.warning("callback queue full (%d): dropped progress for job %s (%d dropped so far)",
-                        self.max_queue, event.job_id, self.dropped)
+            log.warning(
+                "callback queue full (%d): dropped progress for job %s (%d dropped so far)",
+                self.max_queue,
+                event.job_id,
+                self.dropped,
+            )
 
     def _make_item(self, event: ProgressEvent) -> _Item:
         key = str(uuid.uuid4())
@@ -273,8 +285,11 @@ class CallbackSink:
         if url is None:
             self._bump("skipped")
             return
-        headers = {"Content-Type": "application/json", "X-API-Key": self.api_key,
-                   "X-Idempotency-Key": item.idempotency_key}
+        headers = {
+            "Content-Type": "application/json",
+            "X-API-Key": self.api_key,
+            "X-Idempotency-Key": item.idempotency_key,
+        }
         for attempt in range(1, self.max_attempts + 1):
             if self._abort.is_set():
                 log.warning("callback %s for job %s abandoned at shutdown", event.kind, event.job_id)
@@ -291,19 +306,31 @@ class CallbackSink:
                     return
                 problem = f"HTTP {resp.status_code}"
                 if resp.status_code not in RETRYABLE_STATUSES:
-                    log.warning("callback %s for job %s to %s rejected with %s: not retried", event.kind,
-                                event.job_id, url, problem)
+                    log.warning(
+                        "callback %s for job %s to %s rejected with %s: not retried",
+                        event.kind,
+                        event.job_id,
+                        url,
+                        problem,
+                    )
                     self._bump("failed")
                     return
                 retry_after = _retry_after_seconds(resp.headers.get("Retry-After"))
             if attempt == self.max_attempts:
-                log.warning("callback %s for job %s to %s failed after %d attempts: %s", event.kind,
-                            event.job_id, url, attempt, problem)
+                log.warning(
+                    "callback %s for job %s to %s failed after %d attempts: %s",
+                    event.kind,
+                    event.job_id,
+                    url,
+                    attempt,
+                    problem,
+                )
                 self._bump("failed")
                 return
             delay = self._backoff(attempt, retry_after)
-            log.debug("callback %s for job %s: %s; retry %d in %.2f s", event.kind, event.job_id, problem,
-                      attempt + 1, delay)
+            log.debug(
+                "callback %s for job %s: %s; retry %d in %.2f s", event.kind, event.job_id, problem, attempt + 1, delay
+            )
             self._sleep(delay)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -360,8 +387,14 @@ class CallbackSink:
     def stats(self) -> dict[str, int]:
         """Counters plus the current backlog, for metrics and the worker's shutdown log line."""
         with self._cond:
-            return {"sent": self.sent, "failed": self.failed, "dropped": self.dropped, "throttled": self.throttled,
-                    "skipped": self.skipped, "queued": len(self._queue) + len(self._pending)}
+            return {
+                "sent": self.sent,
+                "failed": self.failed,
+                "dropped": self.dropped,
+                "throttled": self.throttled,
+                "skipped": self.skipped,
+                "queued": len(self._queue) + len(self._pending),
+            }
 
 
 def _finite(value: float) -> float | None:

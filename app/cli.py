@@ -23,8 +23,12 @@ from rich.table import Table
 from app.config import Settings, get_settings
 from app.errors import PicaividError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Turn a listing's photos and a music track into a beat-synced listing video.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Turn a listing's photos and a music track into a beat-synced listing video.",
+)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(db_app, name="db")
 queues_app = typer.Typer(no_args_is_help=True, help="SQS queues of the fleet.")
@@ -81,9 +85,13 @@ def _context(progress_sink: Callable[..., None] | None = None) -> Any:
 
     settings = get_settings()
     ensure_schema(settings.DATABASE_URL)
-    return PhaseContext(settings=settings, sessions=session_factory(settings.DATABASE_URL),
-                        storage=get_storage(settings), progress_sink=progress_sink or null_sink,
-                        worker_id=f"cli-{os.getpid()}")
+    return PhaseContext(
+        settings=settings,
+        sessions=session_factory(settings.DATABASE_URL),
+        storage=get_storage(settings),
+        progress_sink=progress_sink or null_sink,
+        worker_id=f"cli-{os.getpid()}",
+    )
 
 
 class RichProgressSink:
@@ -116,9 +124,15 @@ def _progress(enabled: bool) -> Iterator[Callable[..., None] | None]:
     if not enabled:
         yield None
         return
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                        TimeElapsedColumn(), TextColumn("{task.fields[note]}"), console=err_console,
-                        transient=False)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[note]}"),
+        console=err_console,
+        transient=False,
+    )
     with progress:
         yield RichProgressSink(progress)
 
@@ -154,14 +168,24 @@ def render(
             _fail(f"--out must end in .mp4 (got {out.name})", 2, as_json)
         with _progress(True) as sink:
             ctx = _context(sink)
-            job_id = create_job(ctx, listing_id=listing_id or photos_dir.resolve().name, photos=photos,
-                                music=music, target_length=target_length,
-                                enable_beat_sync=False if no_beat_sync else None)
+            job_id = create_job(
+                ctx,
+                listing_id=listing_id or photos_dir.resolve().name,
+                photos=photos,
+                music=music,
+                target_length=target_length,
+                enable_beat_sync=False if no_beat_sync else None,
+            )
             outcome = run_job(ctx, job_id)
         if outcome.status != "completed":
             report = _render_report(ctx, job_id, None)
-            _fail(outcome.error or "job failed", outcome.exit_code, as_json, job_id=job_id,
-                  skipped_photos=report["skipped_photos"])
+            _fail(
+                outcome.error or "job failed",
+                outcome.exit_code,
+                as_json,
+                job_id=job_id,
+                skipped_photos=report["skipped_photos"],
+            )
         output = local_output(ctx, job_id, out.resolve())
         report = _render_report(ctx, job_id, output)
         _emit_render_report(report, as_json)
@@ -178,7 +202,8 @@ def _emit_render_report(report: dict[str, Any], as_json: bool) -> None:
     tl = report["timeline"] or {}
     err_console.print(
         f"[green]job {report['job_id']} {report['status']}[/]: {len(tl.get('clips', []))} clips, "
-        f"{tl.get('total_duration', 0):.1f} s at {tl.get('tempo', 0):.1f} BPM")
+        f"{tl.get('total_duration', 0):.1f} s at {tl.get('tempo', 0):.1f} BPM"
+    )
     if report.get("storyboard"):
         err_console.print(f"storyboard: {report['storyboard']}", highlight=False)
     if report.get("poster"):
@@ -189,12 +214,16 @@ def _emit_render_report(report: dict[str, Any], as_json: bool) -> None:
 @app.command("run")
 def run_cmd(
     job_id: int = typer.Argument(..., help="Job id."),
-    from_phase: int | None = typer.Option(None, "--from-phase", min=1, max=4,
-                                          help="Re-run from this phase; earlier phases are kept."),
+    from_phase: int | None = typer.Option(
+        None, "--from-phase", min=1, max=4, help="Re-run from this phase; earlier phases are kept."
+    ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Also copy the video here."),
-    fleet: bool | None = typer.Option(None, "--fleet/--local",
-                                      help="Hand the run to the queue workers, or run it in this process "
-                                           "(default: the fleet when SQS_QUEUE_URL is set)."),
+    fleet: bool | None = typer.Option(
+        None,
+        "--fleet/--local",
+        help="Hand the run to the queue workers, or run it in this process "
+        "(default: the fleet when SQS_QUEUE_URL is set).",
+    ),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Fleet: wait until the job completes or fails."),
     timeout: float = typer.Option(3600.0, "--timeout", help="Fleet: give up waiting after this many seconds."),
     as_json: bool = typer.Option(False, "--json"),
@@ -221,13 +250,16 @@ def run_cmd(
         if as_json:
             typer.echo(json.dumps(report))
         else:
-            err_console.print(f"[green]job {job_id} completed[/]: ran phases {outcome.phases_run}, kept "
-                              f"{outcome.phases_skipped}; timeline v{report['timeline']['version']}")
+            err_console.print(
+                f"[green]job {job_id} completed[/]: ran phases {outcome.phases_run}, kept "
+                f"{outcome.phases_skipped}; timeline v{report['timeline']['version']}"
+            )
             typer.echo(report["output"])
 
 
-def _run_on_fleet(job_id: int, from_phase: int | None, out: Path | None, *, wait: bool, timeout: float,
-                  as_json: bool) -> None:
+def _run_on_fleet(
+    job_id: int, from_phase: int | None, out: Path | None, *, wait: bool, timeout: float, as_json: bool
+) -> None:
     """Apply the re-run here (so a refusal is immediate), hand it to the CPU queue, and watch the job's
     phases in Postgres until it completes or fails."""
     import time
@@ -256,14 +288,27 @@ def _run_on_fleet(job_id: int, from_phase: int | None, out: Path | None, *, wait
                 if sink is not None and seen.get(p["phase"]) != p["status"]:
                     seen[p["phase"]] = p["status"]
                     from app.progress import EventKind, ProgressEvent
+
                     kinds: dict[str, EventKind] = {"completed": "phase_completed", "failed": "phase_failed"}
-                    sink(ProgressEvent(job_id, kinds.get(p["status"], "progress"), p["phase"],
-                                       0.5 if p["status"] == "running" else 0.0, 1.0, p["status"]))
+                    sink(
+                        ProgressEvent(
+                            job_id,
+                            kinds.get(p["status"], "progress"),
+                            p["phase"],
+                            0.5 if p["status"] == "running" else 0.0,
+                            1.0,
+                            p["status"],
+                        )
+                    )
             if report["status"] in ("completed", "failed"):
                 break
             if time.monotonic() > deadline:
-                _fail(f"job {job_id} still {report['status']} after {timeout:.0f} s (it keeps running on the fleet)",
-                      1, as_json, job_id=job_id)
+                _fail(
+                    f"job {job_id} still {report['status']} after {timeout:.0f} s (it keeps running on the fleet)",
+                    1,
+                    as_json,
+                    job_id=job_id,
+                )
             time.sleep(1.0)
     if report["status"] == "failed":
         _fail(report["error"] or "job failed", 1, as_json, job_id=job_id)
@@ -279,8 +324,9 @@ def _run_on_fleet(job_id: int, from_phase: int | None, out: Path | None, *, wait
 @app.command()
 def enqueue(
     job_id: int = typer.Argument(..., help="Job id."),
-    start_phase: int | None = typer.Option(None, "--start-phase", min=1, max=4,
-                                           help="Re-run from this phase (absent: resume)."),
+    start_phase: int | None = typer.Option(
+        None, "--start-phase", min=1, max=4, help="Re-run from this phase (absent: resume)."
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Send the message Rails sends: {"job_id", "action": "run", "start_phase"} on SQS_QUEUE_URL."""
@@ -297,20 +343,23 @@ def enqueue(
         ctx = _context()
         with session_scope(ctx.sessions) as s:
             get_job(s, job_id)
-        body = JobMessage(job_id=job_id, start_phase=start_phase).model_dump(include={"job_id", "action",
-                                                                                       "start_phase"})
+        body = JobMessage(job_id=job_id, start_phase=start_phase).model_dump(
+            include={"job_id", "action", "start_phase"}
+        )
         message_id = SqsQueue(sqs_client(settings), settings.SQS_QUEUE_URL).send(json.dumps(body))
         if as_json:
             typer.echo(json.dumps({"message_id": message_id, "body": body}))
         else:
-            err_console.print(f"queued job {job_id}" + (f" from phase {start_phase}" if start_phase else "")
-                              + f" (message {message_id})")
+            err_console.print(
+                f"queued job {job_id}"
+                + (f" from phase {start_phase}" if start_phase else "")
+                + f" (message {message_id})"
+            )
 
 
 @app.command()
 def worker(
-    worker_type: str = typer.Option(None, "--type", help="cpu (phases 1, 3, 4) or gpu (phase 2); default "
-                                                          "WORKER_TYPE."),
+    worker_type: str = typer.Option(None, "--type", help="cpu (phases 1, 3, 4) or gpu (phase 2); default WORKER_TYPE."),
     max_messages: int | None = typer.Option(None, "--max-messages", help="Exit after this many messages."),
 ) -> None:
     """Consume the fleet's SQS queue until SIGTERM or a Spot interruption notice."""
@@ -338,8 +387,12 @@ def queues_create(
         client = sqs_client(settings)
         urls = {}
         for kind in ("cpu", "gpu"):
-            urls[kind] = provision_queue(client, f"{prefix}-{kind}", max_receives=settings.SQS_MAX_RECEIVES,
-                                         visibility_timeout=settings.SQS_VISIBILITY_TIMEOUT)
+            urls[kind] = provision_queue(
+                client,
+                f"{prefix}-{kind}",
+                max_receives=settings.SQS_MAX_RECEIVES,
+                visibility_timeout=settings.SQS_VISIBILITY_TIMEOUT,
+            )
         if as_json:
             typer.echo(json.dumps({k: {"queue": q, "dlq": d} for k, (q, d) in urls.items()}))
         else:
@@ -392,12 +445,20 @@ def status(job_id: int = typer.Argument(...), as_json: bool = typer.Option(False
             return
         console = Console()
         colour = {"completed": "green", "failed": "red", "running": "yellow"}.get(report["status"], "white")
-        console.print(f"job [bold]{job_id}[/] ({report['listing_id']}): [{colour}]{report['status']}[/]"
-                      + (f" - {report['error']}" if report["error"] else ""), highlight=False)
+        console.print(
+            f"job [bold]{job_id}[/] ({report['listing_id']}): [{colour}]{report['status']}[/]"
+            + (f" - {report['error']}" if report["error"] else ""),
+            highlight=False,
+        )
         table = Table("phase", "status", "attempts", "seconds", "error")
         for p in report["phases"]:
-            table.add_row(f"{p['phase']} {p['name']}", p["status"], str(p["attempts"]),
-                          f"{p['duration_s']:.1f}" if p["duration_s"] is not None else "-", p["error"] or "")
+            table.add_row(
+                f"{p['phase']} {p['name']}",
+                p["status"],
+                str(p["attempts"]),
+                f"{p['duration_s']:.1f}" if p["duration_s"] is not None else "-",
+                p["error"] or "",
+            )
         console.print(table)
         for key in ("output_uri", "poster_uri", "storyboard_uri"):
             if report.get(key):

@@ -11,8 +11,9 @@ from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
-EventKind = Literal["job_started", "phase_started", "progress", "phase_completed", "phase_failed",
-                    "job_completed", "job_failed"]
+EventKind = Literal[
+    "job_started", "phase_started", "progress", "phase_completed", "phase_failed", "job_completed", "job_failed"
+]
 
 
 @dataclass(frozen=True)

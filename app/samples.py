@@ -42,8 +42,7 @@ __all__ = [
 ]
 
 #: Room groups of the default listing, in ground-truth order. Two bedrooms share the label "bedroom".
-ROOM_GROUPS: tuple[str, ...] = ("exterior", "living_room", "kitchen", "bedroom_a", "bedroom_b", "bathroom",
-                                "outdoor")
+ROOM_GROUPS: tuple[str, ...] = ("exterior", "living_room", "kitchen", "bedroom_a", "bedroom_b", "bathroom", "outdoor")
 #: Room labels (folder names under ``photos/``).
 ROOM_LABELS: tuple[str, ...] = ("exterior", "living_room", "kitchen", "bedroom", "bathroom", "outdoor")
 
@@ -103,9 +102,17 @@ class SampleListing:
         return [self.out_dir / p["file"] for p in self.ground_truth["photos"]]
 
 
-def make_sample_listing(out_dir: Path, *, width: int = 1600, height: int = 1067, music_seconds: float = 40.0,
-                        bpm: float = 112.0, seed: int = 7, rooms: Sequence[str] | None = None,
-                        workers: int | None = None) -> SampleListing:
+def make_sample_listing(
+    out_dir: Path,
+    *,
+    width: int = 1600,
+    height: int = 1067,
+    music_seconds: float = 40.0,
+    bpm: float = 112.0,
+    seed: int = 7,
+    rooms: Sequence[str] | None = None,
+    workers: int | None = None,
+) -> SampleListing:
     """Render a synthetic listing into `out_dir` and return where everything is.
 
     Writes ``photos/<room_label>/<group>_view<N>.jpg`` (landscape `width` x `height`, except the
@@ -141,14 +148,13 @@ def make_sample_listing(out_dir: Path, *, width: int = 1600, height: int = 1067,
     else:
         # spawn, never fork: a caller that already used OpenCV (or any threaded library) holds thread
         # pools whose locks a forked child inherits mid-use; its first cv2 call then deadlocks.
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_worker_init) as pool:
+        with ProcessPoolExecutor(
+            max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+        ) as pool:
             # The slowest jobs first, so two workers finish together.
             order = sorted(range(len(jobs)), key=lambda i: -_GROUP_COST[jobs[i][0].group])
-            futures: dict[int, Future[list[dict[str, Any]]]] = {i: pool.submit(_render_group, *jobs[i])
-                                                                for i in order}
-            music_future = pool.submit(synthesize_music, music_path, bpm=bpm, seconds=music_seconds,
-                                       seed=seed)
+            futures: dict[int, Future[list[dict[str, Any]]]] = {i: pool.submit(_render_group, *jobs[i]) for i in order}
+            music_future = pool.submit(synthesize_music, music_path, bpm=bpm, seconds=music_seconds, seed=seed)
             results = [futures[i].result() for i in range(len(jobs))]
             music = music_future.result()
 
@@ -165,13 +171,25 @@ def make_sample_listing(out_dir: Path, *, width: int = 1600, height: int = 1067,
     }
     gt_path = out_dir / "ground_truth.json"
     gt_path.write_text(json.dumps(ground_truth, indent=2) + "\n", encoding="utf-8")
-    return SampleListing(out_dir=out_dir, photos_dir=photos_dir, music_path=music_path,
-                         ground_truth=ground_truth, ground_truth_path=gt_path)
+    return SampleListing(
+        out_dir=out_dir,
+        photos_dir=photos_dir,
+        music_path=music_path,
+        ground_truth=ground_truth,
+        ground_truth_path=gt_path,
+    )
 
 
 #: Rough relative render cost, to schedule the slow rooms first.
-_GROUP_COST = {"exterior": 3, "living_room": 4, "kitchen": 4, "bedroom_a": 2, "bedroom_b": 2, "bathroom": 2,
-               "outdoor": 1}
+_GROUP_COST = {
+    "exterior": 3,
+    "living_room": 4,
+    "kitchen": 4,
+    "bedroom_a": 2,
+    "bedroom_b": 2,
+    "bathroom": 2,
+    "outdoor": 1,
+}
 
 
 def _worker_init() -> None:
@@ -181,12 +199,10 @@ def _worker_init() -> None:
 
 def _rng(seed: int, *names: str) -> np.random.Generator:
     """A generator that depends only on `seed` and `names` (crc32, not the salted built-in hash)."""
-    return np.random.default_rng(np.random.SeedSequence([seed & 0xFFFFFFFF, *(zlib.crc32(n.encode())
-                                                                              for n in names)]))
+    return np.random.default_rng(np.random.SeedSequence([seed & 0xFFFFFFFF, *(zlib.crc32(n.encode()) for n in names)]))
 
 
-def _render_group(spec: _GroupSpec, seed: int, width: int, height: int, photos_dir: str
-                  ) -> list[dict[str, Any]]:
+def _render_group(spec: _GroupSpec, seed: int, width: int, height: int, photos_dir: str) -> list[dict[str, Any]]:
     """Build one room's scene, photograph each of its views and return the ground-truth entries."""
     rng = _rng(seed, "room", spec.group)
     scale = max(width, height) / 1600.0
@@ -196,7 +212,7 @@ def _render_group(spec: _GroupSpec, seed: int, width: int, height: int, photos_d
     folder = Path(photos_dir) / spec.label
     folder.mkdir(parents=True, exist_ok=True)
     entries: list[dict[str, Any]] = []
-    for i, pose in enumerate(poses[:spec.views], start=1):
+    for i, pose in enumerate(poses[: spec.views], start=1):
         portrait = i == spec.portrait_view
         w, h = (height, width) if portrait else (width, height)
         cam = _Camera(pos=pose.pos, yaw=pose.yaw, pitch=pose.pitch, width=w, height=h, hfov=pose.hfov)
@@ -204,19 +220,20 @@ def _render_group(spec: _GroupSpec, seed: int, width: int, height: int, photos_d
         img = _develop(_render(faces, cam, pose.background), view_rng, scale, outdoor=pose.outdoor)
         name = f"{spec.group}_view{i}.jpg"
         path = folder / name
-        if not cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY]):
+        if not cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY]):
             raise OSError(f"could not write {path}")
-        entries.append({
-            "file": f"photos/{spec.label}/{name}",
-            "room_label": spec.label,
-            "room_group": spec.group,
-            "is_exterior": spec.label in ("exterior", "outdoor"),
-            "view": i,
-            "width": w,
-            "height": h,
-            "orientation": "portrait" if h > w else "landscape",
-        })
+        entries.append(
+            {
+                "file": f"photos/{spec.label}/{name}",
+                "room_label": spec.label,
+                "room_group": spec.group,
+                "is_exterior": spec.label in ("exterior", "outdoor"),
+                "view": i,
+                "width": w,
+                "height": h,
+                "orientation": "portrait" if h > w else "landscape",
+            }
+        )
     return entries
 
 
@@ -267,20 +284,18 @@ class _Face:
 
     def corners(self) -> np.ndarray:
         poly = self.poly if self.poly is not None else np.array([[0, 0], [1, 0], [1, 1], [0, 1]], float)
-        return np.asarray(self.origin[None, :] + poly[:, :1] * self.u[None, :]
-                          + poly[:, 1:] * self.v[None, :])
+        return np.asarray(self.origin[None, :] + poly[:, :1] * self.u[None, :] + poly[:, 1:] * self.v[None, :])
 
 
-def _face(origin: Vec, u: Vec, v: Vec, texture: np.ndarray,
-          **kw: Any) -> _Face:
+def _face(origin: Vec, u: Vec, v: Vec, texture: np.ndarray, **kw: Any) -> _Face:
     return _Face(np.asarray(origin, float), np.asarray(u, float), np.asarray(v, float), texture, **kw)
 
 
 @dataclass(frozen=True)
 class _Camera:
     pos: tuple[float, float, float]
-    yaw: float      # degrees; positive turns toward +x
-    pitch: float    # degrees; positive looks up
+    yaw: float  # degrees; positive turns toward +x
+    pitch: float  # degrees; positive looks up
     width: int
     height: int
     hfov: float = 74.0  # degrees across the longer image side
@@ -356,8 +371,15 @@ def _render(faces: Sequence[_Face], cam: _Camera, background: tuple[float, float
     return img
 
 
-def _draw_face(img: np.ndarray, zbuf: np.ndarray, face: _Face, R: np.ndarray, C: np.ndarray, K: np.ndarray,
-               planes: Sequence[tuple[np.ndarray, float]]) -> None:
+def _draw_face(
+    img: np.ndarray,
+    zbuf: np.ndarray,
+    face: _Face,
+    R: np.ndarray,
+    C: np.ndarray,
+    K: np.ndarray,
+    planes: Sequence[tuple[np.ndarray, float]],
+) -> None:
     n_w = face.normal()
     facing = float(np.dot(C - face.origin, n_w))
     if not face.two_sided and facing <= 1e-9:
@@ -414,10 +436,9 @@ def _draw_face(img: np.ndarray, zbuf: np.ndarray, face: _Face, R: np.ndarray, C:
     border = cv2.BORDER_WRAP if face.wrap else cv2.BORDER_REPLICATE
 
     def warp(level: int) -> np.ndarray:
-        s = float(2 ** level)
+        s = float(2**level)
         S = np.array([[s, 0, (s - 1) / 2], [0, s, (s - 1) / 2], [0, 0, 1]])
-        return cv2.warpPerspective(face.mips[level], T @ H0 @ S, (bw, bh), flags=cv2.INTER_LINEAR,
-                                   borderMode=border)
+        return cv2.warpPerspective(face.mips[level], T @ H0 @ S, (bw, bh), flags=cv2.INTER_LINEAR, borderMode=border)
 
     if lev is None:
         col = warp(lo)
@@ -468,7 +489,7 @@ def _bake(face: _Face, lights: Sequence[_Light], ambient: float) -> None:
                 dist2 = np.maximum((dv * dv).sum(-1), 1e-6)
                 cosm = (dv @ n) / np.sqrt(dist2)
                 cosm = np.abs(cosm) if face.two_sided else np.clip(cosm, 0.0, None)
-                light += (lt.power * cosm / (1.0 + dist2 / lt.reach ** 2))[..., None] * col
+                light += (lt.power * cosm / (1.0 + dist2 / lt.reach**2))[..., None] * col
         if face.shell and not face.wrap:
             lu, lvv = float(np.linalg.norm(face.u)), float(np.linalg.norm(face.v))
             uu2 = ((np.arange(gw) + 0.5) / gw)[None, :]
@@ -520,7 +541,6 @@ def _develop(img: np.ndarray, rng: np.random.Generator, scale: float, *, outdoor
 # =============================================================================================
 
 
-
 def _solid(h: int, w: int, color: Vec) -> np.ndarray:
     img = np.empty((h, w, 3), F32)
     img[:] = np.asarray(color, F32)
@@ -528,8 +548,9 @@ def _solid(h: int, w: int, color: Vec) -> np.ndarray:
 
 
 def _jitter(rng: np.random.Generator, color: Vec, amount: float) -> np.ndarray:
-    return np.clip(np.asarray(color, F32) * (1 + rng.normal(0, amount)) + rng.normal(0, amount * 60, 3),
-                   0, 255).astype(F32)
+    return np.clip(np.asarray(color, F32) * (1 + rng.normal(0, amount)) + rng.normal(0, amount * 60, 3), 0, 255).astype(
+        F32
+    )
 
 
 def _noise(rng: np.random.Generator, h: int, w: int, cell_y: float, cell_x: float) -> np.ndarray:
@@ -542,8 +563,7 @@ def _noise(rng: np.random.Generator, h: int, w: int, cell_y: float, cell_x: floa
     return up[:h, :w]
 
 
-def _fbm(rng: np.random.Generator, h: int, w: int, cell: float, octaves: int = 4,
-         aspect: float = 1.0) -> np.ndarray:
+def _fbm(rng: np.random.Generator, h: int, w: int, cell: float, octaves: int = 4, aspect: float = 1.0) -> np.ndarray:
     """Fractal noise with unit standard deviation; `aspect` > 1 stretches features along x."""
     out = np.zeros((h, w), F32)
     amp = 1.0
@@ -591,8 +611,9 @@ def _scale_rect(img: np.ndarray, x0: float, y0: float, x1: float, y1: float, fac
         img[c:d, a:b] *= factor
 
 
-def _bevel(img: np.ndarray, x0: float, y0: float, x1: float, y1: float, t: float,
-           light: float = 1.12, dark: float = 0.78) -> None:
+def _bevel(
+    img: np.ndarray, x0: float, y0: float, x1: float, y1: float, t: float, light: float = 1.12, dark: float = 0.78
+) -> None:
     """Shade a rectangle's border like a raised panel lit from the top left."""
     t = max(t, 1.0)
     _scale_rect(img, x0, y0, x1, y0 + t, light)
@@ -618,25 +639,26 @@ def _resize(tex: np.ndarray, w: int, h: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def _plain(rng: np.random.Generator, color: Vec, mottle: float = 0.04, grain: float = 2.0
-           ) -> Material:
+def _plain(rng: np.random.Generator, color: Vec, mottle: float = 0.04, grain: float = 2.0) -> Material:
     def make(w: int, h: int) -> np.ndarray:
         img = _solid(h, w, color)
         _mottle(img, rng, max(w, h) / 3, mottle, 3)
         _grain(img, rng, grain)
         return img
+
     return make
 
 
-def _wood_img(rng: np.random.Generator, w: int, h: int, ppm: float, color: Vec,
-              vertical: bool = False) -> np.ndarray:
+def _wood_img(rng: np.random.Generator, w: int, h: int, ppm: float, color: Vec, vertical: bool = False) -> np.ndarray:
     """Wood: streaky grain along x (or y), a few darker growth lines."""
     if vertical:
         return np.ascontiguousarray(_wood_img(rng, h, w, ppm, color).transpose(1, 0, 2))
     img = _solid(h, w, color)
     grain = _fbm(rng, h, w, max(0.012 * ppm, 1.0), 3, aspect=25.0)
-    lines = np.sin(_fbm(rng, h, w, max(0.08 * ppm, 2.0), 2, aspect=8.0) * 6.0 +
-                   np.arange(h, dtype=F32)[:, None] * (40.0 / max(ppm, 1.0)))
+    lines = np.sin(
+        _fbm(rng, h, w, max(0.08 * ppm, 2.0), 2, aspect=8.0) * 6.0
+        + np.arange(h, dtype=F32)[:, None] * (40.0 / max(ppm, 1.0))
+    )
     img *= (1.0 + 0.07 * grain + 0.05 * lines)[..., None]
     _grain(img, rng, 2.5)
     return img
@@ -646,8 +668,9 @@ def _wood(rng: np.random.Generator, color: Vec, ppm: float, vertical: bool = Fal
     return lambda w, h: _wood_img(rng, w, h, ppm, color, vertical)
 
 
-def _fabric_img(rng: np.random.Generator, w: int, h: int, ppm: float, color: Vec,
-                pattern: str = "plain", accent: Vec | None = None) -> np.ndarray:
+def _fabric_img(
+    rng: np.random.Generator, w: int, h: int, ppm: float, color: Vec, pattern: str = "plain", accent: Vec | None = None
+) -> np.ndarray:
     img = _solid(h, w, color)
     acc = np.asarray(accent if accent is not None else np.asarray(color) * 0.55, F32)
     yy, xx = np.mgrid[0:h, 0:w].astype(F32) / max(ppm, 1.0)
@@ -663,7 +686,7 @@ def _fabric_img(rng: np.random.Generator, w: int, h: int, ppm: float, color: Vec
     elif pattern == "dots":
         p = rng.uniform(0.05, 0.09)
         cx_, cy_ = (xx % p) - p / 2, ((yy + (np.floor(xx / p) % 2) * p / 2) % p) - p / 2
-        img[(cx_ ** 2 + cy_ ** 2) < (p * 0.22) ** 2] = acc
+        img[(cx_**2 + cy_**2) < (p * 0.22) ** 2] = acc
     elif pattern == "zigzag":
         p = rng.uniform(0.06, 0.1)
         zz = np.abs(((xx / p) % 2.0) - 1.0) * p
@@ -675,8 +698,9 @@ def _fabric_img(rng: np.random.Generator, w: int, h: int, ppm: float, color: Vec
     return img
 
 
-def _fabric(rng: np.random.Generator, color: Vec, ppm: float, pattern: str = "plain",
-            accent: Vec | None = None) -> Material:
+def _fabric(
+    rng: np.random.Generator, color: Vec, ppm: float, pattern: str = "plain", accent: Vec | None = None
+) -> Material:
     return lambda w, h: _fabric_img(rng, w, h, ppm, color, pattern, accent)
 
 
@@ -686,14 +710,14 @@ def _granite(rng: np.random.Generator, color: Vec, ppm: float) -> Material:
         _mottle(img, rng, max(0.06 * ppm, 2), 0.04, 3)
         r = rng.random((h, w), dtype=F32)
         base = np.asarray(color, F32)
-        specks = [(0.05, base * 0.35), (0.02, np.minimum(base * 1.5, 250)),
-                  (0.012, np.array([120, 90, 70], F32))]
+        specks = [(0.05, base * 0.35), (0.02, np.minimum(base * 1.5, 250)), (0.012, np.array([120, 90, 70], F32))]
         acc = 0.0
         for p, col in specks:
             sel = (r >= acc) & (r < acc + p)
             img[sel] = col
             acc += p
         return cv2.GaussianBlur(img, (0, 0), 0.6)
+
     return make
 
 
@@ -703,12 +727,22 @@ def _steel(rng: np.random.Generator, ppm: float, tone: float = 190.0) -> Materia
         img *= (1.0 + 0.035 * _noise(rng, h, w, 1.0, max(0.3 * ppm, 4)))[..., None]
         _grain(img, rng, 2.0)
         return img
+
     return make
 
 
-def _tiles_img(rng: np.random.Generator, w: int, h: int, tile_w: float, tile_h: float, color: Vec,
-               grout: Vec, jitter: float = 0.05, stagger: bool = False, marble: bool = False
-               ) -> np.ndarray:
+def _tiles_img(
+    rng: np.random.Generator,
+    w: int,
+    h: int,
+    tile_w: float,
+    tile_h: float,
+    color: Vec,
+    grout: Vec,
+    jitter: float = 0.05,
+    stagger: bool = False,
+    marble: bool = False,
+) -> np.ndarray:
     """Tiles of tile_w x tile_h pixels with per-tile tone variation and grout lines."""
     tile_w, tile_h = max(tile_w, 3.0), max(tile_h, 3.0)
     gw = max(1.0, min(tile_w, tile_h) * 0.06)
@@ -740,10 +774,12 @@ def _tiles_img(rng: np.random.Generator, w: int, h: int, tile_w: float, tile_h: 
 
 def _rug_img(rng: np.random.Generator, w: int, h: int, ppm: float) -> np.ndarray:
     """A woven rug: bordered field with a diamond lattice or kilim stripes."""
-    palettes = [((150, 60, 50), (230, 210, 170), (40, 50, 80)),
-                ((70, 90, 120), (225, 220, 205), (170, 120, 60)),
-                ((200, 190, 170), (90, 80, 70), (150, 70, 60)),
-                ((60, 100, 90), (235, 225, 200), (190, 150, 90))]
+    palettes = [
+        ((150, 60, 50), (230, 210, 170), (40, 50, 80)),
+        ((70, 90, 120), (225, 220, 205), (170, 120, 60)),
+        ((200, 190, 170), (90, 80, 70), (150, 70, 60)),
+        ((60, 100, 90), (235, 225, 200), (190, 150, 90)),
+    ]
     base, light, accent = (np.asarray(c, F32) for c in palettes[int(rng.integers(len(palettes)))])
     img = _solid(h, w, base)
     yy, xx = np.mgrid[0:h, 0:w].astype(F32) / max(ppm, 1.0)
@@ -761,10 +797,10 @@ def _rug_img(rng: np.random.Generator, w: int, h: int, ppm: float) -> np.ndarray
     b1, b2 = 0.12 * ppm, 0.2 * ppm
     for t, colr in ((b2, accent), (b1, light)):
         m = np.zeros((h, w), bool)
-        m[:int(t)], m[h - int(t):], m[:, :int(t)], m[:, w - int(t):] = True, True, True, True
+        m[: int(t)], m[h - int(t) :], m[:, : int(t)], m[:, w - int(t) :] = True, True, True, True
         img[m] = colr
-    img[:int(0.05 * ppm)] = base * 0.8
-    img[h - int(0.05 * ppm):] = base * 0.8
+    img[: int(0.05 * ppm)] = base * 0.8
+    img[h - int(0.05 * ppm) :] = base * 0.8
     weave = ((np.arange(h)[:, None] + np.arange(w)[None, :]) % 3 == 0).astype(F32)
     img *= (1.0 - 0.06 * weave)[..., None]
     _mottle(img, rng, max(0.3 * ppm, 2), 0.06, 3)
@@ -794,12 +830,24 @@ def _art_img(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
             elif kind < 0.75:
                 cv2.rectangle(art, (int(x), int(y)), (int(x + s * rng.uniform(0.5, 2)), int(y + s)), col, -1)
             else:
-                cv2.line(art, (int(x), int(y)), (int(rng.uniform(0, aw)), int(rng.uniform(0, ah))), col,
-                         max(1, int(s * 0.15)), cv2.LINE_AA)
+                cv2.line(
+                    art,
+                    (int(x), int(y)),
+                    (int(rng.uniform(0, aw)), int(rng.uniform(0, ah))),
+                    col,
+                    max(1, int(s * 0.15)),
+                    cv2.LINE_AA,
+                )
     elif style == 1:
         art = _vgrad(ah, aw, _jitter(rng, (120, 160, 215), 0.1), _jitter(rng, (240, 200, 160), 0.1))
-        cv2.circle(art, (int(rng.uniform(0.2, 0.8) * aw), int(0.25 * ah)), max(2, int(0.08 * min(aw, ah))),
-                   (250, 235, 190), -1, cv2.LINE_AA)
+        cv2.circle(
+            art,
+            (int(rng.uniform(0.2, 0.8) * aw), int(0.25 * ah)),
+            max(2, int(0.08 * min(aw, ah))),
+            (250, 235, 190),
+            -1,
+            cv2.LINE_AA,
+        )
         for k in range(4):
             base_y = ah * (0.45 + 0.14 * k)
             xs = np.linspace(0, aw, 24)
@@ -820,14 +868,13 @@ def _art_img(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
             else:
                 cut = rng.uniform(y0 + (y1 - y0) * 0.3, y1 - (y1 - y0) * 0.3)
                 rects += [(x0, y0, x1, cut), (x0, cut, x1, y1)]
-        palette = [(200, 40, 30), (30, 60, 150), (240, 200, 40), (238, 234, 225), (238, 234, 225),
-                   (30, 30, 30)]
+        palette = [(200, 40, 30), (30, 60, 150), (240, 200, 40), (238, 234, 225), (238, 234, 225), (30, 30, 30)]
         lw = max(1, int(min(aw, ah) * 0.02))
         for x0, y0, x1, y1 in rects:
             _rect(art, x0, y0, x1, y1, palette[int(rng.integers(len(palette)))])
             cv2.rectangle(art, (int(x0), int(y0)), (int(x1), int(y1)), (20, 20, 20), lw)
     _grain(art, rng, 3.0)
-    img[ay0:ay0 + ah, ax0:ax0 + aw] = art[:max(0, min(ah, h - ay0)), :max(0, min(aw, w - ax0))]
+    img[ay0 : ay0 + ah, ax0 : ax0 + aw] = art[: max(0, min(ah, h - ay0)), : max(0, min(aw, w - ax0))]
     _bevel(img, 0, 0, w, h, fr * 0.4)
     return img
 
@@ -854,8 +901,19 @@ def _books_img(rng: np.random.Generator, w: int, h: int, ppm: float, wood: Vec) 
     """A bookcase seen from the front: boards, shelves of books of varied size, a few ornaments."""
     img = _wood_img(rng, w, h, ppm, np.asarray(wood, F32) * 0.55)
     board = max(2, int(0.025 * ppm))
-    palette = [(150, 45, 40), (40, 60, 110), (205, 185, 145), (60, 95, 65), (232, 224, 205), (35, 35, 38),
-               (185, 125, 60), (110, 70, 120), (200, 90, 60), (90, 120, 140), (170, 160, 60)]
+    palette = [
+        (150, 45, 40),
+        (40, 60, 110),
+        (205, 185, 145),
+        (60, 95, 65),
+        (232, 224, 205),
+        (35, 35, 38),
+        (185, 125, 60),
+        (110, 70, 120),
+        (200, 90, 60),
+        (90, 120, 140),
+        (170, 160, 60),
+    ]
     n_shelves = max(2, round((h / ppm - 0.12) / 0.36))
     pitch = (h - 2 * board - int(0.08 * ppm)) / n_shelves
     for k in range(n_shelves):
@@ -870,8 +928,17 @@ def _books_img(rng: np.random.Generator, w: int, h: int, ppm: float, wood: Vec) 
                 oh = rng.uniform(0.3, 0.7) * gap
                 col = _jitter(rng, (200, 195, 185), 0.2)
                 if rng.random() < 0.5:
-                    cv2.ellipse(img, (int(x + ow / 2), int(bottom - oh / 2)), (int(ow / 2), int(oh / 2)),
-                                0, 0, 360, tuple(float(c) for c in col), -1, cv2.LINE_AA)
+                    cv2.ellipse(
+                        img,
+                        (int(x + ow / 2), int(bottom - oh / 2)),
+                        (int(ow / 2), int(oh / 2)),
+                        0,
+                        0,
+                        360,
+                        tuple(float(c) for c in col),
+                        -1,
+                        cv2.LINE_AA,
+                    )
                 else:
                     _rect(img, x, bottom - oh, x + ow, bottom, col)
                 x += ow + rng.uniform(0.02, 0.06) * ppm
@@ -899,9 +966,17 @@ def _books_img(rng: np.random.Generator, w: int, h: int, ppm: float, wood: Vec) 
     return img
 
 
-def _cabinet_img(rng: np.random.Generator, w: int, h: int, ppm: float, color: Vec,
-                 handle: Vec, drawers: bool = True, toe: float = 0.1, door_w: float = 0.5
-                 ) -> np.ndarray:
+def _cabinet_img(
+    rng: np.random.Generator,
+    w: int,
+    h: int,
+    ppm: float,
+    color: Vec,
+    handle: Vec,
+    drawers: bool = True,
+    toe: float = 0.1,
+    door_w: float = 0.5,
+) -> np.ndarray:
     """Shaker cabinet fronts: a drawer row over doors, bar pulls, a dark toe kick."""
     img = _solid(h, w, color)
     _mottle(img, rng, max(0.2 * ppm, 2), 0.03, 2)
@@ -936,8 +1011,17 @@ def _cabinet_img(rng: np.random.Generator, w: int, h: int, ppm: float, color: Ve
     return img
 
 
-def _drawers_img(rng: np.random.Generator, w: int, h: int, ppm: float, color: Vec, rows: int,
-                 cols: int, knob: Vec, wood_grain: bool = True) -> np.ndarray:
+def _drawers_img(
+    rng: np.random.Generator,
+    w: int,
+    h: int,
+    ppm: float,
+    color: Vec,
+    rows: int,
+    cols: int,
+    knob: Vec,
+    wood_grain: bool = True,
+) -> np.ndarray:
     img = _wood_img(rng, w, h, ppm, color) if wood_grain else _solid(h, w, color)
     gap = max(1.0, 0.008 * ppm)
     inset = 0.03 * ppm
@@ -950,9 +1034,15 @@ def _drawers_img(rng: np.random.Generator, w: int, h: int, ppm: float, color: Ve
             _rect(img, x0 - gap, y0 - gap, x1 + gap, y0, np.asarray(color, F32) * 0.3)
             _bevel(img, x0, y0, x1, y1, max(1.0, 0.008 * ppm))
             cx_, cy_ = (x0 + x1) / 2, (y0 + y1) / 2
-            for off in ((-0.25, 0.25) if dw / ppm > 0.5 else (0.0,)):
-                cv2.circle(img, (int(cx_ + off * dw), int(cy_)), max(1, int(0.014 * ppm)),
-                           tuple(float(k) for k in knob), -1, cv2.LINE_AA)
+            for off in (-0.25, 0.25) if dw / ppm > 0.5 else (0.0,):
+                cv2.circle(
+                    img,
+                    (int(cx_ + off * dw), int(cy_)),
+                    max(1, int(0.014 * ppm)),
+                    tuple(float(k) for k in knob),
+                    -1,
+                    cv2.LINE_AA,
+                )
     return img
 
 
@@ -986,8 +1076,9 @@ def _tv_img(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     return img
 
 
-def _duvet_img(rng: np.random.Generator, w: int, h: int, ppm: float, color: Vec, pattern: str,
-               accent: Vec, fold: float) -> np.ndarray:
+def _duvet_img(
+    rng: np.random.Generator, w: int, h: int, ppm: float, color: Vec, pattern: str, accent: Vec, fold: float
+) -> np.ndarray:
     """Bed top seen from above: pattern with soft folds and a turned-down band near the headboard."""
     img = _fabric_img(rng, w, h, ppm, color, pattern, accent)
     xx = np.arange(w, dtype=F32)[None, :] / max(ppm, 1.0)
@@ -995,12 +1086,11 @@ def _duvet_img(rng: np.random.Generator, w: int, h: int, ppm: float, color: Vec,
     img *= folds[..., None]
     y0, y1 = int(fold * h), int((fold + 0.12) * h)
     img[y0:y1] = _fabric_img(rng, w, max(y1 - y0, 1), ppm, (238, 236, 230))[: y1 - y0]
-    img[y1:y1 + max(1, int(0.01 * ppm))] *= 0.7
+    img[y1 : y1 + max(1, int(0.01 * ppm))] *= 0.7
     return img
 
 
-def _headboard_img(rng: np.random.Generator, w: int, h: int, ppm: float, color: Vec
-                   ) -> np.ndarray:
+def _headboard_img(rng: np.random.Generator, w: int, h: int, ppm: float, color: Vec) -> np.ndarray:
     """Button-tufted upholstery: diamond creases with a button at each crossing."""
     img = _fabric_img(rng, w, h, ppm, color)
     p = 0.16 * ppm
@@ -1011,8 +1101,14 @@ def _headboard_img(rng: np.random.Generator, w: int, h: int, ppm: float, color: 
     for yi in range(int(h / p) + 1):
         for xi in range(int(w / p) + 1):
             cx_ = xi * p + (p / 2 if yi % 2 else 0.0)
-            cv2.circle(img, (int(cx_), int(yi * p + p / 2)), max(1, int(0.012 * ppm)),
-                       tuple(float(c) * 0.55 for c in color), -1, cv2.LINE_AA)
+            cv2.circle(
+                img,
+                (int(cx_), int(yi * p + p / 2)),
+                max(1, int(0.012 * ppm)),
+                tuple(float(c) * 0.55 for c in color),
+                -1,
+                cv2.LINE_AA,
+            )
     return img
 
 
@@ -1021,8 +1117,9 @@ def _oven_img(rng: np.random.Generator, w: int, h: int, ppm: float) -> np.ndarra
     panel = 0.12 * ppm
     _rect(img, 0, 0, w, panel, (45, 45, 48))
     for k in range(5):
-        cv2.circle(img, (int((k + 1) * w / 6), int(panel / 2)), max(1, int(0.022 * ppm)), (200, 200, 205), -1,
-                   cv2.LINE_AA)
+        cv2.circle(
+            img, (int((k + 1) * w / 6), int(panel / 2)), max(1, int(0.022 * ppm)), (200, 200, 205), -1, cv2.LINE_AA
+        )
     win = (0.12 * w, panel + 0.12 * ppm, 0.88 * w, h - 0.22 * ppm)
     _rect(img, *win, (25, 25, 28))
     _scale_rect(img, win[0], win[1], win[2], (win[1] + win[3]) / 2, 1.5)
@@ -1044,15 +1141,15 @@ def _fridge_img(rng: np.random.Generator, w: int, h: int, ppm: float) -> np.ndar
     return img
 
 
-def _counter_top_img(rng: np.random.Generator, w: int, h: int, ppm: float, stone: Material,
-                     sink_x: float | None, cooktop_x: float | None) -> np.ndarray:
+def _counter_top_img(
+    rng: np.random.Generator, w: int, h: int, ppm: float, stone: Material, sink_x: float | None, cooktop_x: float | None
+) -> np.ndarray:
     """Counter seen from above, x in metres from its left end; row 0 is the wall side."""
     img = stone(w, h)
     if sink_x is not None:
         x0, x1 = (sink_x - 0.38) * ppm, (sink_x + 0.38) * ppm
         _rect(img, x0, 0.12 * h, x1, 0.85 * h, (150, 152, 156))
-        _rect(img, x0 + 0.03 * ppm, 0.12 * h + 0.03 * ppm, x1 - 0.03 * ppm, 0.85 * h - 0.03 * ppm,
-              (95, 97, 100))
+        _rect(img, x0 + 0.03 * ppm, 0.12 * h + 0.03 * ppm, x1 - 0.03 * ppm, 0.85 * h - 0.03 * ppm, (95, 97, 100))
         _scale_rect(img, x0 + 0.03 * ppm, 0.12 * h + 0.03 * ppm, x1 - 0.03 * ppm, 0.3 * h, 0.7)
         cv2.circle(img, (int(sink_x * ppm), int(0.55 * h)), max(1, int(0.03 * ppm)), (40, 40, 42), -1)
     if cooktop_x is not None:
@@ -1061,20 +1158,27 @@ def _counter_top_img(rng: np.random.Generator, w: int, h: int, ppm: float, stone
         for bx, by, r in ((0.28, 0.3, 0.1), (0.72, 0.3, 0.08), (0.28, 0.72, 0.08), (0.72, 0.72, 0.1)):
             c = (int(x0 + bx * (x1 - x0)), int((0.08 + by * 0.84) * h))
             cv2.circle(img, c, max(1, int(r * ppm)), (70, 70, 74), max(1, int(0.008 * ppm)), cv2.LINE_AA)
-            cv2.circle(img, c, max(1, int(r * 0.55 * ppm)), (55, 55, 58), max(1, int(0.006 * ppm)),
-                       cv2.LINE_AA)
+            cv2.circle(img, c, max(1, int(r * 0.55 * ppm)), (55, 55, 58), max(1, int(0.006 * ppm)), cv2.LINE_AA)
     return img
 
 
-def _basin_top_img(rng: np.random.Generator, w: int, h: int, ppm: float, base: np.ndarray,
-                   basin: tuple[float, float, float, float], rim: Vec = (240, 240, 238),
-                   oval: bool = True) -> np.ndarray:
+def _basin_top_img(
+    rng: np.random.Generator,
+    w: int,
+    h: int,
+    ppm: float,
+    base: np.ndarray,
+    basin: tuple[float, float, float, float],
+    rim: Vec = (240, 240, 238),
+    oval: bool = True,
+) -> np.ndarray:
     """A top with a basin (tub or sink) given as (cx, cy, half_w, half_h) in metres from the top left."""
     img = base
     cx_, cy_, hw, hh = (v * ppm for v in basin)
     if oval:
-        cv2.ellipse(img, (int(cx_), int(cy_)), (int(hw), int(hh)), 0, 0, 360, tuple(float(c) for c in rim),
-                    -1, cv2.LINE_AA)
+        cv2.ellipse(
+            img, (int(cx_), int(cy_)), (int(hw), int(hh)), 0, 0, 360, tuple(float(c) for c in rim), -1, cv2.LINE_AA
+        )
         inner = np.zeros(img.shape[:2], np.uint8)
         cv2.ellipse(inner, (int(cx_), int(cy_)), (int(hw * 0.85), int(hh * 0.8)), 0, 0, 360, 1, -1)
     else:
@@ -1098,8 +1202,12 @@ def _mirror_img(rng: np.random.Generator, w: int, h: int, frame: Vec) -> np.ndar
     _rect(img, 0.6 * w, 0.3 * h, 0.85 * w, 0.5 * h, (120, 110, 100))
     img = cv2.GaussianBlur(img, (0, 0), max(1.0, w / 60))
     fr = max(2, int(min(w, h) * 0.04))
-    for sl in ((slice(0, fr), slice(None)), (slice(h - fr, h), slice(None)), (slice(None), slice(0, fr)),
-               (slice(None), slice(w - fr, w))):
+    for sl in (
+        (slice(0, fr), slice(None)),
+        (slice(h - fr, h), slice(None)),
+        (slice(None), slice(0, fr)),
+        (slice(None), slice(w - fr, w)),
+    ):
         img[sl] = np.asarray(frame, F32)
     _bevel(img, 0, 0, w, h, fr * 0.5)
     _grain(img, rng, 1.5)
@@ -1134,8 +1242,9 @@ def _make_tileable(img: np.ndarray) -> np.ndarray:
     return img * (1 - wgt) + shifted * wgt
 
 
-def _concrete_img(rng: np.random.Generator, w: int, h: int, ppm: float, tone: float = 175.0,
-                  joint: float = 0.0) -> np.ndarray:
+def _concrete_img(
+    rng: np.random.Generator, w: int, h: int, ppm: float, tone: float = 175.0, joint: float = 0.0
+) -> np.ndarray:
     img = _solid(h, w, (tone, tone * 0.98, tone * 0.95))
     _mottle(img, rng, max(0.4 * ppm, 2), 0.06, 4)
     _grain(img, rng, 7.0)
@@ -1190,19 +1299,18 @@ def _fence_img(rng: np.random.Generator, w: int, h: int, ppm: float, color: Vec)
     return img
 
 
-def _foliage(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray, green: Vec,
-             leaf: float) -> None:
+def _foliage(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray, green: Vec, leaf: float) -> None:
     """Leafy canopy colours under `mask`: clumps, leaf-scale speckle, darker bottom and right."""
     h, w = mask.shape
-    tone = (1.0 + 0.18 * _fbm(rng, h, w, max(leaf * 4, 2), 3)
-            + 0.28 * _noise(rng, h, w, max(leaf, 1), max(leaf, 1)))
+    tone = 1.0 + 0.18 * _fbm(rng, h, w, max(leaf * 4, 2), 3) + 0.28 * _noise(rng, h, w, max(leaf, 1), max(leaf, 1))
     yy = np.linspace(1.08, 0.78, h, dtype=F32)[:, None]
     col = np.asarray(green, F32) * (tone * yy)[..., None]
     img[mask > 0, :3] = col[mask > 0]
 
 
-def _blob_mask(rng: np.random.Generator, h: int, w: int, cx: float, cy: float, rx: float, ry: float,
-               n: int, leaf: float) -> np.ndarray:
+def _blob_mask(
+    rng: np.random.Generator, h: int, w: int, cx: float, cy: float, rx: float, ry: float, n: int, leaf: float
+) -> np.ndarray:
     mask = np.zeros((h, w), F32)
     for _ in range(n):
         a = rng.uniform(0, 2 * math.pi)
@@ -1247,8 +1355,7 @@ def _plant_img(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     img = np.zeros((h, w, 4), F32)
     pot_h = h * 0.28
     pot_col = [(200, 110, 80), (235, 232, 225), (60, 60, 62)][int(rng.integers(3))]
-    pot = np.array([[w * 0.28, h - pot_h], [w * 0.72, h - pot_h], [w * 0.64, h - 1], [w * 0.36, h - 1]],
-                   np.int32)
+    pot = np.array([[w * 0.28, h - pot_h], [w * 0.72, h - pot_h], [w * 0.64, h - 1], [w * 0.36, h - 1]], np.int32)
     cv2.fillPoly(img, [pot], (*pot_col, 255.0), cv2.LINE_AA)
     base = (w / 2, h - pot_h)
     for _ in range(28):
@@ -1257,10 +1364,25 @@ def _plant_img(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
         tip = (base[0] + math.cos(ang) * length * 0.9, base[1] + math.sin(ang) * length)
         mid = ((base[0] + tip[0]) / 2, (base[1] + tip[1]) / 2)
         col = (*tuple(float(c) for c in _jitter(rng, (70, 125, 60), 0.18)), 255.0)
-        cv2.ellipse(img, (int(mid[0]), int(mid[1])), (max(2, int(length / 2)), max(1, int(length * 0.12))),
-                    math.degrees(ang), 0, 360, col, -1, cv2.LINE_AA)
-        cv2.line(img, (int(base[0]), int(base[1])), (int(tip[0]), int(tip[1])),
-                 (float(col[0]) * 0.6, float(col[1]) * 0.6, float(col[2]) * 0.6, 255.0), 1, cv2.LINE_AA)
+        cv2.ellipse(
+            img,
+            (int(mid[0]), int(mid[1])),
+            (max(2, int(length / 2)), max(1, int(length * 0.12))),
+            math.degrees(ang),
+            0,
+            360,
+            col,
+            -1,
+            cv2.LINE_AA,
+        )
+        cv2.line(
+            img,
+            (int(base[0]), int(base[1])),
+            (int(tip[0]), int(tip[1])),
+            (float(col[0]) * 0.6, float(col[1]) * 0.6, float(col[2]) * 0.6, 255.0),
+            1,
+            cv2.LINE_AA,
+        )
     img[..., 3] = np.where(img[..., 3] > 127, 255.0, 0.0)
     return img
 
@@ -1270,7 +1392,7 @@ def _sky_img(rng: np.random.Generator, w: int, h: int, horizon_row: float) -> np
     rows = np.arange(h, dtype=F32)[:, None]
     t = np.clip(rows / max(horizon_row, 1), 0, 1)
     top, haze = np.array([70, 130, 210], F32), np.array([205, 222, 238], F32)
-    img = np.broadcast_to(((1 - t ** 1.6)[..., None] * top + (t ** 1.6)[..., None] * haze), (h, w, 3)).copy()
+    img = np.broadcast_to(((1 - t**1.6)[..., None] * top + (t**1.6)[..., None] * haze), (h, w, 3)).copy()
     dens = _fbm(rng, h, w, h / 5, 5, aspect=2.0)
     fade = np.clip(1.4 - t * 1.1, 0, 1)
     cover = np.clip((dens - 0.2) * 1.1, 0, 1) * fade
@@ -1319,7 +1441,7 @@ def _planks_img(rng: np.random.Generator, w: int, h: int, ppm: float, color: Vec
     grain = _fbm(rng, w, h, max(0.01 * ppm, 1.0), 3, aspect=30.0).T
     rings = np.sin(_fbm(rng, w, h, max(0.1 * ppm, 2.0), 2, aspect=6.0).T * 5.0)
     img *= (1.0 + 0.08 * grain + 0.05 * rings)[..., None]
-    for _ in range(int(w * h / ppm ** 2 * 0.8)):
+    for _ in range(int(w * h / ppm**2 * 0.8)):
         c = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
         axes = (max(1, int(0.008 * ppm)), max(1, int(rng.uniform(0.015, 0.04) * ppm)))
         cv2.ellipse(img, c, axes, 0, 0, 360, tuple(float(v) for v in base * 0.55), -1, cv2.LINE_AA)
@@ -1359,8 +1481,7 @@ class _Canvas:
         p = self.ppm
         return max(1, round((s1 - s0) * p)), max(1, round((y1 - y0) * p))
 
-    def paste(self, tex: np.ndarray, s0: float, y0: float, s1: float, y1: float, emissive: float = 0.0
-              ) -> None:
+    def paste(self, tex: np.ndarray, s0: float, y0: float, s1: float, y1: float, emissive: float = 0.0) -> None:
         p = self.ppm
         X0, R0 = round(s0 * p), round((self.height - y1) * p)
         w, h = self.size(s0, y0, s1, y1)
@@ -1369,7 +1490,7 @@ class _Canvas:
         c, d = max(R0, 0), min(R0 + h, self.h)
         if b <= a or d <= c:
             return
-        part = tex[c - R0:d - R0, a - X0:b - X0]
+        part = tex[c - R0 : d - R0, a - X0 : b - X0]
         if part.shape[2] == 4:
             alpha = part[..., 3:4] / 255.0
             self.img[c:d, a:b] = self.img[c:d, a:b] * (1 - alpha) + part[..., :3] * alpha
@@ -1399,8 +1520,16 @@ class _Canvas:
             return False
         return all(s1 + margin <= a or s0 - margin >= b or y1 <= c or y0 >= d for a, b, c, d in self.used)
 
-    def find(self, rng: np.random.Generator, width: float, y0: float, y1: float, lo: float = 0.15,
-             hi: float | None = None, margin: float = 0.12) -> float | None:
+    def find(
+        self,
+        rng: np.random.Generator,
+        width: float,
+        y0: float,
+        y1: float,
+        lo: float = 0.15,
+        hi: float | None = None,
+        margin: float = 0.12,
+    ) -> float | None:
         """A random free start position for something `width` wide between heights y0 and y1."""
         hi = (self.length - 0.15 if hi is None else hi) - width
         if hi < lo:
@@ -1419,9 +1548,19 @@ class _Canvas:
 _TRIM = (242, 240, 235)
 
 
-def _window(c: _Canvas, rng: np.random.Generator, s0: float, s1: float, y0: float, y1: float, *,
-            curtains: Vec | None = None, frosted: bool = False, grid: tuple[int, int] = (2, 2),
-            trim: Vec = _TRIM) -> None:
+def _window(
+    c: _Canvas,
+    rng: np.random.Generator,
+    s0: float,
+    s1: float,
+    y0: float,
+    y1: float,
+    *,
+    curtains: Vec | None = None,
+    frosted: bool = False,
+    grid: tuple[int, int] = (2, 2),
+    trim: Vec = _TRIM,
+) -> None:
     """A window: casing, sill, a bright view (emissive), sash bars, optional curtain panels and rod."""
     p = c.ppm
     cas = 0.07
@@ -1451,16 +1590,22 @@ def _window(c: _Canvas, rng: np.random.Generator, s0: float, s1: float, y0: floa
         for a, b in ((s0 - cas - pw, s0 - cas + 0.08), (s1 + cas - 0.08, s1 + cas + pw)):
             cw, ch = c.size(a, bottom, b, top)
             panel = _fabric_img(rng, cw, ch, p, curtains)
-            folds = 0.8 + 0.2 * np.sin(np.arange(cw, dtype=F32) / max(0.09 * p, 1) * 2 * math.pi
-                                       + rng.uniform(0, 6))
+            folds = 0.8 + 0.2 * np.sin(np.arange(cw, dtype=F32) / max(0.09 * p, 1) * 2 * math.pi + rng.uniform(0, 6))
             panel *= folds[None, :, None]
             c.paste(panel, a, bottom, b, top)
         c.reserve(s0 - cas - pw - 0.1, s1 + cas + pw + 0.1, bottom, top + 0.1)
     c.reserve(s0 - cas - 0.1, s1 + cas + 0.1, y0 - 0.15, y1 + cas + 0.05)
 
 
-def _door(c: _Canvas, rng: np.random.Generator, s0: float, color: Vec, width: float = 0.86,
-          height: float = 2.04, trim: Vec = _TRIM) -> None:
+def _door(
+    c: _Canvas,
+    rng: np.random.Generator,
+    s0: float,
+    color: Vec,
+    width: float = 0.86,
+    height: float = 2.04,
+    trim: Vec = _TRIM,
+) -> None:
     cas = 0.08
     c.fill(s0 - cas, 0, s0 + width + cas, height + cas, trim)
     c.bevel(s0 - cas, 0, s0 + width + cas, height + cas, 0.012)
@@ -1495,10 +1640,18 @@ def _outlet(c: _Canvas, s: float, y: float = 0.3) -> None:
         c.fill(s + 0.046, y + dy, s + 0.052, y + dy + 0.018, (60, 60, 60))
 
 
-def _wall_tiles(c: _Canvas, rng: np.random.Generator, s0: float, s1: float, y0: float, y1: float,
-                color: Vec, tile: tuple[float, float] = (0.15, 0.075),
-                grout: Vec = (200, 200, 200),
-                cap: bool = True) -> None:
+def _wall_tiles(
+    c: _Canvas,
+    rng: np.random.Generator,
+    s0: float,
+    s1: float,
+    y0: float,
+    y1: float,
+    color: Vec,
+    tile: tuple[float, float] = (0.15, 0.075),
+    grout: Vec = (200, 200, 200),
+    cap: bool = True,
+) -> None:
     w, h = c.size(s0, y0, s1, y1)
     tex = _tiles_img(rng, w, h, tile[0] * c.ppm, tile[1] * c.ppm, color, grout, 0.04, stagger=True)
     c.paste(tex, s0, y0, s1, y1)
@@ -1512,8 +1665,9 @@ def _wall_tiles(c: _Canvas, rng: np.random.Generator, s0: float, s1: float, y0: 
 # ---------------------------------------------------------------------------------------------
 
 
-def _box_faces(lo: np.ndarray, hi: np.ndarray, front: Vec, mats: dict[str, Material], ppm: float,
-               skip: Sequence[str] = ()) -> list[_Face]:
+def _box_faces(
+    lo: np.ndarray, hi: np.ndarray, front: Vec, mats: dict[str, Material], ppm: float, skip: Sequence[str] = ()
+) -> list[_Face]:
     """The faces of an axis-aligned box. `mats` maps roles (front, back, side, top, bottom) to materials;
     ``side`` is the fallback. `front` is the outward normal of the face that gets the ``front`` role."""
     x0, y0, z0 = (float(v) for v in lo)
@@ -1531,8 +1685,17 @@ def _box_faces(lo: np.ndarray, hi: np.ndarray, front: Vec, mats: dict[str, Mater
     back = tuple(-c for c in fr)
     faces = []
     for normal, o, u, v in specs:
-        role = ("top" if normal == (0, 1, 0) else "bottom" if normal == (0, -1, 0) else
-                "front" if normal == fr else "back" if normal == back else "side")
+        role = (
+            "top"
+            if normal == (0, 1, 0)
+            else "bottom"
+            if normal == (0, -1, 0)
+            else "front"
+            if normal == fr
+            else "back"
+            if normal == back
+            else "side"
+        )
         if role in skip:
             continue
         mat = mats.get(role) or mats["side"]
@@ -1542,8 +1705,7 @@ def _box_faces(lo: np.ndarray, hi: np.ndarray, front: Vec, mats: dict[str, Mater
     return faces
 
 
-def _crossed(center: Vec, width: float, height: float, tex_a: np.ndarray, tex_b: np.ndarray
-             ) -> list[_Face]:
+def _crossed(center: Vec, width: float, height: float, tex_a: np.ndarray, tex_b: np.ndarray) -> list[_Face]:
     """Two crossed vertical cards: a cheap plant or tree that reads from any direction."""
     x, y, z = (float(v) for v in center)
     return [
@@ -1563,9 +1725,15 @@ class _Interior:
     left to right as seen from inside the room and ``d`` is the distance out from the wall.
     """
 
-    def __init__(self, rng: np.random.Generator, scale: float, dims: tuple[float, float, float],
-                 wall_color: Vec, floor: Callable[[int, int, float], np.ndarray],
-                 ceiling_color: Vec = (246, 245, 241)) -> None:
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        scale: float,
+        dims: tuple[float, float, float],
+        wall_color: Vec,
+        floor: Callable[[int, int, float], np.ndarray],
+        ceiling_color: Vec = (246, 245, 241),
+    ) -> None:
         self.rng = rng
         self.W, self.D, self.H = dims
         self.ppm = p = max(_BASE_PPM * scale, 40.0)
@@ -1592,10 +1760,12 @@ class _Interior:
     def frame(self, wall: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(origin on the floor at s=0, along-wall unit vector, inward normal) of a wall."""
         W, D = self.W, self.D
-        o, a, n = {"back": ((0, 0, D), (1, 0, 0), (0, 0, -1)),
-                   "front": ((W, 0, 0), (-1, 0, 0), (0, 0, 1)),
-                   "left": ((0, 0, 0), (0, 0, 1), (1, 0, 0)),
-                   "right": ((W, 0, D), (0, 0, -1), (-1, 0, 0))}[wall]
+        o, a, n = {
+            "back": ((0, 0, D), (1, 0, 0), (0, 0, -1)),
+            "front": ((W, 0, 0), (-1, 0, 0), (0, 0, 1)),
+            "left": ((0, 0, 0), (0, 0, 1), (1, 0, 0)),
+            "right": ((W, 0, D), (0, 0, -1), (-1, 0, 0)),
+        }[wall]
         return np.asarray(o, float), np.asarray(a, float), np.asarray(n, float)
 
     def point(self, wall: str, s: float, y: float, d: float) -> np.ndarray:
@@ -1606,17 +1776,34 @@ class _Interior:
         """Position along a side wall of world depth z."""
         return z if wall == "left" else self.D - z
 
-    def against(self, wall: str, s0: float, s1: float, y0: float, y1: float, d0: float, d1: float,
-                mats: dict[str, Material], shadow: bool | None = None) -> None:
+    def against(
+        self,
+        wall: str,
+        s0: float,
+        s1: float,
+        y0: float,
+        y1: float,
+        d0: float,
+        d1: float,
+        mats: dict[str, Material],
+        shadow: bool | None = None,
+    ) -> None:
         """A box standing against `wall`; its ``front`` faces into the room."""
         p0, p1 = self.point(wall, s0, y0, d0), self.point(wall, s1, y1, d1)
         _, _, n = self.frame(wall)
-        self.box(np.minimum(p0, p1), np.maximum(p0, p1), mats, front=n, shadow=shadow,
-                 skip=("back",) if d0 <= 0.001 else ())
+        self.box(
+            np.minimum(p0, p1), np.maximum(p0, p1), mats, front=n, shadow=shadow, skip=("back",) if d0 <= 0.001 else ()
+        )
 
-    def box(self, lo: np.ndarray, hi: np.ndarray, mats: dict[str, Material],
-            front: Vec = (0, 0, -1), shadow: bool | None = None,
-            skip: Sequence[str] = ()) -> None:
+    def box(
+        self,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        mats: dict[str, Material],
+        front: Vec = (0, 0, -1),
+        shadow: bool | None = None,
+        skip: Sequence[str] = (),
+    ) -> None:
         lo, hi = np.asarray(lo, float), np.asarray(hi, float)
         if lo[1] <= 0.001:
             skip = (*skip, "bottom")
@@ -1624,22 +1811,25 @@ class _Interior:
         if shadow if shadow is not None else lo[1] < 0.2:
             self.footprints.append((lo[0], lo[2], hi[0], hi[2]))
 
-    def light(self, pos: Vec, power: float, color: Vec = (1.0, 0.93, 0.84),
-              reach: float = 2.0) -> None:
-        self.lights.append(_Light(power=power, color=(float(color[0]), float(color[1]), float(color[2])),
-                                  pos=(float(pos[0]), float(pos[1]), float(pos[2])), reach=reach))
+    def light(self, pos: Vec, power: float, color: Vec = (1.0, 0.93, 0.84), reach: float = 2.0) -> None:
+        self.lights.append(
+            _Light(
+                power=power,
+                color=(float(color[0]), float(color[1]), float(color[2])),
+                pos=(float(pos[0]), float(pos[1]), float(pos[2])),
+                reach=reach,
+            )
+        )
 
     def window_light(self, wall: str, s_mid: float, y_mid: float, area: float) -> None:
         # Daylight pools on the floor in front of the window; the wall around it stays darker.
-        self.light(self.point(wall, s_mid, y_mid - 0.3, 1.3), 0.45 * area + 0.2, (0.96, 0.99, 1.05),
-                   reach=2.4)
+        self.light(self.point(wall, s_mid, y_mid - 0.3, 1.3), 0.45 * area + 0.2, (0.96, 0.99, 1.05), reach=2.4)
 
     def plant(self, x: float, z: float, height: float) -> None:
         p = self.ppm
         w = height * 0.7
         tw, th = max(8, int(w * p)), max(8, int(height * p))
-        self.faces += _crossed((x, 0.0, z), w, height, _plant_img(self.rng, tw, th),
-                               _plant_img(self.rng, tw, th))
+        self.faces += _crossed((x, 0.0, z), w, height, _plant_img(self.rng, tw, th), _plant_img(self.rng, tw, th))
         self.footprints.append((x - 0.15, z - 0.15, x + 0.15, z + 0.15))
 
     def ceiling_light(self, x: float, z: float, radius: float = 0.22, power: float = 0.55) -> None:
@@ -1661,7 +1851,7 @@ class _Interior:
         for x0, z0, x1, z1 in self.footprints:
             a, b = int((x0 - 0.03) * p / 4), int((x1 + 0.03) * p / 4)
             r0, r1 = int((self.D - z1 - 0.03) * p / 4), int((self.D - z0 + 0.03) * p / 4)
-            small[max(r0, 0):max(r1, 0), max(a, 0):max(b, 0)] = 1.0
+            small[max(r0, 0) : max(r1, 0), max(a, 0) : max(b, 0)] = 1.0
         small = cv2.GaussianBlur(small, (0, 0), max(0.07 * p / 4, 0.8))
         fl.img *= (1.0 - 0.45 * cv2.resize(small, (fl.w, fl.h)))[..., None]
         W, D, H = self.W, self.D, self.H
@@ -1669,14 +1859,18 @@ class _Interior:
         shell = [
             _face((0, 0, D), (W, 0, 0), (0, 0, -D), fl.img, shell=True),
             _face((0, H, D), (W, 0, 0), (0, -H, 0), wl["back"].img, emissive=wl["back"].emissive, shell=True),
-            _face((W, H, 0), (-W, 0, 0), (0, -H, 0), wl["front"].img, emissive=wl["front"].emissive,
-                  shell=True),
+            _face((W, H, 0), (-W, 0, 0), (0, -H, 0), wl["front"].img, emissive=wl["front"].emissive, shell=True),
             _face((0, H, 0), (0, 0, D), (0, -H, 0), wl["left"].img, emissive=wl["left"].emissive, shell=True),
-            _face((W, H, D), (0, 0, -D), (0, -H, 0), wl["right"].img, emissive=wl["right"].emissive,
-                  shell=True),
+            _face((W, H, D), (0, 0, -D), (0, -H, 0), wl["right"].img, emissive=wl["right"].emissive, shell=True),
             # the ceiling's texture rows run with z, so flip the canvas (whose rows run against it)
-            _face((0, H, 0), (W, 0, 0), (0, 0, D), self.ceiling.img[::-1].copy(),
-                  emissive=self.ceiling.emissive[::-1].copy(), shell=True),
+            _face(
+                (0, H, 0),
+                (W, 0, 0),
+                (0, 0, D),
+                self.ceiling.img[::-1].copy(),
+                emissive=self.ceiling.emissive[::-1].copy(),
+                shell=True,
+            ),
         ]
         faces = shell + self.faces
         for f in faces:
@@ -1684,8 +1878,16 @@ class _Interior:
         return faces
 
 
-def _interior_poses(rng: np.random.Generator, W: float, D: float, n: int, spread: float = 1.0,
-                    hfov: float = 74.0, x_shift: float = 0.0, yaw_bias: float = 0.0) -> list[_Pose]:
+def _interior_poses(
+    rng: np.random.Generator,
+    W: float,
+    D: float,
+    n: int,
+    spread: float = 1.0,
+    hfov: float = 74.0,
+    x_shift: float = 0.0,
+    yaw_bias: float = 0.0,
+) -> list[_Pose]:
     """Camera positions near the front wall: the first square-on, the others stepped sideways or forward
     and turned 12-25 degrees back toward the room, the way a photographer works a room.
 
@@ -1699,16 +1901,24 @@ def _interior_poses(rng: np.random.Generator, W: float, D: float, n: int, spread
     step = min(1.0, W / 4.5) * spread
     spots = [
         (xb, z0, yaw0),
-        (xb + sgn * rng.uniform(0.5, 0.9) * step, z0 + rng.uniform(0.0, 0.25),
-         yaw0 - sgn * rng.uniform(14, 24)),
-        (xb - sgn * rng.uniform(0.3, 0.7) * step, z0 + rng.uniform(0.5, 0.9) * min(1.0, D / 4.5),
-         yaw0 + sgn * rng.uniform(12, 22)),
+        (xb + sgn * rng.uniform(0.5, 0.9) * step, z0 + rng.uniform(0.0, 0.25), yaw0 - sgn * rng.uniform(14, 24)),
+        (
+            xb - sgn * rng.uniform(0.3, 0.7) * step,
+            z0 + rng.uniform(0.5, 0.9) * min(1.0, D / 4.5),
+            yaw0 + sgn * rng.uniform(12, 22),
+        ),
         (xb, z0 + 0.3, yaw0 + sgn * rng.uniform(25, 30)),
     ]
     poses = []
     for x, z, yaw in spots[:n]:
-        poses.append(_Pose(pos=(float(np.clip(x, 0.35, W - 0.35)), hc + rng.uniform(-0.05, 0.05), z),
-                           yaw=float(yaw), pitch=float(rng.uniform(-4, -1)), hfov=hfov))
+        poses.append(
+            _Pose(
+                pos=(float(np.clip(x, 0.35, W - 0.35)), hc + rng.uniform(-0.05, 0.05), z),
+                yaw=float(yaw),
+                pitch=float(rng.uniform(-4, -1)),
+                hfov=hfov,
+            )
+        )
     return poses
 
 
@@ -1716,28 +1926,61 @@ def _interior_poses(rng: np.random.Generator, W: float, D: float, n: int, spread
 # furniture
 # ---------------------------------------------------------------------------------------------
 
-_WALL_COLORS: tuple[Color, ...] = ((236, 232, 222), (214, 205, 190), (200, 206, 204), (188, 200, 180),
-                                   (194, 208, 220), (228, 212, 188), (222, 204, 198), (208, 200, 214))
+_WALL_COLORS: tuple[Color, ...] = (
+    (236, 232, 222),
+    (214, 205, 190),
+    (200, 206, 204),
+    (188, 200, 180),
+    (194, 208, 220),
+    (228, 212, 188),
+    (222, 204, 198),
+    (208, 200, 214),
+)
 _WOODS: tuple[Color, ...] = ((178, 136, 94), (122, 86, 60), (198, 170, 132), (160, 148, 134), (150, 100, 62))
-_FABRICS: tuple[Color, ...] = ((120, 125, 130), (190, 180, 165), (70, 85, 110), (150, 110, 90),
-                               (95, 120, 100), (215, 210, 200), (60, 60, 65), (170, 150, 120))
-_ACCENTS: tuple[Color, ...] = ((200, 80, 60), (230, 190, 70), (60, 110, 160), (40, 40, 45), (235, 235, 230),
-                               (150, 60, 90), (70, 140, 120), (210, 130, 60))
+_FABRICS: tuple[Color, ...] = (
+    (120, 125, 130),
+    (190, 180, 165),
+    (70, 85, 110),
+    (150, 110, 90),
+    (95, 120, 100),
+    (215, 210, 200),
+    (60, 60, 65),
+    (170, 150, 120),
+)
+_ACCENTS: tuple[Color, ...] = (
+    (200, 80, 60),
+    (230, 190, 70),
+    (60, 110, 160),
+    (40, 40, 45),
+    (235, 235, 230),
+    (150, 60, 90),
+    (70, 140, 120),
+    (210, 130, 60),
+)
 
 
 def _pick(rng: np.random.Generator, options: Sequence[Color]) -> Color:
     return options[int(rng.integers(len(options)))]
 
 
-def _legs(b: _Interior, wall: str, s0: float, s1: float, d0: float, d1: float, height: float, mat: Material,
-          t: float = 0.05) -> None:
+def _legs(
+    b: _Interior, wall: str, s0: float, s1: float, d0: float, d1: float, height: float, mat: Material, t: float = 0.05
+) -> None:
     for s in (s0 + 0.03, s1 - 0.03 - t):
         for d in (d0 + 0.03, d1 - 0.03 - t):
             b.against(wall, s, s + t, 0.0, height, d, d + t, {"side": mat}, shadow=False)
 
 
-def _sofa(b: _Interior, wall: str, s0: float, s1: float, color: Color, d0: float = 0.0,
-          depth: float = 0.92, back_h: float = 0.86) -> None:
+def _sofa(
+    b: _Interior,
+    wall: str,
+    s0: float,
+    s1: float,
+    color: Color,
+    d0: float = 0.0,
+    depth: float = 0.92,
+    back_h: float = 0.86,
+) -> None:
     """A sofa (or, short, an armchair): base, back, arms, seat and back cushions, throw pillows."""
     rng, p = b.rng, b.ppm
     fab = _fabric(rng, color, p)
@@ -1763,32 +2006,38 @@ def _sofa(b: _Interior, wall: str, s0: float, s1: float, color: Color, d0: float
         b.against(wall, s, s + 0.42, 0.52, 0.92, d0 + 0.38, d0 + 0.52, {"side": mat})
 
 
-def _lamp(b: _Interior, x: float, z: float, y_base: float, shade_col: Color = (236, 226, 205),
-          tall: bool = False) -> None:
+def _lamp(
+    b: _Interior, x: float, z: float, y_base: float, shade_col: Color = (236, 226, 205), tall: bool = False
+) -> None:
     rng, p = b.rng, b.ppm
     base_mat = _plain(rng, _pick(rng, ((40, 40, 42), (190, 160, 100), (220, 215, 205), (70, 100, 110))))
     pole_h = 1.45 if tall else 0.28
     t = 0.03 if tall else 0.09
-    b.box(np.array([x - t / 2, y_base, z - t / 2]), np.array([x + t / 2, y_base + pole_h, z + t / 2]),
-          {"side": base_mat}, shadow=tall)
+    b.box(
+        np.array([x - t / 2, y_base, z - t / 2]),
+        np.array([x + t / 2, y_base + pole_h, z + t / 2]),
+        {"side": base_mat},
+        shadow=tall,
+    )
     sw = 0.42 if tall else 0.34
     sh = 0.32 if tall else 0.26
     y0 = y_base + pole_h
-    b.box(np.array([x - sw / 2, y0, z - sw / 2]), np.array([x + sw / 2, y0 + sh, z + sw / 2]),
-          {"side": _fabric(rng, shade_col, p), "top": _plain(rng, (250, 244, 225))})
+    b.box(
+        np.array([x - sw / 2, y0, z - sw / 2]),
+        np.array([x + sw / 2, y0 + sh, z + sw / 2]),
+        {"side": _fabric(rng, shade_col, p), "top": _plain(rng, (250, 244, 225))},
+    )
     b.light((x, y0 + sh * 0.4, z - 0.05), 0.3 if tall else 0.22, (1.0, 0.88, 0.7), reach=1.5)
 
 
-def _coffee_table(b: _Interior, x0: float, z0: float, x1: float, z1: float, height: float, wood: Color
-                  ) -> None:
+def _coffee_table(b: _Interior, x0: float, z0: float, x1: float, z1: float, height: float, wood: Color) -> None:
     rng, p = b.rng, b.ppm
     top = _wood(rng, wood, p)
     legm = _plain(rng, np.asarray(wood) * 0.6)
     b.box(np.array([x0, height - 0.045, z0]), np.array([x1, height, z1]), {"side": top}, shadow=False)
     for x in (x0 + 0.04, x1 - 0.09):
         for z in (z0 + 0.04, z1 - 0.09):
-            b.box(np.array([x, 0.0, z]), np.array([x + 0.05, height - 0.045, z + 0.05]), {"side": legm},
-                  shadow=False)
+            b.box(np.array([x, 0.0, z]), np.array([x + 0.05, height - 0.045, z + 0.05]), {"side": legm}, shadow=False)
     b.footprints.append((x0 + 0.1, z0 + 0.1, x1 - 0.1, z1 - 0.1))
     # a stack of books and a bowl on top
     cx, cz = x0 + (x1 - x0) * rng.uniform(0.25, 0.45), (z0 + z1) / 2
@@ -1796,13 +2045,20 @@ def _coffee_table(b: _Interior, x0: float, z0: float, x1: float, z1: float, heig
     for _ in range(int(rng.integers(2, 4))):
         bw, bd, bh = rng.uniform(0.2, 0.3), rng.uniform(0.14, 0.22), rng.uniform(0.025, 0.05)
         col = _pick(rng, _ACCENTS)
-        b.box(np.array([cx - bw / 2, y, cz - bd / 2]), np.array([cx + bw / 2, y + bh, cz + bd / 2]),
-              {"side": _plain(rng, (235, 230, 220)), "top": _fabric(rng, col, p, "stripes")}, shadow=False)
+        b.box(
+            np.array([cx - bw / 2, y, cz - bd / 2]),
+            np.array([cx + bw / 2, y + bh, cz + bd / 2]),
+            {"side": _plain(rng, (235, 230, 220)), "top": _fabric(rng, col, p, "stripes")},
+            shadow=False,
+        )
         y += bh
     bx = x0 + (x1 - x0) * 0.72
-    b.box(np.array([bx - 0.12, height, cz - 0.12]), np.array([bx + 0.12, height + 0.08, cz + 0.12]),
-          {"side": _plain(rng, _pick(rng, _ACCENTS)), "top": _fabric(rng, (60, 50, 40), p, "dots")},
-          shadow=False)
+    b.box(
+        np.array([bx - 0.12, height, cz - 0.12]),
+        np.array([bx + 0.12, height + 0.08, cz + 0.12]),
+        {"side": _plain(rng, _pick(rng, _ACCENTS)), "top": _fabric(rng, (60, 50, 40), p, "dots")},
+        shadow=False,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1835,8 +2091,16 @@ def _living_room(rng: np.random.Generator, scale: float, style: dict[str, Any], 
     _sofa(b, "back", a0, a1, chair_col, depth=0.85, back_h=0.95)
     shelf_w = rng.uniform(0.9, 1.2)
     s0, s1 = bx(1.3, 1.3 + shelf_w)
-    b.against("back", s0, s1, 0.0, 2.0, 0.0, 0.36,
-              {"front": lambda w, h: _books_img(rng, w, h, p, wood), "side": _wood(rng, wood, p)})
+    b.against(
+        "back",
+        s0,
+        s1,
+        0.0,
+        2.0,
+        0.0,
+        0.36,
+        {"front": lambda w, h: _books_img(rng, w, h, p, wood), "side": _wood(rng, wood, p)},
+    )
     back.reserve(s0, s1)
     span0, span1 = 1.3 + shelf_w + 0.45, W - 0.5
     win_w = min(rng.uniform(1.5, 2.1), span1 - span0)
@@ -1862,9 +2126,16 @@ def _living_room(rng: np.random.Generator, scale: float, style: dict[str, Any], 
             _art(sw, rng, (s_a + s_b) / 2 + off * L, 1.6, 0.5, 0.65)
     z_t0, z_t1 = zc - L / 2 - 0.55, zc - L / 2 - 0.08
     t0, t1 = sorted((b.s_of_z(sofa_wall, z_t0), b.s_of_z(sofa_wall, z_t1)))
-    b.against(sofa_wall, t0, t1, 0.0, 0.56, 0.02, 0.5,
-              {"side": _wood(rng, wood, p), "front": lambda w, h: _drawers_img(rng, w, h, p, wood, 1, 1,
-                                                                                (40, 40, 40))})
+    b.against(
+        sofa_wall,
+        t0,
+        t1,
+        0.0,
+        0.56,
+        0.02,
+        0.5,
+        {"side": _wood(rng, wood, p), "front": lambda w, h: _drawers_img(rng, w, h, p, wood, 1, 1, (40, 40, 40))},
+    )
     lp = b.point(sofa_wall, (t0 + t1) / 2, 0.56, 0.26)
     _lamp(b, float(lp[0]), float(lp[2]), 0.56)
     _outlet(sw, b.s_of_z(sofa_wall, z_t0) - 0.3)
@@ -1874,18 +2145,46 @@ def _living_room(rng: np.random.Generator, scale: float, style: dict[str, Any], 
     CL = rng.uniform(1.6, 1.9)
     m0, m1 = sorted((b.s_of_z(tv_wall, zc - CL / 2), b.s_of_z(tv_wall, zc + CL / 2)))
     console_col = _pick(rng, ((40, 40, 42), (235, 232, 225), wood, (80, 95, 90)))
-    b.against(tv_wall, m0, m1, 0.0, 0.52, 0.0, 0.42,
-              {"front": lambda w, h: _cabinet_img(rng, w, h, p, console_col, (150, 150, 150), drawers=False,
-                                                  toe=0.04, door_w=0.45), "side": _plain(rng, console_col)})
+    b.against(
+        tv_wall,
+        m0,
+        m1,
+        0.0,
+        0.52,
+        0.0,
+        0.42,
+        {
+            "front": lambda w, h: _cabinet_img(
+                rng, w, h, p, console_col, (150, 150, 150), drawers=False, toe=0.04, door_w=0.45
+            ),
+            "side": _plain(rng, console_col),
+        },
+    )
     tv_w = rng.uniform(1.2, 1.45)
     tc = (m0 + m1) / 2
-    b.against(tv_wall, tc - tv_w / 2, tc + tv_w / 2, 0.95, 0.95 + tv_w * 9 / 16, 0.0, 0.04,
-              {"front": lambda w, h: _tv_img(rng, w, h), "side": _plain(rng, (20, 20, 22))})
+    b.against(
+        tv_wall,
+        tc - tv_w / 2,
+        tc + tv_w / 2,
+        0.95,
+        0.95 + tv_w * 9 / 16,
+        0.0,
+        0.04,
+        {"front": lambda w, h: _tv_img(rng, w, h), "side": _plain(rng, (20, 20, 22))},
+    )
     tw_.reserve(tc - tv_w / 2, tc + tv_w / 2, 0.9, 2.0)
     # decor on the console
     b.against(tv_wall, m0 + 0.1, m0 + 0.3, 0.52, 0.8, 0.12, 0.3, {"side": _plain(rng, _pick(rng, _ACCENTS))})
-    b.against(tv_wall, m1 - 0.45, m1 - 0.15, 0.52, 0.58, 0.1, 0.32,
-              {"side": _plain(rng, (235, 230, 220)), "top": _fabric(rng, _pick(rng, _ACCENTS), p, "checks")})
+    b.against(
+        tv_wall,
+        m1 - 0.45,
+        m1 - 0.15,
+        0.52,
+        0.58,
+        0.1,
+        0.32,
+        {"side": _plain(rng, (235, 230, 220)), "top": _fabric(rng, _pick(rng, _ACCENTS), p, "checks")},
+    )
     d_s = b.s_of_z(tv_wall, 0.3) if tv_wall == "left" else b.s_of_z(tv_wall, 0.3) - 0.86
     _door(tw_, rng, d_s, (238, 236, 230))
     s_art = tw_.find(rng, 0.6, 1.2, 2.0, lo=0.3)
@@ -1910,9 +2209,15 @@ def _kitchen(rng: np.random.Generator, scale: float, style: dict[str, Any], n_vi
     tile_col = _pick(rng, ((215, 212, 205), (190, 185, 175), (150, 148, 145), (225, 220, 208)))
     marble = rng.random() < 0.5
     tile_m = rng.choice([0.45, 0.6])
-    b = _Interior(rng, scale, (W, D, H), style["wall"],
-                  lambda w, h, p: _tiles_img(rng, w, h, tile_m * p, tile_m * p, tile_col,
-                                             np.asarray(tile_col) * 0.7, 0.05, marble=marble))
+    b = _Interior(
+        rng,
+        scale,
+        (W, D, H),
+        style["wall"],
+        lambda w, h, p: _tiles_img(
+            rng, w, h, tile_m * p, tile_m * p, tile_col, np.asarray(tile_col) * 0.7, 0.05, marble=marble
+        ),
+    )
     p = b.ppm
     for canvas in b.walls.values():
         _baseboard(canvas)
@@ -1932,10 +2237,26 @@ def _kitchen(rng: np.random.Generator, scale: float, style: dict[str, Any], n_vi
     for seg0, seg1 in segs:
         if seg1 - seg0 > 0.2:
             b.against("back", seg0, seg1, 0.0, 0.88, 0.0, 0.6, {"front": front, "side": side})
-    b.against("back", s_rng - 0.38, s_rng + 0.38, 0.0, 0.88, 0.0, 0.62,
-              {"front": lambda w, h: _oven_img(rng, w, h, p), "side": _steel(rng, p)})
-    b.against("back", 0.0, W, 0.88, 0.92, 0.0, 0.64,
-              {"side": stone, "top": lambda w, h: _counter_top_img(rng, w, h, p, stone, s_sink, s_rng)})
+    b.against(
+        "back",
+        s_rng - 0.38,
+        s_rng + 0.38,
+        0.0,
+        0.88,
+        0.0,
+        0.62,
+        {"front": lambda w, h: _oven_img(rng, w, h, p), "side": _steel(rng, p)},
+    )
+    b.against(
+        "back",
+        0.0,
+        W,
+        0.88,
+        0.92,
+        0.0,
+        0.64,
+        {"side": stone, "top": lambda w, h: _counter_top_img(rng, w, h, p, stone, s_sink, s_rng)},
+    )
     _wall_tiles(back, rng, 0.0, W, 0.92, 1.48, splash_col, cap=False)
     _window(back, rng, s_sink - 0.6, s_sink + 0.6, 1.12, 2.05, grid=(2, 1))
     back.fill(s_sink - 0.67, 1.9, s_sink + 0.67, 2.12, np.asarray(_pick(rng, _FABRICS), F32))  # roman shade
@@ -1945,8 +2266,7 @@ def _kitchen(rng: np.random.Generator, scale: float, style: dict[str, Any], n_vi
     b.against("back", s_sink - 0.02, s_sink + 0.02, 1.18, 1.22, 0.09, 0.3, {"side": _steel(rng, p, 210)})
     for seg0, seg1 in ((0.0, s_sink - 0.75), (s_sink + 0.75, s_rng - 0.45), (s_rng + 0.45, W)):
         if seg1 - seg0 > 0.3:
-            b.against("back", seg0, seg1, 1.5, 2.28, 0.0, 0.35,
-                      {"front": upper, "side": side, "bottom": side})
+            b.against("back", seg0, seg1, 1.5, 2.28, 0.0, 0.35, {"front": upper, "side": side, "bottom": side})
     b.against("back", s_rng - 0.4, s_rng + 0.4, 1.62, 1.9, 0.0, 0.5, {"side": _steel(rng, p)})
     b.against("back", s_rng - 0.16, s_rng + 0.16, 1.9, H, 0.0, 0.28, {"side": _steel(rng, p)})
     # things on the counter
@@ -1958,8 +2278,16 @@ def _kitchen(rng: np.random.Generator, scale: float, style: dict[str, Any], n_vi
                 break
             h_ = rng.uniform(0.1, 0.38)
             col = _pick(rng, _ACCENTS)
-            b.against("back", s, s + w_, 0.92, 0.92 + h_, 0.08, 0.08 + rng.uniform(0.12, 0.25),
-                      {"side": _plain(rng, col), "front": _fabric(rng, col, p, "stripes")})
+            b.against(
+                "back",
+                s,
+                s + w_,
+                0.92,
+                0.92 + h_,
+                0.08,
+                0.08 + rng.uniform(0.12, 0.25),
+                {"side": _plain(rng, col), "front": _fabric(rng, col, p, "stripes")},
+            )
             s += w_ + rng.uniform(0.15, 0.5)
 
     # side run with a fridge at its front end
@@ -1972,8 +2300,9 @@ def _kitchen(rng: np.random.Generator, scale: float, style: dict[str, Any], n_vi
     b.against(sw, r0, r1, 1.5, 2.28, 0.0, 0.35, {"front": upper, "side": side, "bottom": side})
     _wall_tiles(b.walls[sw], rng, r0, r1, 0.92, 1.48, splash_col, cap=False)
     f0, f1 = sorted((b.s_of_z(sw, z0 - 0.92), b.s_of_z(sw, z0 - 0.02)))
-    b.against(sw, f0, f1, 0.0, 1.82, 0.0, 0.72, {"front": lambda w, h: _fridge_img(rng, w, h, p),
-                                                    "side": _steel(rng, p, 185)})
+    b.against(
+        sw, f0, f1, 0.0, 1.82, 0.0, 0.72, {"front": lambda w, h: _fridge_img(rng, w, h, p), "side": _steel(rng, p, 185)}
+    )
     b.against(sw, f0 - 0.02, f1 + 0.02, 1.85, H, 0.0, 0.62, {"front": upper, "side": side})
     other = "right" if sw == "left" else "left"
     ow = b.walls[other]
@@ -1990,31 +2319,49 @@ def _kitchen(rng: np.random.Generator, scale: float, style: dict[str, Any], n_vi
     xm = (ix0 + ix1) / 2
     iz1 = D - 0.6 - 1.05
     iz0 = iz1 - 0.9
-    b.box(np.array([xm - Li / 2, 0, iz0 + 0.25]), np.array([xm + Li / 2, 0.88, iz1]),
-          {"front": lambda w, h: _cabinet_img(rng, w, h, p, cab, handle, drawers=False, toe=0.1, door_w=0.55),
-           "back": front, "side": side}, front=(0, 0, -1))
-    b.box(np.array([xm - Li / 2 - 0.03, 0.88, iz0]), np.array([xm + Li / 2 + 0.03, 0.92, iz1 + 0.03]),
-          {"side": stone}, shadow=False)
+    b.box(
+        np.array([xm - Li / 2, 0, iz0 + 0.25]),
+        np.array([xm + Li / 2, 0.88, iz1]),
+        {
+            "front": lambda w, h: _cabinet_img(rng, w, h, p, cab, handle, drawers=False, toe=0.1, door_w=0.55),
+            "back": front,
+            "side": side,
+        },
+        front=(0, 0, -1),
+    )
+    b.box(
+        np.array([xm - Li / 2 - 0.03, 0.88, iz0]),
+        np.array([xm + Li / 2 + 0.03, 0.92, iz1 + 0.03]),
+        {"side": stone},
+        shadow=False,
+    )
     n_st = 3 if Li > 1.6 else 2
     metal = _plain(rng, (50, 50, 52))
     seat = _fabric(rng, _pick(rng, _FABRICS), p)
     for k in range(n_st):
         sx = xm - Li / 2 + Li * (k + 0.5) / n_st
         sz = iz0 - 0.12
-        b.box(np.array([sx - 0.2, 0.62, sz - 0.2]), np.array([sx + 0.2, 0.68, sz + 0.2]), {"side": seat},
-              shadow=False)
-        b.box(np.array([sx - 0.025, 0.0, sz - 0.025]), np.array([sx + 0.025, 0.62, sz + 0.025]),
-              {"side": metal})
-        b.box(np.array([sx - 0.16, 0.0, sz - 0.16]), np.array([sx + 0.16, 0.02, sz + 0.16]), {"side": metal},
-              shadow=False)
+        b.box(np.array([sx - 0.2, 0.62, sz - 0.2]), np.array([sx + 0.2, 0.68, sz + 0.2]), {"side": seat}, shadow=False)
+        b.box(np.array([sx - 0.025, 0.0, sz - 0.025]), np.array([sx + 0.025, 0.62, sz + 0.025]), {"side": metal})
+        b.box(
+            np.array([sx - 0.16, 0.0, sz - 0.16]), np.array([sx + 0.16, 0.02, sz + 0.16]), {"side": metal}, shadow=False
+        )
     shade = _plain(rng, _pick(rng, ((40, 40, 42), (200, 170, 100), (235, 235, 230))))
     for k in range(2):
         px_ = xm - Li / 4 + k * Li / 2
         pz = (iz0 + iz1) / 2
-        b.box(np.array([px_ - 0.004, 2.17, pz - 0.004]), np.array([px_ + 0.004, H, pz + 0.004]),
-              {"side": metal}, shadow=False)
-        b.box(np.array([px_ - 0.13, 1.97, pz - 0.13]), np.array([px_ + 0.13, 2.17, pz + 0.13]),
-              {"side": shade, "bottom": _plain(rng, (255, 248, 225))}, shadow=False)
+        b.box(
+            np.array([px_ - 0.004, 2.17, pz - 0.004]),
+            np.array([px_ + 0.004, H, pz + 0.004]),
+            {"side": metal},
+            shadow=False,
+        )
+        b.box(
+            np.array([px_ - 0.13, 1.97, pz - 0.13]),
+            np.array([px_ + 0.13, 2.17, pz + 0.13]),
+            {"side": shade, "bottom": _plain(rng, (255, 248, 225))},
+            shadow=False,
+        )
         b.light((px_, 1.85, pz), 0.18, (1.0, 0.9, 0.75), reach=1.2)
     b.ceiling_light(W / 2, D * 0.35, 0.18)
     return b.finish(), _interior_poses(rng, W, D, n_views)
@@ -2045,26 +2392,37 @@ def _bedroom(rng: np.random.Generator, scale: float, style: dict[str, Any], n_vi
     s0, s1 = s_bed - bw / 2, s_bed + bw / 2
     bc = b.walls[bed_wall]
     frame_col = _pick(rng, (wood, (60, 58, 56), (225, 220, 210)))
-    duvet_col = _pick(rng, ((238, 236, 230), (200, 205, 210), (120, 140, 160), (210, 190, 170),
-                            (90, 100, 90)))
+    duvet_col = _pick(rng, ((238, 236, 230), (200, 205, 210), (120, 140, 160), (210, 190, 170), (90, 100, 90)))
     accent = _pick(rng, _ACCENTS)
     pattern = str(rng.choice(["plain", "stripes", "checks", "dots", "zigzag"]))
     head_col = _pick(rng, _FABRICS)
     head_h = rng.uniform(1.0, 1.4)
     if rng.random() < 0.6:
-        head: dict[str, Material] = {"front": lambda w, h: _headboard_img(rng, w, h, p, head_col),
-                                     "side": _fabric(rng, head_col, p)}
+        head: dict[str, Material] = {
+            "front": lambda w, h: _headboard_img(rng, w, h, p, head_col),
+            "side": _fabric(rng, head_col, p),
+        }
     else:
-        head = {"front": lambda w, h: _drawers_img(rng, w, h, p, frame_col, 1, int(rng.integers(3, 6)),
-                                                   np.asarray(frame_col) * 0.5),
-                "side": _wood(rng, frame_col, p)}
+        head = {
+            "front": lambda w, h: _drawers_img(
+                rng, w, h, p, frame_col, 1, int(rng.integers(3, 6)), np.asarray(frame_col) * 0.5
+            ),
+            "side": _wood(rng, frame_col, p),
+        }
     b.against(bed_wall, s0 - 0.06, s1 + 0.06, 0.0, head_h, 0.0, 0.08, head)
     b.against(bed_wall, s0, s1, 0.1, 0.32, 0.08, 2.15, {"side": _wood(rng, frame_col, p)}, shadow=True)
     _legs(b, bed_wall, s0, s1, 0.08, 2.15, 0.1, _plain(rng, np.asarray(frame_col) * 0.7))
     duvet_side = _fabric(rng, duvet_col, p, pattern, accent)
-    b.against(bed_wall, s0 - 0.03, s1 + 0.03, 0.3, 0.6, 0.1, 2.18,
-              {"side": duvet_side,
-               "top": lambda w, h: _duvet_img(rng, w, h, p, duvet_col, pattern, accent, 0.18)})
+    b.against(
+        bed_wall,
+        s0 - 0.03,
+        s1 + 0.03,
+        0.3,
+        0.6,
+        0.1,
+        2.18,
+        {"side": duvet_side, "top": lambda w, h: _duvet_img(rng, w, h, p, duvet_col, pattern, accent, 0.18)},
+    )
     pil = _fabric(rng, _pick(rng, ((240, 238, 233), (225, 215, 200), (200, 205, 215))), p)
     n_p = int(rng.choice([2, 3])) if bw > 1.6 else 2
     for k in range(n_p):
@@ -2079,13 +2437,23 @@ def _bedroom(rng: np.random.Generator, scale: float, style: dict[str, Any], n_vi
     # nightstands with lamps, art above the bed
     ns_col = _pick(rng, (wood, (240, 238, 232), (50, 50, 52)))
     for a in (s0 - ns_w - 0.08, s1 + 0.08):
-        b.against(bed_wall, a, a + ns_w, 0.0, 0.58, 0.0, 0.42,
-                  {"front": lambda w, h: _drawers_img(rng, w, h, p, ns_col, int(rng.integers(1, 3)), 1,
-                                                      (180, 160, 110)),
-                   "side": _wood(rng, ns_col, p)})
+        b.against(
+            bed_wall,
+            a,
+            a + ns_w,
+            0.0,
+            0.58,
+            0.0,
+            0.42,
+            {
+                "front": lambda w, h: _drawers_img(rng, w, h, p, ns_col, int(rng.integers(1, 3)), 1, (180, 160, 110)),
+                "side": _wood(rng, ns_col, p),
+            },
+        )
         lp = b.point(bed_wall, a + ns_w / 2, 0.58, 0.2)
-        _lamp(b, float(lp[0]), float(lp[2]), 0.58, shade_col=_pick(rng, ((236, 226, 205), (60, 60, 62),
-                                                                          (200, 215, 220))))
+        _lamp(
+            b, float(lp[0]), float(lp[2]), 0.58, shade_col=_pick(rng, ((236, 226, 205), (60, 60, 62), (200, 215, 220)))
+        )
     if rng.random() < 0.6:
         _art(bc, rng, s_bed, head_h + 0.5, min(bw * 0.75, 1.3), rng.uniform(0.5, 0.7))
     else:
@@ -2106,20 +2474,36 @@ def _bedroom(rng: np.random.Generator, scale: float, style: dict[str, Any], n_vi
     d0, d1 = dm - dl / 2, dm + dl / 2
     dcol = _pick(rng, (wood, (238, 236, 230), (90, 100, 105)))
     rows, cols = (3, 2) if rng.random() < 0.6 else (4, 1)
-    b.against(dresser_wall, d0, d1, 0.0, 0.82 if rows == 3 else 1.1, 0.0, 0.5,
-              {"front": lambda w, h: _drawers_img(rng, w, h, p, dcol, rows, cols, (60, 55, 50)),
-               "side": _wood(rng, dcol, p)})
+    b.against(
+        dresser_wall,
+        d0,
+        d1,
+        0.0,
+        0.82 if rows == 3 else 1.1,
+        0.0,
+        0.5,
+        {"front": lambda w, h: _drawers_img(rng, w, h, p, dcol, rows, cols, (60, 55, 50)), "side": _wood(rng, dcol, p)},
+    )
     top_y = 0.82 if rows == 3 else 1.1
     if rng.random() < 0.5:
         mw, mh = min(dl * 0.7, 0.9), 0.8
         pw_, ph_ = oc.size(dm - mw / 2, top_y + 0.2, dm + mw / 2, top_y + 0.2 + mh)
-        oc.paste(_mirror_img(rng, pw_, ph_, _pick(rng, ((40, 40, 40), (190, 160, 100), wood))), dm - mw / 2,
-                 top_y + 0.2, dm + mw / 2, top_y + 0.2 + mh)
+        oc.paste(
+            _mirror_img(rng, pw_, ph_, _pick(rng, ((40, 40, 40), (190, 160, 100), wood))),
+            dm - mw / 2,
+            top_y + 0.2,
+            dm + mw / 2,
+            top_y + 0.2 + mh,
+        )
     else:
         _art(oc, rng, dm, top_y + 0.65, min(dl * 0.6, 0.8), 0.6)
     pt = b.point(dresser_wall, d1 - 0.25, top_y, 0.25)
-    b.box(np.array([pt[0] - 0.08, top_y, pt[2] - 0.08]), np.array([pt[0] + 0.08, top_y + 0.23, pt[2] + 0.08]),
-          {"side": _plain(rng, _pick(rng, _ACCENTS))}, shadow=False)
+    b.box(
+        np.array([pt[0] - 0.08, top_y, pt[2] - 0.08]),
+        np.array([pt[0] + 0.08, top_y + 0.23, pt[2] + 0.08]),
+        {"side": _plain(rng, _pick(rng, _ACCENTS))},
+        shadow=False,
+    )
     d_s = b.s_of_z(dresser_wall, 0.3) if dresser_wall == "left" else b.s_of_z(dresser_wall, 0.3) - 0.86
     _door(oc, rng, d_s, (238, 236, 230))
     # rug under the foot of the bed, maybe a bench at its end
@@ -2131,21 +2515,26 @@ def _bedroom(rng: np.random.Generator, scale: float, style: dict[str, Any], n_vi
         rw, rh = b.floor.size(rx0, rz0, rx1, rz1)
         b.floor.paste(_rug_img(rng, rw, rh, p), rx0, rz0, rx1, rz1)
     if bed_wall == "back" and rng.random() < 0.5:
-        b.against(bed_wall, s_bed - 0.55, s_bed + 0.55, 0.0, 0.45, 2.25, 2.62,
-                  {"side": _fabric(rng, _pick(rng, _FABRICS), p)})
+        b.against(
+            bed_wall, s_bed - 0.55, s_bed + 0.55, 0.0, 0.45, 2.25, 2.62, {"side": _fabric(rng, _pick(rng, _FABRICS), p)}
+        )
     b.ceiling_light(W / 2, D / 2)
     # with the bed on a side wall, stand on the other side of the room and turn toward it
     side = {"back": 0.0, "left": -1.0, "right": 1.0}[bed_wall]
-    return b.finish(), _interior_poses(rng, W, D, n_views, hfov=76.0, x_shift=-0.15 * side,
-                                       yaw_bias=10.0 * side)
+    return b.finish(), _interior_poses(rng, W, D, n_views, hfov=76.0, x_shift=-0.15 * side, yaw_bias=10.0 * side)
 
 
 def _bathroom(rng: np.random.Generator, scale: float, style: dict[str, Any], n_views: int) -> Scene:
     W, D, H = rng.uniform(2.7, 3.1), rng.uniform(2.6, 3.0), 2.5
     ftile = _pick(rng, ((225, 222, 215), (120, 125, 130), (200, 195, 185), (60, 62, 66)))
     ft = rng.choice([0.1, 0.2, 0.3])
-    b = _Interior(rng, scale, (W, D, H), style["wall"],
-                  lambda w, h, p: _tiles_img(rng, w, h, ft * p, ft * p, ftile, (215, 212, 205), 0.06))
+    b = _Interior(
+        rng,
+        scale,
+        (W, D, H),
+        style["wall"],
+        lambda w, h, p: _tiles_img(rng, w, h, ft * p, ft * p, ftile, (215, 212, 205), 0.06),
+    )
     p = b.ppm
     wall_tile = _pick(rng, ((242, 242, 238), (200, 220, 222), (225, 215, 200), (120, 150, 160)))
     tub_len = min(1.65, W - 0.95)
@@ -2162,43 +2551,87 @@ def _bathroom(rng: np.random.Generator, scale: float, style: dict[str, Any], n_v
     tub_base = _plain(rng, (244, 244, 242), 0.02)
 
     def tub_top(w: int, h: int) -> np.ndarray:
-        return _basin_top_img(rng, w, h, p, tub_base(w, h), (w / p / 2, h / p / 2, w / p / 2 - 0.07,
-                                                              h / p / 2 - 0.07), oval=False)
+        return _basin_top_img(
+            rng, w, h, p, tub_base(w, h), (w / p / 2, h / p / 2, w / p / 2 - 0.07, h / p / 2 - 0.07), oval=False
+        )
+
     b.against("back", 0.0, tub_len, 0.0, 0.56, 0.0, 0.76, {"side": white, "top": tub_top})
     steel = _steel(rng, p, 215)
     b.against("back", 0.18, 0.22, 0.68, 0.72, 0.0, 0.14, {"side": steel})
     b.against("back", 0.0, tub_len, 1.96, 1.98, 0.74, 0.76, {"side": steel})
-    curtain = _fabric(rng, _pick(rng, _ACCENTS[:4] + _ACCENTS[5:]), p,
-                      str(rng.choice(["stripes", "checks", "zigzag"])), (240, 240, 236))
+    curtain = _fabric(
+        rng,
+        _pick(rng, _ACCENTS[:4] + _ACCENTS[5:]),
+        p,
+        str(rng.choice(["stripes", "checks", "zigzag"])),
+        (240, 240, 236),
+    )
     b.against("back", 0.0, rng.uniform(0.5, 0.75), 0.5, 1.95, 0.73, 0.75, {"side": curtain})
     if W - tub_len >= 0.85:  # toilet beside the tub
         sc = (tub_len + W) / 2
         b.against("back", sc - 0.22, sc + 0.22, 0.42, 0.8, 0.0, 0.2, {"side": white})
         b.against("back", sc - 0.19, sc + 0.19, 0.0, 0.4, 0.18, 0.68, {"side": white})
-        b.against("back", sc - 0.19, sc + 0.19, 0.4, 0.44, 0.2, 0.7,
-                  {"side": white,
-                   "top": lambda w, h: _basin_top_img(rng, w, h, p, _solid(h, w, (246, 246, 244)),
-                                                      (w / p / 2, h / p * 0.55, w / p * 0.4, h / p * 0.38))})
+        b.against(
+            "back",
+            sc - 0.19,
+            sc + 0.19,
+            0.4,
+            0.44,
+            0.2,
+            0.7,
+            {
+                "side": white,
+                "top": lambda w, h: _basin_top_img(
+                    rng, w, h, p, _solid(h, w, (246, 246, 244)), (w / p / 2, h / p * 0.55, w / p * 0.4, h / p * 0.38)
+                ),
+            },
+        )
     # vanity, mirror and light bar on the right wall, towel on the left
     vl = rng.uniform(0.9, min(1.2, D - 1.3))
     vm = b.s_of_z("right", D * rng.uniform(0.42, 0.5))
     v0, v1 = vm - vl / 2, vm + vl / 2
     vcol = _pick(rng, ((244, 243, 238), (60, 80, 100), (120, 90, 65), (140, 150, 140)))
     vstone = _granite(rng, _pick(rng, ((236, 234, 230), (70, 70, 72))), p)
-    b.against("right", v0, v1, 0.0, 0.84, 0.0, 0.55,
-              {"front": lambda w, h: _cabinet_img(rng, w, h, p, vcol, (200, 200, 205), drawers=False,
-                                                  toe=0.08, door_w=0.45),
-               "side": _plain(rng, vcol)})
-    b.against("right", v0 - 0.02, v1 + 0.02, 0.84, 0.88, 0.0, 0.57,
-              {"side": vstone, "top": lambda w, h: _basin_top_img(rng, w, h, p, vstone(w, h),
-                                                                  (w / p / 2, h / p * 0.55, 0.22, 0.16))})
+    b.against(
+        "right",
+        v0,
+        v1,
+        0.0,
+        0.84,
+        0.0,
+        0.55,
+        {
+            "front": lambda w, h: _cabinet_img(
+                rng, w, h, p, vcol, (200, 200, 205), drawers=False, toe=0.08, door_w=0.45
+            ),
+            "side": _plain(rng, vcol),
+        },
+    )
+    b.against(
+        "right",
+        v0 - 0.02,
+        v1 + 0.02,
+        0.84,
+        0.88,
+        0.0,
+        0.57,
+        {
+            "side": vstone,
+            "top": lambda w, h: _basin_top_img(rng, w, h, p, vstone(w, h), (w / p / 2, h / p * 0.55, 0.22, 0.16)),
+        },
+    )
     b.against("right", vm - 0.02, vm + 0.02, 0.88, 1.1, 0.04, 0.08, {"side": steel})
     b.against("right", vm - 0.02, vm + 0.02, 1.06, 1.1, 0.08, 0.2, {"side": steel})
     rc = b.walls["right"]
     mw = min(vl * 0.85, 0.9)
     pw_, ph_ = rc.size(vm - mw / 2, 1.18, vm + mw / 2, 1.98)
-    rc.paste(_mirror_img(rng, pw_, ph_, _pick(rng, ((40, 40, 40), (190, 160, 100), (235, 235, 230)))),
-             vm - mw / 2, 1.18, vm + mw / 2, 1.98)
+    rc.paste(
+        _mirror_img(rng, pw_, ph_, _pick(rng, ((40, 40, 40), (190, 160, 100), (235, 235, 230)))),
+        vm - mw / 2,
+        1.18,
+        vm + mw / 2,
+        1.98,
+    )
     rc.fill(vm - mw / 2, 2.05, vm + mw / 2, 2.13, (60, 60, 62))
     for k in range(3):
         cx = vm - mw / 2 + mw * (k + 0.5) / 3
@@ -2224,8 +2657,16 @@ def _bathroom(rng: np.random.Generator, scale: float, style: dict[str, Any], n_v
         while s < sc + 0.2:
             bw_, bh_ = rng.uniform(0.04, 0.09), rng.uniform(0.06, 0.18)
             col = _pick(rng, _ACCENTS)
-            b.against("back", s, s + bw_, 1.25, 1.25 + bh_, 0.03, 0.03 + bw_,
-                      {"side": _plain(rng, col), "front": _fabric(rng, col, p, "stripes", (245, 245, 240))})
+            b.against(
+                "back",
+                s,
+                s + bw_,
+                1.25,
+                1.25 + bh_,
+                0.03,
+                0.03 + bw_,
+                {"side": _plain(rng, col), "front": _fabric(rng, col, p, "stripes", (245, 245, 240))},
+            )
             s += bw_ + rng.uniform(0.02, 0.06)
     b.ceiling_light(W / 2, D / 2, 0.15, power=0.35)
     if rng.random() < 0.4:
@@ -2234,8 +2675,12 @@ def _bathroom(rng: np.random.Generator, scale: float, style: dict[str, Any], n_v
     poses = _interior_poses(rng, W, D, n_views, spread=0.6, hfov=80.0)
     if n_views >= 2:  # the portrait view: a step right, turned toward the vanity on the right wall
         base = poses[0]
-        poses[1] = _Pose(pos=(min(base.pos[0] + 0.3, W - 0.4), base.pos[1], base.pos[2] + 0.1),
-                         yaw=base.yaw + rng.uniform(8, 12), pitch=base.pitch - 2.0, hfov=base.hfov)
+        poses[1] = _Pose(
+            pos=(min(base.pos[0] + 0.3, W - 0.4), base.pos[1], base.pos[2] + 0.1),
+            yaw=base.yaw + rng.uniform(8, 12),
+            pitch=base.pitch - 2.0,
+            hfov=base.hfov,
+        )
     return b.finish(), poses
 
 
@@ -2246,12 +2691,17 @@ def _bathroom(rng: np.random.Generator, scale: float, style: dict[str, Any], n_v
 _SUN = _Light(power=0.6, color=(1.0, 0.97, 0.9), direction=(-0.35, 0.75, -0.55))
 
 
-def _ground(tile: np.ndarray, size: float, x0: float, x1: float, z0: float, z1: float, y: float = 0.0
-            ) -> _Face:
+def _ground(tile: np.ndarray, size: float, x0: float, x1: float, z0: float, z1: float, y: float = 0.0) -> _Face:
     """A horizontal wrap face repeating `tile` (size metres square) over [x0, x1] x [z0, z1]."""
     nx, nz = (x1 - x0) / size, (z1 - z0) / size
-    return _face((x0, y, z1), (size, 0, 0), (0, 0, -size), tile, wrap=True,
-                 poly=np.array([[0, 0], [nx, 0], [nx, nz], [0, nz]], float))
+    return _face(
+        (x0, y, z1),
+        (size, 0, 0),
+        (0, 0, -size),
+        tile,
+        wrap=True,
+        poly=np.array([[0, 0], [nx, 0], [nx, nz], [0, nz]], float),
+    )
 
 
 def _flat(tex: np.ndarray, x0: float, x1: float, z0: float, z1: float, y: float) -> _Face:
@@ -2264,13 +2714,17 @@ def _backdrop(rng: np.random.Generator, scale: float) -> list[_Face]:
     sky_w, sky_h = int(max(4000 * scale, 800)), int(max(600 * scale, 150))
     y_lo, y_hi = -70.0, 500.0
     horizon_row = (y_hi - 1.6) / (y_hi - y_lo) * sky_h
-    sky = _face((-2500, y_hi, 420), (5000, 0, 0), (0, -(y_hi - y_lo), 0),
-                _sky_img(rng, sky_w, sky_h, horizon_row), unlit=True)
+    sky = _face(
+        (-2500, y_hi, 420), (5000, 0, 0), (0, -(y_hi - y_lo), 0), _sky_img(rng, sky_w, sky_h, horizon_row), unlit=True
+    )
     faces = [sky]
     for z, half, top, green in ((60.0, 260.0, 24.0, (70, 95, 75)), (36.0, 160.0, 15.0, (78, 112, 68))):
         tw, th = int(max(5000 * scale, 900)), int(max(260 * scale, 60))
-        faces.append(_face((-half, top, z), (2 * half, 0, 0), (0, -top - 0.5, 0),
-                           _treeline_img(rng, tw, th, green), two_sided=True))
+        faces.append(
+            _face(
+                (-half, top, z), (2 * half, 0, 0), (0, -top - 0.5, 0), _treeline_img(rng, tw, th, green), two_sided=True
+            )
+        )
     return faces
 
 
@@ -2281,15 +2735,16 @@ def _tree(rng: np.random.Generator, scale: float, x: float, z: float, height: fl
     return _crossed((x, 0.0, z), w, height, _tree_img(rng, tw, th, green), _tree_img(rng, tw, th, green))
 
 
-def _bush(rng: np.random.Generator, scale: float, x: float, z: float, w: float, h: float, flowers: bool
-          ) -> _Face:
-    tex = _bush_img(rng, int(max(w * 120 * scale, 24)), int(max(h * 120 * scale, 20)),
-                    _jitter(rng, (70, 110, 55), 0.12), flowers)
+def _bush(rng: np.random.Generator, scale: float, x: float, z: float, w: float, h: float, flowers: bool) -> _Face:
+    tex = _bush_img(
+        rng, int(max(w * 120 * scale, 24)), int(max(h * 120 * scale, 20)), _jitter(rng, (70, 110, 55), 0.12), flowers
+    )
     return _face((x - w / 2, h, z), (w, 0, 0), (0, -h, 0), tex, two_sided=True)
 
 
-def _ext_window(c: _Canvas, rng: np.random.Generator, s0: float, s1: float, y0: float, y1: float,
-                trim: Vec, shutter: Vec | None) -> None:
+def _ext_window(
+    c: _Canvas, rng: np.random.Generator, s0: float, s1: float, y0: float, y1: float, trim: Vec, shutter: Vec | None
+) -> None:
     """A house window seen from outside: trim, reflective glass, muntins, sill, shutters."""
     cas = 0.1
     c.fill(s0 - cas, y0 - cas, s1 + cas, y1 + cas, trim)
@@ -2300,7 +2755,7 @@ def _ext_window(c: _Canvas, rng: np.random.Generator, s0: float, s1: float, y0: 
     refl = cv2.GaussianBlur(_outside_img(rng, w, h)[::-1], (0, 0), max(1.0, w / 40)) * 0.35
     glass = glass * 0.75 + refl
     for a in (0.0, 0.82):  # curtains inside, left and right
-        glass[:, int(a * w):int((a + 0.18) * w)] = glass[:, int(a * w):int((a + 0.18) * w)] * 0.5 + 95
+        glass[:, int(a * w) : int((a + 0.18) * w)] = glass[:, int(a * w) : int((a + 0.18) * w)] * 0.5 + 95
     _grain(glass, rng, 2.0)
     c.paste(glass, s0, y0, s1, y1)
     for k in range(4):
@@ -2311,8 +2766,7 @@ def _ext_window(c: _Canvas, rng: np.random.Generator, s0: float, s1: float, y0: 
     if y0 < 2.0 and rng.random() < 0.6:  # a flower box under a ground-floor window
         c.fill(s0 - 0.05, y0 - cas - 0.32, s1 + 0.05, y0 - cas - 0.1, (110, 80, 60))
         bw_, bh_ = c.size(s0 - 0.05, y0 - cas - 0.1, s1 + 0.05, y0 - cas + 0.12)
-        c.paste(_bush_img(rng, bw_, bh_, (70, 115, 55), True), s0 - 0.05, y0 - cas - 0.1, s1 + 0.05,
-                y0 - cas + 0.12)
+        c.paste(_bush_img(rng, bw_, bh_, (70, 115, 55), True), s0 - 0.05, y0 - cas - 0.1, s1 + 0.05, y0 - cas + 0.12)
     if shutter is not None:
         sw = min(0.45, (s1 - s0) * 0.4)
         for a in (s0 - cas - sw - 0.02, s1 + cas + 0.02):
@@ -2323,8 +2777,7 @@ def _ext_window(c: _Canvas, rng: np.random.Generator, s0: float, s1: float, y0: 
     c.reserve(s0 - cas - 0.5, s1 + cas + 0.5, y0 - cas, y1 + cas)
 
 
-def _garage_door_img(rng: np.random.Generator, w: int, h: int, ppm: float, color: Vec
-                     ) -> np.ndarray:
+def _garage_door_img(rng: np.random.Generator, w: int, h: int, ppm: float, color: Vec) -> np.ndarray:
     img = _solid(h, w, color)
     _mottle(img, rng, max(0.5 * ppm, 2), 0.03, 2)
     rows, cols = 4, max(4, round(w / ppm / 0.62))
@@ -2337,8 +2790,8 @@ def _garage_door_img(rng: np.random.Generator, w: int, h: int, ppm: float, color
             if r == 0:  # a row of windows
                 a, c = int(y0), int(x0)
                 g = _vgrad(max(int(y1 - y0), 1), max(int(x1 - x0), 1), (120, 140, 160), (40, 48, 58))
-                g = g[:max(0, h - a), :max(0, w - c)]
-                img[a:a + g.shape[0], c:c + g.shape[1]] = g
+                g = g[: max(0, h - a), : max(0, w - c)]
+                img[a : a + g.shape[0], c : c + g.shape[1]] = g
             _bevel(img, x0, y0, x1, y1, max(1.0, 0.015 * ppm), 0.85, 1.1)
     _grain(img, rng, 2.0)
     return img
@@ -2350,13 +2803,13 @@ def _exterior(rng: np.random.Generator, scale: float, style: dict[str, Any], n_v
     Wh, Dh = rng.uniform(11.0, 13.0), rng.uniform(8.5, 10.0)
     hw = 5.7 if two else 3.1
     xl, xr = -Wh / 2, Wh / 2
-    siding = _pick(rng, ((215, 210, 195), (160, 175, 188), (236, 234, 226), (125, 140, 122), (196, 176, 146),
-                         (95, 105, 120)))
+    siding = _pick(
+        rng, ((215, 210, 195), (160, 175, 188), (236, 234, 226), (125, 140, 122), (196, 176, 146), (95, 105, 120))
+    )
     trim = (240, 240, 236)
     roof_col = _pick(rng, ((70, 70, 72), (96, 82, 72), (112, 112, 118), (62, 68, 80)))
     door_col = _pick(rng, ((150, 35, 35), (30, 45, 80), (30, 30, 32), (60, 90, 70), (190, 150, 60)))
-    shutter = _pick(rng, ((40, 45, 50), (30, 50, 80), (100, 40, 40), (236, 236, 232))) if rng.random() < 0.7 \
-        else None
+    shutter = _pick(rng, ((40, 45, 50), (30, 50, 80), (100, 40, 40), (236, 236, 232))) if rng.random() < 0.7 else None
     faces: list[_Face] = []
 
     def siding_canvas(length: float, height: float) -> _Canvas:
@@ -2383,8 +2836,14 @@ def _exterior(rng: np.random.Generator, scale: float, style: dict[str, Any], n_v
     for k, digit_w in enumerate(rng.uniform(0.04, 0.06, 3)):
         fc.fill(xd_s + 0.66 + k * 0.095, 1.79, xd_s + 0.66 + k * 0.095 + digit_w, 1.91, (235, 225, 190))
     px = fc.box(xd_s - 0.2, 1.6, xd_s + 0.2, 2.0)
-    cv2.circle(fc.img, ((px[0] + px[2]) // 2, (px[1] + px[3]) // 2), max(2, int(0.17 * p)), (50, 95, 55),
-               max(1, int(0.07 * p)), cv2.LINE_AA)
+    cv2.circle(
+        fc.img,
+        ((px[0] + px[2]) // 2, (px[1] + px[3]) // 2),
+        max(2, int(0.17 * p)),
+        (50, 95, 55),
+        max(1, int(0.07 * p)),
+        cv2.LINE_AA,
+    )
     fc.reserve(xd_s - 1.3, xd_s + 1.0)
     for _ in range(3):
         ww = rng.uniform(1.2, 1.6)
@@ -2413,22 +2872,24 @@ def _exterior(rng: np.random.Generator, scale: float, style: dict[str, Any], n_v
             sc.shade(Dh / 2 - 0.25, float(y), Dh / 2 + 0.25, float(y) + 0.02, 0.7)
         poly = np.array([[0, vr], [0.5, 0], [1, vr], [1, 1], [0, 1]], float)
         if side < 0:
-            faces.append(_face((xl, hw + rise, Dh), (0, 0, -Dh), (0, -(hw + rise), 0), sc.img, poly=poly,
-                               emissive=sc.emissive))
+            faces.append(
+                _face((xl, hw + rise, Dh), (0, 0, -Dh), (0, -(hw + rise), 0), sc.img, poly=poly, emissive=sc.emissive)
+            )
         else:
-            faces.append(_face((xr, hw + rise, 0), (0, 0, Dh), (0, -(hw + rise), 0), sc.img, poly=poly,
-                               emissive=sc.emissive))
+            faces.append(
+                _face((xr, hw + rise, 0), (0, 0, Dh), (0, -(hw + rise), 0), sc.img, poly=poly, emissive=sc.emissive)
+            )
     # roof
     ov = 0.45
     slope = rise / (Dh / 2)
     ye = hw - ov * slope
     rl = math.hypot(Dh / 2 + ov, rise + ov * slope)
     rtex = _shingles_img(rng, int((Wh + 2 * ov) * p), int(rl * p), p, roof_col)
-    faces.append(_face((xl - ov, hw + rise, Dh / 2), (Wh + 2 * ov, 0, 0), (0, ye - hw - rise, -(Dh / 2 + ov)),
-                       rtex))
+    faces.append(_face((xl - ov, hw + rise, Dh / 2), (Wh + 2 * ov, 0, 0), (0, ye - hw - rise, -(Dh / 2 + ov)), rtex))
     trim_m = _plain(rng, trim, 0.02)
-    faces += _box_faces(np.array([xl - ov, ye - 0.2, -ov - 0.03]), np.array([xr + ov, ye, 0.0]), (0, 0, -1),
-                        {"side": trim_m}, p)
+    faces += _box_faces(
+        np.array([xl - ov, ye - 0.2, -ov - 0.03]), np.array([xr + ov, ye, 0.0]), (0, 0, -1), {"side": trim_m}, p
+    )
 
     # attached garage with a front-facing gable
     Wg, zg, Lg, hg = rng.uniform(5.8, 6.4), rng.uniform(0.4, 1.2), 7.0, 3.0
@@ -2437,16 +2898,29 @@ def _exterior(rng: np.random.Generator, scale: float, style: dict[str, Any], n_v
     gc.fill(0, 0, Wg, 0.3, (160, 158, 152))
     gc.fill(0.4, 0.0, Wg - 0.4, 2.4, trim)
     gdw, gdh = gc.size(0.55, 0.0, Wg - 0.55, 2.25)
-    gc.paste(_garage_door_img(rng, gdw, gdh, p, (238, 236, 230) if sum(siding) < 560 else (120, 110, 100)),
-             0.55, 0.0, Wg - 0.55, 2.25)
+    gc.paste(
+        _garage_door_img(rng, gdw, gdh, p, (238, 236, 230) if sum(siding) < 560 else (120, 110, 100)),
+        0.55,
+        0.0,
+        Wg - 0.55,
+        2.25,
+    )
     for a in (0.12, Wg - 0.3):
         gc.fill(a, 1.9, a + 0.16, 2.25, (30, 30, 30))
         gc.fill(a + 0.03, 1.95, a + 0.13, 2.2, (255, 240, 200), emissive=1.0)
     vr = rg / (hg + rg)
     xg0, xg1 = xr, xr + Wg
     xm = (xg0 + xg1) / 2
-    faces.append(_face((xg0, hg + rg, zg), (Wg, 0, 0), (0, -(hg + rg), 0), gc.img, emissive=gc.emissive,
-                       poly=np.array([[0, vr], [0.5, 0], [1, vr], [1, 1], [0, 1]], float)))
+    faces.append(
+        _face(
+            (xg0, hg + rg, zg),
+            (Wg, 0, 0),
+            (0, -(hg + rg), 0),
+            gc.img,
+            emissive=gc.emissive,
+            poly=np.array([[0, vr], [0.5, 0], [1, vr], [1, 1], [0, 1]], float),
+        )
+    )
     gs = siding_canvas(Lg, hg)
     faces.append(_face((xg1, hg, zg), (0, 0, Lg), (0, -hg, 0), gs.img))
     sl_g = rg / (Wg / 2)
@@ -2465,8 +2939,13 @@ def _exterior(rng: np.random.Generator, scale: float, style: dict[str, Any], n_v
     s_tile = int(1.5 * gp)
     walk = _concrete_img(rng, s_tile, s_tile, gp, 185.0, joint=1.5)
     faces.append(_ground(walk, 1.5, -160, 160, -13.65, -12.2, 0.006))
-    faces += _box_faces(np.array([-160, 0, -13.8]), np.array([160, 0.13, -13.65]), (0, 0, -1),
-                        {"side": _plain(rng, (175, 172, 166))}, 12.0)
+    faces += _box_faces(
+        np.array([-160, 0, -13.8]),
+        np.array([160, 0.13, -13.65]),
+        (0, 0, -1),
+        {"side": _plain(rng, (175, 172, 166))},
+        12.0,
+    )
     dx0, dx1 = xg0 + 0.4, xg1 - 0.4
     dwp, dhp = int((dx1 - dx0) * gp * 0.6), int((12.2 + zg) * gp * 0.6)
     faces.append(_flat(_concrete_img(rng, dwp, dhp, gp * 0.6, 178.0, joint=3.0), dx0, dx1, -12.2, zg, 0.008))
@@ -2475,8 +2954,7 @@ def _exterior(rng: np.random.Generator, scale: float, style: dict[str, Any], n_v
     faces.append(_flat(wk, xd - 0.6, xd + 0.6, -12.2, -0.9, 0.008))
     step_m = {"side": _plain(rng, (180, 178, 172))}
     faces += _box_faces(np.array([xd - 1.0, 0, -0.9]), np.array([xd + 1.0, 0.17, 0.0]), (0, 0, -1), step_m, p)
-    faces += _box_faces(np.array([xd - 1.0, 0.17, -0.5]), np.array([xd + 1.0, 0.36, 0.0]), (0, 0, -1), step_m,
-                        p)
+    faces += _box_faces(np.array([xd - 1.0, 0.17, -0.5]), np.array([xd + 1.0, 0.36, 0.0]), (0, 0, -1), step_m, p)
     for a, c in ((xl, xd - 1.0), (xd + 1.0, xr)):
         mw, mh = int((c - a) * gp * 0.5), int(1.4 * gp * 0.5)
         mulch = _solid(mh, mw, (95, 62, 42))
@@ -2484,8 +2962,7 @@ def _exterior(rng: np.random.Generator, scale: float, style: dict[str, Any], n_v
         faces.append(_flat(mulch, a, c, -1.4, 0.0, 0.006))
         x = a + 0.6
         while x < c - 0.5:
-            faces.append(_bush(rng, scale, x, -0.75, rng.uniform(0.9, 1.3), rng.uniform(0.7, 1.1),
-                               rng.random() < 0.3))
+            faces.append(_bush(rng, scale, x, -0.75, rng.uniform(0.9, 1.3), rng.uniform(0.7, 1.1), rng.random() < 0.3))
             x += rng.uniform(1.2, 1.7)
     faces += _tree(rng, scale, xl - rng.uniform(3.0, 4.5), rng.uniform(-1.0, 4.0), rng.uniform(7.0, 9.0))
     faces += _tree(rng, scale, xg1 + rng.uniform(2.5, 4.0), rng.uniform(-7.0, -3.0), rng.uniform(5.0, 6.5))
@@ -2497,11 +2974,27 @@ def _exterior(rng: np.random.Generator, scale: float, style: dict[str, Any], n_v
     xc = (xl + xg1) / 2
     poses = []
     x1_, z1_ = xc + rng.uniform(-1.0, 1.0), -rng.uniform(14.5, 15.5)
-    poses.append(_Pose(pos=(x1_, 1.6, z1_), yaw=math.degrees(math.atan2(xc - x1_, Dh * 0.3 - z1_)),
-                       pitch=rng.uniform(2.5, 4.0), hfov=70.0, background=(200, 215, 235), outdoor=True))
+    poses.append(
+        _Pose(
+            pos=(x1_, 1.6, z1_),
+            yaw=math.degrees(math.atan2(xc - x1_, Dh * 0.3 - z1_)),
+            pitch=rng.uniform(2.5, 4.0),
+            hfov=70.0,
+            background=(200, 215, 235),
+            outdoor=True,
+        )
+    )
     x2_, z2_ = xl + rng.uniform(-1.0, 0.5), -rng.uniform(12.0, 13.0)
-    poses.append(_Pose(pos=(x2_, 1.6, z2_), yaw=math.degrees(math.atan2(xc + 1.0 - x2_, 2.0 - z2_)),
-                       pitch=rng.uniform(3.0, 5.0), hfov=70.0, background=(200, 215, 235), outdoor=True))
+    poses.append(
+        _Pose(
+            pos=(x2_, 1.6, z2_),
+            yaw=math.degrees(math.atan2(xc + 1.0 - x2_, 2.0 - z2_)),
+            pitch=rng.uniform(3.0, 5.0),
+            hfov=70.0,
+            background=(200, 215, 235),
+            outdoor=True,
+        )
+    )
     return faces, poses[:n_views]
 
 
@@ -2509,15 +3002,16 @@ def _canopy(center: Vec, r: float, y_edge: float, y_apex: float, tex: np.ndarray
     """A square umbrella canopy: four two-sided triangles rising to an apex."""
     x, z = float(center[0]), float(center[2])
     apex = np.array([x, y_apex, z])
-    corners = [np.array(c, float) for c in ((x - r, y_edge, z - r), (x + r, y_edge, z - r),
-                                            (x + r, y_edge, z + r), (x - r, y_edge, z + r))]
+    corners = [
+        np.array(c, float)
+        for c in ((x - r, y_edge, z - r), (x + r, y_edge, z - r), (x + r, y_edge, z + r), (x - r, y_edge, z + r))
+    ]
     faces = []
     for i in range(4):
         a, b = corners[i], corners[(i + 1) % 4]
         u = b - a
         o = apex - u / 2
-        faces.append(_Face(o, u, a - o, tex.copy(), poly=np.array([[0.5, 0], [1, 1], [0, 1]], float),
-                           two_sided=True))
+        faces.append(_Face(o, u, a - o, tex.copy(), poly=np.array([[0.5, 0], [1, 1], [0, 1]], float), two_sided=True))
     return faces
 
 
@@ -2544,8 +3038,7 @@ def _outdoor(rng: np.random.Generator, scale: float, style: dict[str, Any], n_vi
     faces.append(_flat(mulch, -Fx, Fx, Fz - 1.3, Fz, 0.006))
     x = -Fx + 0.7
     while x < Fx - 0.7:
-        faces.append(_bush(rng, scale, x, Fz - 0.6, rng.uniform(0.8, 1.4), rng.uniform(0.6, 1.3),
-                           rng.random() < 0.5))
+        faces.append(_bush(rng, scale, x, Fz - 0.6, rng.uniform(0.8, 1.4), rng.uniform(0.6, 1.3), rng.random() < 0.5))
         x += rng.uniform(1.0, 1.8)
     # a garden shed in a back corner
     sh_side = float(rng.choice([-1.0, 1.0]))
@@ -2557,59 +3050,115 @@ def _outdoor(rng: np.random.Generator, scale: float, style: dict[str, Any], n_vi
         img = _siding_img(rng, w, h, shed_p, shed_col)
         _rect(img, w * 0.3, h * 0.12, w * 0.7, h, (240, 240, 236))
         _rect(img, w * 0.33, h * 0.16, w * 0.67, h, np.asarray(shed_col, F32) * 0.8)
-        cv2.line(img, (int(w * 0.33), int(h * 0.16)), (int(w * 0.67), h - 1), (240, 240, 236),
-                 max(1, int(0.04 * shed_p)))
-        cv2.line(img, (int(w * 0.67), int(h * 0.16)), (int(w * 0.33), h - 1), (240, 240, 236),
-                 max(1, int(0.04 * shed_p)))
+        cv2.line(
+            img, (int(w * 0.33), int(h * 0.16)), (int(w * 0.67), h - 1), (240, 240, 236), max(1, int(0.04 * shed_p))
+        )
+        cv2.line(
+            img, (int(w * 0.67), int(h * 0.16)), (int(w * 0.33), h - 1), (240, 240, 236), max(1, int(0.04 * shed_p))
+        )
         return img
-    faces += _box_faces(np.array([sx0, 0, Fz - 3.0]), np.array([sx0 + 2.8, 2.2, Fz - 0.5]), (0, 0, -1),
-                        {"front": shed_front, "side": lambda w, h: _siding_img(rng, w, h, shed_p, shed_col)},
-                        shed_p)
-    faces += _box_faces(np.array([sx0 - 0.15, 2.2, Fz - 3.2]), np.array([sx0 + 2.95, 2.32, Fz - 0.35]),
-                        (0, 0, -1), {"side": _plain(rng, (240, 240, 236)),
-                         "top": lambda w, h: _shingles_img(rng, w, h, shed_p, (80, 80, 82))}, shed_p)
+
+    faces += _box_faces(
+        np.array([sx0, 0, Fz - 3.0]),
+        np.array([sx0 + 2.8, 2.2, Fz - 0.5]),
+        (0, 0, -1),
+        {"front": shed_front, "side": lambda w, h: _siding_img(rng, w, h, shed_p, shed_col)},
+        shed_p,
+    )
+    faces += _box_faces(
+        np.array([sx0 - 0.15, 2.2, Fz - 3.2]),
+        np.array([sx0 + 2.95, 2.32, Fz - 0.35]),
+        (0, 0, -1),
+        {"side": _plain(rng, (240, 240, 236)), "top": lambda w, h: _shingles_img(rng, w, h, shed_p, (80, 80, 82))},
+        shed_p,
+    )
     # patio set: table, chairs, umbrella, planters
     fp2 = max(160.0 * scale, 30.0)
     tx, tz = rng.uniform(-0.8, 0.8), rng.uniform(-0.3, 0.6)
     top_col = _pick(rng, ((120, 90, 60), (60, 60, 62), (230, 228, 222)))
     frame_m = _plain(rng, (45, 45, 48))
-    faces += _box_faces(np.array([tx - 0.8, 0.72, tz - 0.45]), np.array([tx + 0.8, 0.76, tz + 0.45]),
-                        (0, 0, -1), {"side": _wood(rng, top_col, fp2)}, fp2)
+    faces += _box_faces(
+        np.array([tx - 0.8, 0.72, tz - 0.45]),
+        np.array([tx + 0.8, 0.76, tz + 0.45]),
+        (0, 0, -1),
+        {"side": _wood(rng, top_col, fp2)},
+        fp2,
+    )
     for lx in (tx - 0.75, tx + 0.7):
         for lz in (tz - 0.4, tz + 0.35):
-            faces += _box_faces(np.array([lx, 0, lz]), np.array([lx + 0.05, 0.72, lz + 0.05]), (0, 0, -1),
-                                {"side": frame_m}, fp2)
+            faces += _box_faces(
+                np.array([lx, 0, lz]), np.array([lx + 0.05, 0.72, lz + 0.05]), (0, 0, -1), {"side": frame_m}, fp2
+            )
     cush = _fabric(rng, _pick(rng, _ACCENTS), fp2, "stripes", (240, 240, 236))
-    for cx_, cz_, bz in ((tx - 0.4, tz - 0.75, -1), (tx + 0.4, tz - 0.75, -1), (tx - 0.4, tz + 0.75, 1),
-                         (tx + 0.4, tz + 0.75, 1)):
-        faces += _box_faces(np.array([cx_ - 0.23, 0.0, cz_ - 0.23]), np.array([cx_ + 0.23, 0.45, cz_ + 0.23]),
-                            (0, 0, -1), {"side": frame_m, "top": cush}, fp2)
+    for cx_, cz_, bz in (
+        (tx - 0.4, tz - 0.75, -1),
+        (tx + 0.4, tz - 0.75, -1),
+        (tx - 0.4, tz + 0.75, 1),
+        (tx + 0.4, tz + 0.75, 1),
+    ):
+        faces += _box_faces(
+            np.array([cx_ - 0.23, 0.0, cz_ - 0.23]),
+            np.array([cx_ + 0.23, 0.45, cz_ + 0.23]),
+            (0, 0, -1),
+            {"side": frame_m, "top": cush},
+            fp2,
+        )
         bz0 = cz_ - 0.23 if bz < 0 else cz_ + 0.19  # the back away from the table
-        faces += _box_faces(np.array([cx_ - 0.23, 0.45, bz0]), np.array([cx_ + 0.23, 0.92, bz0 + 0.04]),
-                            (0, 0, -1), {"side": frame_m, "front": cush}, fp2)
-    faces += _box_faces(np.array([tx - 0.02, 0.0, tz - 0.02]), np.array([tx + 0.02, 2.4, tz + 0.02]),
-                        (0, 0, -1), {"side": _plain(rng, (220, 220, 215))}, fp2)
+        faces += _box_faces(
+            np.array([cx_ - 0.23, 0.45, bz0]),
+            np.array([cx_ + 0.23, 0.92, bz0 + 0.04]),
+            (0, 0, -1),
+            {"side": frame_m, "front": cush},
+            fp2,
+        )
+    faces += _box_faces(
+        np.array([tx - 0.02, 0.0, tz - 0.02]),
+        np.array([tx + 0.02, 2.4, tz + 0.02]),
+        (0, 0, -1),
+        {"side": _plain(rng, (220, 220, 215))},
+        fp2,
+    )
     ccol = _pick(rng, ((230, 225, 210), (180, 60, 50), (50, 90, 120), (90, 120, 90)))
     can = _fabric_img(rng, int(1.5 * fp2), int(1.5 * fp2), fp2, ccol, "stripes", (240, 240, 236))
     faces += _canopy((tx, 0, tz), 1.35, 2.05, 2.5, can)
     for px_ in (-3.0, 3.0):
         pz = rng.uniform(1.0, 1.5)
-        faces += _box_faces(np.array([px_ - 0.25, 0, pz - 0.25]), np.array([px_ + 0.25, 0.5, pz + 0.25]),
-                            (0, 0, -1), {"side": _plain(rng, (170, 100, 70))}, fp2)
+        faces += _box_faces(
+            np.array([px_ - 0.25, 0, pz - 0.25]),
+            np.array([px_ + 0.25, 0.5, pz + 0.25]),
+            (0, 0, -1),
+            {"side": _plain(rng, (170, 100, 70))},
+            fp2,
+        )
         pt = _plant_img(rng, int(0.9 * fp2), int(1.1 * fp2))
         faces += _crossed((px_, 0.35, pz), 0.9, 1.1, pt, _plant_img(rng, int(0.9 * fp2), int(1.1 * fp2)))
     for _ in range(int(rng.integers(3, 5))):
-        faces += _tree(rng, scale, rng.uniform(-Fx - 2, Fx + 2), Fz + rng.uniform(2.0, 8.0),
-                       rng.uniform(6.0, 11.0))
+        faces += _tree(rng, scale, rng.uniform(-Fx - 2, Fx + 2), Fz + rng.uniform(2.0, 8.0), rng.uniform(6.0, 11.0))
     faces += _backdrop(rng, scale)
     for f in faces:
         _bake(f, [_SUN], 0.55)
-    poses = [_Pose(pos=(rng.uniform(-0.8, 0.8), 1.6, -rng.uniform(4.2, 4.6)), yaw=rng.uniform(-12, 12),
-                   pitch=rng.uniform(-4, -1), hfov=74.0, background=(200, 215, 235), outdoor=True)]
+    poses = [
+        _Pose(
+            pos=(rng.uniform(-0.8, 0.8), 1.6, -rng.uniform(4.2, 4.6)),
+            yaw=rng.uniform(-12, 12),
+            pitch=rng.uniform(-4, -1),
+            hfov=74.0,
+            background=(200, 215, 235),
+            outdoor=True,
+        )
+    ]
     for k in range(1, n_views):
         b0 = poses[0]
-        poses.append(_Pose(pos=(b0.pos[0] + 1.2 * k, 1.6, b0.pos[2] + 0.3), yaw=b0.yaw - 15 * k,
-                           pitch=b0.pitch, hfov=74.0, background=b0.background, outdoor=True))
+        poses.append(
+            _Pose(
+                pos=(b0.pos[0] + 1.2 * k, 1.6, b0.pos[2] + 0.3),
+                yaw=b0.yaw - 15 * k,
+                pitch=b0.pitch,
+                hfov=74.0,
+                background=b0.background,
+                outdoor=True,
+            )
+        )
     return faces, poses
 
 
@@ -2648,15 +3197,16 @@ _AUDIO_CODECS: dict[str, list[str]] = {
 
 #: Chord progressions as (semitones above the key's tonic, minor?) per bar.
 _PROGRESSIONS: tuple[tuple[tuple[int, bool], ...], ...] = (
-    ((9, True), (5, False), (0, False), (7, False)),    # vi IV I V
-    ((0, False), (7, False), (9, True), (5, False)),    # I V vi IV
-    ((0, False), (9, True), (5, False), (7, False)),    # I vi IV V
-    ((2, True), (7, False), (0, False), (9, True)),     # ii V I vi
+    ((9, True), (5, False), (0, False), (7, False)),  # vi IV I V
+    ((0, False), (7, False), (9, True), (5, False)),  # I V vi IV
+    ((0, False), (9, True), (5, False), (7, False)),  # I vi IV V
+    ((2, True), (7, False), (0, False), (9, True)),  # ii V I vi
 )
 
 
-def synthesize_music(path: Path, *, bpm: float, seconds: float, sample_rate: int = 44100, seed: int = 0,
-                     first_beat: float = _FIRST_BEAT) -> dict[str, Any]:
+def synthesize_music(
+    path: Path, *, bpm: float, seconds: float, sample_rate: int = 44100, seed: int = 0, first_beat: float = _FIRST_BEAT
+) -> dict[str, Any]:
     """Write a synthesised track at exactly `bpm` and return its ground truth.
 
     Kick on every beat (accented downbeats, 4/4), snare and clap on 2 and 4, closed hi-hats on the
@@ -2690,7 +3240,7 @@ def synthesize_music(path: Path, *, bpm: float, seconds: float, sample_rate: int
 
     fade = min(2.5, seconds * 0.15)
     nf = int(fade * sr)
-    mix[n - nf:] *= (0.5 + 0.5 * np.cos(np.linspace(0, math.pi, nf)))[:, None]
+    mix[n - nf :] *= (0.5 + 0.5 * np.cos(np.linspace(0, math.pi, nf)))[:, None]
     peak = float(np.abs(mix).max())
     mix *= 0.89 / max(peak, 1e-9)  # -1 dBFS: loud, never clipping
 
@@ -2701,8 +3251,7 @@ def synthesize_music(path: Path, *, bpm: float, seconds: float, sample_rate: int
         with tempfile.TemporaryDirectory(prefix="picaivid-music-") as tmp:
             wav = Path(tmp) / "music.wav"
             sf.write(str(wav), mix.astype(np.float32), sr, subtype="PCM_16")
-            run_ffmpeg(["-y", "-v", "error", "-i", wav, *_AUDIO_CODECS[suffix], path],
-                       what=f"encoding {path.name}")
+            run_ffmpeg(["-y", "-v", "error", "-i", wav, *_AUDIO_CODECS[suffix], path], what=f"encoding {path.name}")
     beat_times = [round(b / sr, 6) for b in beats]
     return {
         "file": path.name,
@@ -2719,8 +3268,7 @@ def synthesize_music(path: Path, *, bpm: float, seconds: float, sample_rate: int
 
 def _check_music_args(suffix: str, bpm: float, seconds: float, first_beat: float) -> None:
     if suffix != ".wav" and suffix not in _AUDIO_CODECS:
-        raise ValueError(f"cannot write {suffix or 'extensionless'} audio; "
-                         f"use .wav or one of {sorted(_AUDIO_CODECS)}")
+        raise ValueError(f"cannot write {suffix or 'extensionless'} audio; use .wav or one of {sorted(_AUDIO_CODECS)}")
     if not 30.0 <= bpm <= 300.0:
         raise ValueError(f"bpm {bpm} is outside 30..300")
     if first_beat < 0 or seconds < first_beat + 4 * 60.0 / bpm:
@@ -2751,14 +3299,15 @@ def _add(mix: np.ndarray, start: int, sound: np.ndarray, gain: float, pan: float
     end = min(start + len(sound), len(mix))
     if end <= start:
         return
-    part = sound[:end - start] * gain
+    part = sound[: end - start] * gain
     angle = (pan + 1) * math.pi / 4
     mix[start:end, 0] += part * math.cos(angle)
     mix[start:end, 1] += part * math.sin(angle)
 
 
-def _arrange(rng: np.random.Generator, sr: int, n: int, beats: list[int], eighths: list[int], period: float
-             ) -> np.ndarray:
+def _arrange(
+    rng: np.random.Generator, sr: int, n: int, beats: list[int], eighths: list[int], period: float
+) -> np.ndarray:
     """Mix the track (float stereo, unnormalised). The kick plays from the first beat, so every beat
     is an onset; hats enter in the second bar, snare and clap on 2 and 4 from the second bar, the
     arpeggio from the third; bass and pad follow the chords throughout."""
@@ -2773,22 +3322,24 @@ def _arrange(rng: np.random.Generator, sr: int, n: int, beats: list[int], eighth
     kick *= np.minimum(1.0, (len(t) - np.arange(len(t))) / (0.02 * sr))
     bp = signal.butter(2, [900, 7000], "bandpass", fs=sr, output="sos")
     ts = np.arange(int(0.3 * sr)) / sr
-    snare = (0.5 * np.sin(2 * np.pi * 185 * ts) * np.exp(-ts / 0.05)
-             + signal.sosfilt(bp, noise[:len(ts)]) * np.exp(-ts / 0.1))
+    snare = 0.5 * np.sin(2 * np.pi * 185 * ts) * np.exp(-ts / 0.05) + signal.sosfilt(bp, noise[: len(ts)]) * np.exp(
+        -ts / 0.1
+    )
     clap_bp = signal.butter(2, [1100, 3200], "bandpass", fs=sr, output="sos")
-    clap_src = signal.sosfilt(clap_bp, noise[sr:sr + len(ts)])
+    clap_src = signal.sosfilt(clap_bp, noise[sr : sr + len(ts)])
     clap = np.zeros(len(ts))
     for k, off in enumerate((0.0, 0.011, 0.022)):
         o = int(off * sr)
-        clap[o:] += clap_src[o:] * np.exp(-(ts[:len(ts) - o]) / (0.006 if k < 2 else 0.07))
+        clap[o:] += clap_src[o:] * np.exp(-(ts[: len(ts) - o]) / (0.006 if k < 2 else 0.07))
     hp = signal.butter(4, 7000, "highpass", fs=sr, output="sos")
     th = np.arange(int(0.5 * sr)) / sr
-    hat_src = signal.sosfilt(hp, noise[2 * sr:2 * sr + len(th)])
+    hat_src = signal.sosfilt(hp, noise[2 * sr : 2 * sr + len(th)])
     hat = hat_src * np.exp(-th / 0.03)
     open_hat = hat_src * np.exp(-th / 0.2)
     tc = np.arange(int(2.5 * sr)) / sr
-    crash = signal.sosfilt(signal.butter(2, 3500, "highpass", fs=sr, output="sos"),
-                           rng.standard_normal(len(tc))) * np.exp(-tc / 0.8)
+    crash = signal.sosfilt(
+        signal.butter(2, 3500, "highpass", fs=sr, output="sos"), rng.standard_normal(len(tc))
+    ) * np.exp(-tc / 0.8)
 
     n_bars = (len(beats) + 3) // 4
     for k, s in enumerate(beats):
@@ -2844,7 +3395,7 @@ def _arrange(rng: np.random.Generator, sr: int, n: int, beats: list[int], eighth
         attack = max(bar_start - start, int(0.25 * sr)) if bar == 0 else int(0.25 * sr)
         env = np.minimum(np.arange(ln) / attack, 1.0) * np.minimum(1.0, (ln - np.arange(ln)) / (0.4 * sr))
         end = min(start + ln, n)
-        pad[start:end] += (voice * env[:, None])[:end - start] * 0.05
+        pad[start:end] += (voice * env[:, None])[: end - start] * 0.05
         # plucked arpeggio on the eighths from bar 2
         if bar >= 2:
             arp = [chord[0] + 12, chord[1] + 12, chord[2] + 12, chord[3] + 12]

@@ -46,8 +46,9 @@ def generate_listing(root: Path, photos: int, music_seconds: float) -> tuple[Pat
     photos_dir = root / "photos"
     n_house = 0
     while sum(1 for _ in photos_dir.rglob("*.jpg")) < photos:
-        listing = make_sample_listing(root / f"house{n_house}", music_seconds=5.0, seed=11 + n_house,
-                                      rooms=list(ROOM_GROUPS))
+        listing = make_sample_listing(
+            root / f"house{n_house}", music_seconds=5.0, seed=11 + n_house, rooms=list(ROOM_GROUPS)
+        )
         for src in sorted(listing.photos_dir.rglob("*.jpg")):
             if sum(1 for _ in photos_dir.rglob("*.jpg")) >= photos:
                 break
@@ -69,9 +70,30 @@ def bare_encode(sources: list[Path], width: int, height: int, fps: int, preset: 
         inputs += ["-i", str(src)]
     graph = "".join(f"[{i}:v]" for i in range(len(sources))) + f"concat=n={len(sources)}:v=1:a=0[v]"
     t0 = time.perf_counter()
-    run_ffmpeg(["-y", *inputs, "-filter_complex", graph, "-map", "[v]", "-s", f"{width}x{height}", "-r", str(fps),
-                "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p", str(out)],
-               what="bare encode")
+    run_ffmpeg(
+        [
+            "-y",
+            *inputs,
+            "-filter_complex",
+            graph,
+            "-map",
+            "[v]",
+            "-s",
+            f"{width}x{height}",
+            "-r",
+            str(fps),
+            "-c:v",
+            "libx264",
+            "-preset",
+            preset,
+            "-crf",
+            str(crf),
+            "-pix_fmt",
+            "yuv420p",
+            str(out),
+        ],
+        what="bare encode",
+    )
     return time.perf_counter() - t0
 
 
@@ -91,14 +113,28 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         photos_dir, music = generate_listing(root / "input", args.photos, args.music_seconds)
         generate_s = time.perf_counter() - t0
-        settings = Settings(_env_file=None, DATABASE_URL=f"sqlite:///{root / 'bench.db'}",  # type: ignore[call-arg]
-                            LOCAL_STORAGE_PATH=root / "storage", WORK_DIR=root / "work",
-                            OUTPUT_RESOLUTION=args.resolution, S3_BUCKET="")
+        settings = Settings(
+            _env_file=None,
+            DATABASE_URL=f"sqlite:///{root / 'bench.db'}",  # type: ignore[call-arg]
+            LOCAL_STORAGE_PATH=root / "storage",
+            WORK_DIR=root / "work",
+            OUTPUT_RESOLUTION=args.resolution,
+            S3_BUCKET="",
+        )
         upgrade(settings.DATABASE_URL)
-        ctx = PhaseContext(settings=settings, sessions=session_factory(settings.DATABASE_URL),
-                           storage=LocalStorage(root / "storage"), worker_id="benchmark")
-        job_id = create_job(ctx, listing_id="benchmark", photos=photos_from_folder(photos_dir), music=music,
-                            target_length=args.target_length)
+        ctx = PhaseContext(
+            settings=settings,
+            sessions=session_factory(settings.DATABASE_URL),
+            storage=LocalStorage(root / "storage"),
+            worker_id="benchmark",
+        )
+        job_id = create_job(
+            ctx,
+            listing_id="benchmark",
+            photos=photos_from_folder(photos_dir),
+            music=music,
+            target_length=args.target_length,
+        )
         t1 = time.perf_counter()
         outcome = run_job(ctx, job_id)
         total_s = time.perf_counter() - t1
@@ -121,19 +157,34 @@ def main(argv: list[str] | None = None) -> int:
         width, height = settings.output_size
         clip_frames = round(sum(c.duration or 0 for c in clips) * fps)
         out_frames = round((report["timeline"] or {}).get("total_duration", 0) * fps)
-        bare_clip = bare_encode(clip_files, width, height, fps, settings.CLIP_X264_PRESET, settings.CLIP_CRF,
-                                root / "bare_clip.mp4")
-        bare_out = bare_encode([output_file], width, height, fps, settings.OUTPUT_X264_PRESET, settings.OUTPUT_CRF,
-                               root / "bare_out.mp4")
+        bare_clip = bare_encode(
+            clip_files, width, height, fps, settings.CLIP_X264_PRESET, settings.CLIP_CRF, root / "bare_clip.mp4"
+        )
+        bare_out = bare_encode(
+            [output_file], width, height, fps, settings.OUTPUT_X264_PRESET, settings.OUTPUT_CRF, root / "bare_out.mp4"
+        )
         timings = {int(k): v for k, v in outcome.timings.items()}
         result: dict[str, Any] = {
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                        "ffmpeg": ffmpeg_exe()},
-            "input": {"photos": args.photos, "music_seconds": args.music_seconds,
-                      "target_length": args.target_length, "resolution": args.resolution, "fps": fps,
-                      "generate_s": round(generate_s, 2)},
-            "phases_s": {"analyze": timings.get(1), "render": timings.get(2), "timeline": timings.get(3),
-                         "assemble": timings.get(4)},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+                "ffmpeg": ffmpeg_exe(),
+            },
+            "input": {
+                "photos": args.photos,
+                "music_seconds": args.music_seconds,
+                "target_length": args.target_length,
+                "resolution": args.resolution,
+                "fps": fps,
+                "generate_s": round(generate_s, 2),
+            },
+            "phases_s": {
+                "analyze": timings.get(1),
+                "render": timings.get(2),
+                "timeline": timings.get(3),
+                "assemble": timings.get(4),
+            },
             "total_s": round(total_s, 2),
             "clips": len((report["timeline"] or {}).get("clips", [])),
             "rendered_frames": clip_frames,

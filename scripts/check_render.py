@@ -44,21 +44,31 @@ def main(argv: list[str] | None = None) -> int:
     info = probe(report["output"])
     width, height = (int(v) for v in args.size.split("x"))
     checks["format"] = {
-        "ok": bool(info.video and info.audio and (info.video.width, info.video.height) == (width, height)
-                   and info.video.fps == fps and info.video.codec == "h264" and info.video.pix_fmt == "yuv420p"
-                   and info.audio.codec == "aac"
-                   and abs(info.frame_count - round(tl["total_duration"] * fps)) <= 1),
-        "video": vars(info.video) if info.video else None, "audio": vars(info.audio) if info.audio else None,
-        "frames": info.frame_count, "timeline_seconds": tl["total_duration"],
+        "ok": bool(
+            info.video
+            and info.audio
+            and (info.video.width, info.video.height) == (width, height)
+            and info.video.fps == fps
+            and info.video.codec == "h264"
+            and info.video.pix_fmt == "yuv420p"
+            and info.audio.codec == "aac"
+            and abs(info.frame_count - round(tl["total_duration"] * fps)) <= 1
+        ),
+        "video": vars(info.video) if info.video else None,
+        "audio": vars(info.audio) if info.audio else None,
+        "frames": info.frame_count,
+        "timeline_seconds": tl["total_duration"],
     }
     checks["opens_on_exterior"] = {"ok": tl["clips"][0]["room"] == "exterior", "first": tl["clips"][0]["photo"]}
 
     centres = [round(c["end"] * fps) / fps for c in tl["clips"][:-1]]
     beats = np.asarray(tl["beats"])
     beat_err = [float(np.min(np.abs(beats - c))) for c in centres]
-    checks["transitions_on_beats"] = {"ok": all(e <= frame for e in beat_err),
-                                      "max_error_ms": round(max(beat_err, default=0) * 1000, 1),
-                                      "transitions": len(centres)}
+    checks["transitions_on_beats"] = {
+        "ok": all(e <= frame for e in beat_err),
+        "max_error_ms": round(max(beat_err, default=0) * 1000, 1),
+        "transitions": len(centres),
+    }
     if args.music:
         from app.media.audio import load_librosa
 
@@ -68,12 +78,17 @@ def main(argv: list[str] | None = None) -> int:
         onsets = librosa.onset.onset_detect(y=y, sr=sr, hop_length=hop, units="time", backtrack=False)
         music_centres = [c + tl["music_offset"] for c in centres]
         onset_err = [float(np.min(np.abs(onsets - c))) for c in music_centres]
-        checks["transitions_on_onsets"] = {"ok": all(e <= frame for e in onset_err),
-                                           "errors_ms": [round(e * 1000, 1) for e in onset_err]}
+        checks["transitions_on_onsets"] = {
+            "ok": all(e <= frame for e in onset_err),
+            "errors_ms": [round(e * 1000, 1) for e in onset_err],
+        }
 
     loud = measure_loudness(report["output"])
-    checks["loudness"] = {"ok": abs(loud.integrated_lufs + 14) <= 1 and loud.true_peak_dbtp <= -0.5,
-                          "integrated_lufs": loud.integrated_lufs, "true_peak_dbtp": loud.true_peak_dbtp}
+    checks["loudness"] = {
+        "ok": abs(loud.integrated_lufs + 14) <= 1 and loud.true_peak_dbtp <= -0.5,
+        "integrated_lufs": loud.integrated_lufs,
+        "true_peak_dbtp": loud.true_peak_dbtp,
+    }
     ok = all(c["ok"] for c in checks.values())
     print(json.dumps({"ok": ok, "checks": checks}, indent=2))
     return 0 if ok else 1

@@ -65,8 +65,7 @@ def f_measure(reference: np.ndarray, estimated: np.ndarray) -> tuple[float, str]
 
 
 def tempo_relation(detected: float, reference: float, tol: float = 0.03) -> str:
-    for name, factor in (("exact", 1.0), ("half", 0.5), ("double", 2.0), ("two_thirds", 2 / 3),
-                         ("three_halves", 1.5)):
+    for name, factor in (("exact", 1.0), ("half", 0.5), ("double", 2.0), ("two_thirds", 2 / 3), ("three_halves", 1.5)):
         if abs(detected / (reference * factor) - 1) <= tol:
             return name
     return "other"
@@ -93,17 +92,26 @@ def analyse(audio: Path) -> tuple[dict[str, object], np.ndarray, np.ndarray, flo
     grid = analyze_music(audio)
     elapsed = time.perf_counter() - start
     info: dict[str, object] = {
-        "file": str(audio), "tempo": round(grid.tempo, 3), "beats": len(grid.beats),
-        "first_beat": round(grid.beat_offset, 3), "confidence": round(grid.confidence, 3),
-        "source": grid.source, "duration": round(grid.duration, 2), "seconds": round(elapsed, 2),
+        "file": str(audio),
+        "tempo": round(grid.tempo, 3),
+        "beats": len(grid.beats),
+        "first_beat": round(grid.beat_offset, 3),
+        "confidence": round(grid.confidence, 3),
+        "source": grid.source,
+        "duration": round(grid.duration, 2),
+        "seconds": round(elapsed, 2),
     }
     return info, np.asarray(grid.beats), np.asarray(grid.downbeats), grid.tempo
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "music",
-                        help="folder searched for *.beats and *.documented_tempo.txt (default: %(default)s)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=ROOT.parent / "shared" / "data" / "music",
+        help="folder searched for *.beats and *.documented_tempo.txt (default: %(default)s)",
+    )
     args = parser.parse_args()
     data: Path = args.data.resolve()
     if not data.is_dir():
@@ -157,8 +165,12 @@ def main() -> int:
             continue
         documented = read_documented_tempo(doc)
         relation = tempo_relation(tempo, documented)
-        info.update(kind="documented_tempo", documented_tempo=documented, tempo_relation=relation,
-                    acceptable=relation in ("exact", "half"))
+        info.update(
+            kind="documented_tempo",
+            documented_tempo=documented,
+            tempo_relation=relation,
+            acceptable=relation in ("exact", "half"),
+        )
         results.append(info)
 
     summary = {

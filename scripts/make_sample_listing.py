@@ -30,24 +30,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--music-seconds", type=float, default=40.0, help="track length (default 40)")
     parser.add_argument("--bpm", type=float, default=112.0, help="track tempo (default 112)")
     parser.add_argument("--seed", type=int, default=7, help="same seed, same listing (default 7)")
-    parser.add_argument("--rooms", nargs="+", choices=ROOM_GROUPS, metavar="GROUP",
-                        help=f"render only these room groups: {', '.join(ROOM_GROUPS)}")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="worker processes (default: CPU count, at most 4)")
+    parser.add_argument(
+        "--rooms",
+        nargs="+",
+        choices=ROOM_GROUPS,
+        metavar="GROUP",
+        help=f"render only these room groups: {', '.join(ROOM_GROUPS)}",
+    )
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count, at most 4)")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
     try:
-        listing = make_sample_listing(args.out_dir, width=args.width, height=args.height,
-                                      music_seconds=args.music_seconds, bpm=args.bpm, seed=args.seed,
-                                      rooms=args.rooms, workers=args.workers)
+        listing = make_sample_listing(
+            args.out_dir,
+            width=args.width,
+            height=args.height,
+            music_seconds=args.music_seconds,
+            bpm=args.bpm,
+            seed=args.seed,
+            rooms=args.rooms,
+            workers=args.workers,
+        )
     except ValueError as exc:
         parser.error(str(exc))
     gt = listing.ground_truth
     music = gt["music"]
-    print(f"wrote {len(gt['photos'])} photos of {len(gt['room_groups'])} rooms, {listing.music_path.name} "
-          f"({music['bpm']:g} BPM, {music['duration']:g} s, first beat {music['first_beat']:g} s) and "
-          f"{listing.ground_truth_path.name} to {listing.out_dir} in {time.monotonic() - started:.1f} s")
+    print(
+        f"wrote {len(gt['photos'])} photos of {len(gt['room_groups'])} rooms, {listing.music_path.name} "
+        f"({music['bpm']:g} BPM, {music['duration']:g} s, first beat {music['first_beat']:g} s) and "
+        f"{listing.ground_truth_path.name} to {listing.out_dir} in {time.monotonic() - started:.1f} s"
+    )
     return 0
 
 

@@ -127,8 +127,11 @@ def aws_endpoint() -> Iterator[str]:
     except ImportError:
         _unavailable("moto_server is not installed (pip install 'moto[server]')")
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-c", "from moto.server import main; main()", "-H", "127.0.0.1",
-                             "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from moto.server import main; main()", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -173,8 +176,11 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Set
 
 
 def make_context(settings: Settings, storage: Storage | None = None) -> PhaseContext:
-    return PhaseContext(settings=settings, sessions=session_factory(settings.DATABASE_URL),
-                        storage=storage or LocalStorage(Path(settings.LOCAL_STORAGE_PATH)))
+    return PhaseContext(
+        settings=settings,
+        sessions=session_factory(settings.DATABASE_URL),
+        storage=storage or LocalStorage(Path(settings.LOCAL_STORAGE_PATH)),
+    )
 
 
 @pytest.fixture
@@ -202,6 +208,12 @@ def small_listing(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-
     from app.samples import make_sample_listing
 
     out = tmp_path_factory.mktemp("listing")
-    return make_sample_listing(out, width=640, height=427, music_seconds=24.0, bpm=112.0, seed=3,
-                               rooms=["exterior", "living_room", "kitchen", "bedroom_a", "bedroom_b",
-                                      "bathroom", "outdoor"])
+    return make_sample_listing(
+        out,
+        width=640,
+        height=427,
+        music_seconds=24.0,
+        bpm=112.0,
+        seed=3,
+        rooms=["exterior", "living_room", "kitchen", "bedroom_a", "bedroom_b", "bathroom", "outdoor"],
+    )

@@ -43,8 +43,15 @@ def tiny_listing(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from app.samples import make_sample_listing
 
     out = tmp_path_factory.mktemp("fleet-listing")
-    return make_sample_listing(out, width=480, height=320, music_seconds=18.0, bpm=120.0, seed=5,
-                               rooms=["exterior", "living_room", "kitchen", "bedroom_a"])
+    return make_sample_listing(
+        out,
+        width=480,
+        height=320,
+        music_seconds=18.0,
+        bpm=120.0,
+        seed=5,
+        rooms=["exterior", "living_room", "kitchen", "bedroom_a"],
+    )
 
 
 @dataclass
@@ -71,8 +78,13 @@ class Fleet:
 
     def spawn(self, worker_type: str, name: str, **overrides: object) -> subprocess.Popen[bytes]:
         log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - the process owns it
-        proc = subprocess.Popen([sys.executable, "-m", "app.worker", "--type", worker_type], cwd=ROOT,
-                                env=self.env(**overrides), stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.worker", "--type", worker_type],
+            cwd=ROOT,
+            env=self.env(**overrides),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         self.procs.append(proc)
         return proc
 
@@ -82,8 +94,14 @@ class Fleet:
 
     def create_job(self, listing: Any, **kwargs: Any) -> int:
         photos = [PhotoInput(path=p) for p in listing.photo_paths]
-        return create_job(self.ctx, listing_id=f"fleet-{uuid.uuid4().hex[:6]}", photos=photos,
-                          music=listing.music_path, target_length=kwargs.pop("target_length", 12.0), **kwargs)
+        return create_job(
+            self.ctx,
+            listing_id=f"fleet-{uuid.uuid4().hex[:6]}",
+            photos=photos,
+            music=listing.music_path,
+            target_length=kwargs.pop("target_length", 12.0),
+            **kwargs,
+        )
 
     def enqueue(self, job_id: int, start_phase: int | None = None) -> str:
         body: dict[str, Any] = {"job_id": job_id, "action": "run"}
@@ -106,8 +124,9 @@ class Fleet:
             return {c.id: c for c in s.scalars(select(Clip).where(Clip.job_id == job_id))}
 
 
-def wait_for(what: str, predicate: Callable[[], bool], timeout: float, fleet: Fleet | None = None,
-             logs: tuple[str, ...] = ()) -> None:
+def wait_for(
+    what: str, predicate: Callable[[], bool], timeout: float, fleet: Fleet | None = None, logs: tuple[str, ...] = ()
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -122,21 +141,40 @@ def fleet(tmp_path: Path, postgres_url: str, aws_endpoint: str, s3_bucket: str) 
     _truncate(postgres_url)
     prefix = f"t{uuid.uuid4().hex[:8]}"
     settings = make_settings(
-        tmp_path, postgres_url, S3_BUCKET=s3_bucket, AWS_ENDPOINT_URL=aws_endpoint,
+        tmp_path,
+        postgres_url,
+        S3_BUCKET=s3_bucket,
+        AWS_ENDPOINT_URL=aws_endpoint,
         AWS_ACCESS_KEY_ID=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
         AWS_SECRET_ACCESS_KEY=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
-        SQS_VISIBILITY_TIMEOUT=6, SQS_WAIT_SECONDS=1, SQS_MAX_RECEIVES=3, WORKER_HEARTBEAT_SECONDS=1.0,
-        JOB_LEASE_SECONDS=5, CLIP_LEASE_SECONDS=5, RETRY_BACKOFF_BASE_SECONDS=1.0, RETRY_BACKOFF_MAX_SECONDS=2.0,
-        SHUTDOWN_GRACE_SECONDS=6.0, SPOT_TERMINATION_ENDPOINT="", SPOT_POLL_SECONDS=0.3)
+        SQS_VISIBILITY_TIMEOUT=6,
+        SQS_WAIT_SECONDS=1,
+        SQS_MAX_RECEIVES=3,
+        WORKER_HEARTBEAT_SECONDS=1.0,
+        JOB_LEASE_SECONDS=5,
+        CLIP_LEASE_SECONDS=5,
+        RETRY_BACKOFF_BASE_SECONDS=1.0,
+        RETRY_BACKOFF_MAX_SECONDS=2.0,
+        SHUTDOWN_GRACE_SECONDS=6.0,
+        SPOT_TERMINATION_ENDPOINT="",
+        SPOT_POLL_SECONDS=0.3,
+    )
     client = sqs_client(settings)
-    cpu_url, cpu_dlq = provision_queue(client, f"{prefix}-cpu", max_receives=settings.SQS_MAX_RECEIVES,
-                                       visibility_timeout=settings.SQS_VISIBILITY_TIMEOUT)
-    gpu_url, gpu_dlq = provision_queue(client, f"{prefix}-gpu", max_receives=settings.SQS_MAX_RECEIVES,
-                                       visibility_timeout=settings.SQS_VISIBILITY_TIMEOUT)
+    cpu_url, cpu_dlq = provision_queue(
+        client,
+        f"{prefix}-cpu",
+        max_receives=settings.SQS_MAX_RECEIVES,
+        visibility_timeout=settings.SQS_VISIBILITY_TIMEOUT,
+    )
+    gpu_url, gpu_dlq = provision_queue(
+        client,
+        f"{prefix}-gpu",
+        max_receives=settings.SQS_MAX_RECEIVES,
+        visibility_timeout=settings.SQS_VISIBILITY_TIMEOUT,
+    )
     settings = settings.model_copy(update={"SQS_QUEUE_URL": cpu_url, "SQS_GPU_QUEUE_URL": gpu_url})
     ctx = make_context(settings, S3Storage(s3_bucket, endpoint_url=aws_endpoint))
-    fleet = Fleet(settings, ctx, SqsQueue(client, cpu_url), SqsQueue(client, gpu_url), cpu_dlq, gpu_dlq,
-                  tmp_path, [])
+    fleet = Fleet(settings, ctx, SqsQueue(client, cpu_url), SqsQueue(client, gpu_url), cpu_dlq, gpu_dlq, tmp_path, [])
     yield fleet
     for proc in fleet.procs:
         if proc.poll() is None:
@@ -185,6 +223,7 @@ def completed(fleet: Fleet, job_id: int) -> Callable[[], bool]:
         if status == "failed":
             raise AssertionError(f"job failed: {fleet.job(job_id).error}")
         return status == "completed"
+
     return check
 
 
@@ -195,8 +234,9 @@ def assert_video(fleet: Fleet, job_id: int) -> None:
     info = probe(local)
     assert info.video is not None and (info.video.width, info.video.height) == (640, 360)
     with session_scope(fleet.ctx.sessions) as s:
-        timeline = s.scalars(select(Timeline).where(Timeline.job_id == job_id)
-                             .order_by(Timeline.version.desc())).first()
+        timeline = s.scalars(
+            select(Timeline).where(Timeline.job_id == job_id).order_by(Timeline.version.desc())
+        ).first()
         assert timeline is not None and timeline.total_duration
         assert abs(info.duration - timeline.total_duration) < 0.1
     assert info.audio is not None and info.audio.codec == "aac"
@@ -221,5 +261,3 @@ def dlq_bodies(fleet: Fleet, url: str) -> list[dict[str, Any]]:
         if bodies:
             break
     return bodies
-
-

@@ -40,8 +40,7 @@ RENDER_TIMEOUT = 120.0
 
 
 @contextmanager
-def api(settings: Settings, *, key: str | None = API_KEY, raise_server_exceptions: bool = True
-        ) -> Iterator[TestClient]:
+def api(settings: Settings, *, key: str | None = API_KEY, raise_server_exceptions: bool = True) -> Iterator[TestClient]:
     """A client for an app built from `settings`, lifespan included (context, dispatcher, startup flush)."""
     with TestClient(create_app(settings), raise_server_exceptions=raise_server_exceptions) as client:
         if key is not None:
@@ -56,8 +55,16 @@ def _settings(tmp_path: Path, url: str, **overrides: object) -> Settings:
 @pytest.fixture(scope="module")
 def listing(tmp_path_factory: pytest.TempPathFactory) -> SampleListing:
     """Five small photos (exterior x2, kitchen x3) and 24 s of music at 112 BPM."""
-    return make_sample_listing(tmp_path_factory.mktemp("api-listing"), width=640, height=427, music_seconds=24.0,
-                               bpm=112.0, seed=3, rooms=["exterior", "kitchen"], workers=1)
+    return make_sample_listing(
+        tmp_path_factory.mktemp("api-listing"),
+        width=640,
+        height=427,
+        music_seconds=24.0,
+        bpm=112.0,
+        seed=3,
+        rooms=["exterior", "kitchen"],
+        workers=1,
+    )
 
 
 def _stage_local(settings: Settings, listing: SampleListing, prefix: str = "uploads") -> dict[str, Any]:
@@ -76,8 +83,14 @@ def _stage_local(settings: Settings, listing: SampleListing, prefix: str = "uplo
 
 
 def _body(photos: list[str], music: str | None, **extra: Any) -> dict[str, Any]:
-    return {"listing_id": "listing-1", "photos": [{"uri": u} for u in photos], "music_uri": music,
-            "target_length": 15, "enqueue": False, **extra}
+    return {
+        "listing_id": "listing-1",
+        "photos": [{"uri": u} for u in photos],
+        "music_uri": music,
+        "target_length": 15,
+        "enqueue": False,
+        **extra,
+    }
 
 
 def _families(text: str) -> dict[str, Any]:
@@ -105,22 +118,34 @@ def _route_table() -> FastAPI:
 def _internal_routes(app: FastAPI) -> list[tuple[str, str]]:
     # Included routers are resolved lazily in this FastAPI (app.routes holds them unexpanded);
     # iter_route_contexts walks the effective table, hidden (include_in_schema=False) routes too.
-    return sorted({(method, ctx.path) for ctx in iter_route_contexts(app.routes)
-                   if ctx.path.startswith("/internal") for method in (ctx.methods or ()) if method != "HEAD"})
+    return sorted(
+        {
+            (method, ctx.path)
+            for ctx in iter_route_contexts(app.routes)
+            if ctx.path.startswith("/internal")
+            for method in (ctx.methods or ())
+            if method != "HEAD"
+        }
+    )
 
 
 INTERNAL_ROUTES = _internal_routes(_route_table())
 
 
 def test_route_table_is_what_the_auth_tests_cover() -> None:
-    expected = {("POST", "/internal/jobs"), ("GET", "/internal/jobs"), ("GET", "/internal/jobs/{job_id}"),
-                ("GET", "/internal/jobs/{job_id}/timeline"), ("POST", "/internal/jobs/{job_id}/run"),
-                ("POST", "/internal/jobs/{job_id}/edits"), ("GET", "/internal/metrics")}
+    expected = {
+        ("POST", "/internal/jobs"),
+        ("GET", "/internal/jobs"),
+        ("GET", "/internal/jobs/{job_id}"),
+        ("GET", "/internal/jobs/{job_id}/timeline"),
+        ("POST", "/internal/jobs/{job_id}/run"),
+        ("POST", "/internal/jobs/{job_id}/edits"),
+        ("GET", "/internal/metrics"),
+    }
     assert expected <= set(INTERNAL_ROUTES)
     # Cross-check with the documented surface: nothing in the schema escapes the parametrisation.
     spec = _route_table().openapi()
-    documented = {(m.upper(), path) for path, ops in spec["paths"].items() if path.startswith("/internal")
-                  for m in ops}
+    documented = {(m.upper(), path) for path, ops in spec["paths"].items() if path.startswith("/internal") for m in ops}
     assert documented <= set(INTERNAL_ROUTES)
 
 
@@ -139,8 +164,9 @@ def auth_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient
 @pytest.mark.parametrize("key", [None, "wrong", "", "kk"], ids=["missing", "wrong", "empty", "prefixed"])
 def test_internal_routes_need_the_api_key(auth_client: TestClient, method: str, path: str, key: str | None) -> None:
     headers = {} if key is None else {"X-API-Key": key}
-    response = auth_client.request(method, path.replace("{job_id}", "1"), headers=headers,
-                                   json={} if method == "POST" else None)
+    response = auth_client.request(
+        method, path.replace("{job_id}", "1"), headers=headers, json={} if method == "POST" else None
+    )
     assert response.status_code == 401
     assert response.json() == {"detail": "missing or invalid X-API-Key"}
     assert response.headers["WWW-Authenticate"] == "APIKey"
@@ -180,8 +206,14 @@ def test_create_from_local_uris(tmp_path: Path, sqlite_url: str, listing: Sample
     settings = _settings(tmp_path, sqlite_url)
     staged = _stage_local(settings, listing)
     root: Path = staged["root"]
-    body = _body(staged["photos"], staged["music"], callback_url="https://rails.example/events",
-                 metadata={"agent": "x"}, template_type="luxury", enable_beat_sync=False)
+    body = _body(
+        staged["photos"],
+        staged["music"],
+        callback_url="https://rails.example/events",
+        metadata={"agent": "x"},
+        template_type="luxury",
+        enable_beat_sync=False,
+    )
     body["photos"][0].update(room_label="exterior", exclude=False, metadata={"caption": "front"})
     body["photos"][1]["exclude"] = True
     with api(settings) as client:
@@ -193,7 +225,8 @@ def test_create_from_local_uris(tmp_path: Path, sqlite_url: str, listing: Sample
 
         detail = client.get(f"/internal/jobs/{job_id}").json()
         assert [p["uri"] for p in detail["photos"]][:3] == [
-            (root / "uploads" / f"{i:02d}_{src.name}").as_uri() for i, src in enumerate(listing.photo_paths[:3])]
+            (root / "uploads" / f"{i:02d}_{src.name}").as_uri() for i, src in enumerate(listing.photo_paths[:3])
+        ]
         assert [ph["status"] for ph in detail["phases"]] == ["pending"] * 4
         assert detail["artifacts"] == {"video": None, "poster": None, "storyboard": None}
 
@@ -201,16 +234,24 @@ def test_create_from_local_uris(tmp_path: Path, sqlite_url: str, listing: Sample
         job = s.get(Job, job_id)
         assert job is not None
         assert (job.listing_id, job.target_length, job.enable_beat_sync, job.template_type) == (
-            "listing-1", 15.0, False, "luxury")
+            "listing-1",
+            15.0,
+            False,
+            "luxury",
+        )
         assert job.callback_url == "https://rails.example/events" and job.job_metadata == {"agent": "x"}
         assert job.music_uri == (root / "uploads" / "music.wav").as_uri()
         photos = list(s.scalars(select(Photo).where(Photo.job_id == job_id).order_by(Photo.position)))
         # Referenced in place: canonical URIs of the uploaded files, nothing copied under jobs/.
-        assert [p.s3_uri for p in photos] == [(root / "uploads" / f"{i:02d}_{src.name}").as_uri()
-                                              for i, src in enumerate(listing.photo_paths)]
+        assert [p.s3_uri for p in photos] == [
+            (root / "uploads" / f"{i:02d}_{src.name}").as_uri() for i, src in enumerate(listing.photo_paths)
+        ]
         assert not (root / "jobs").exists()
         assert (photos[0].room_label, photos[0].manual_metadata, photos[1].exclude) == (
-            "exterior", {"caption": "front"}, True)
+            "exterior",
+            {"caption": "front"},
+            True,
+        )
         assert s.scalar(select(func.count()).select_from(JobPhase).where(JobPhase.job_id == job_id)) == 4
         assert s.scalar(select(func.count()).select_from(OutboxMessage)) == 0, "enqueue=false stages nothing"
 
@@ -242,16 +283,21 @@ def test_create_rejects_unusable_local_inputs(tmp_path: Path, sqlite_url: str, l
             assert "\n" not in detail
         assert client.post("/internal/jobs", json=_body(good, broken.as_uri())).json()["error"] == "AudioError"
         # Schema-level problems keep FastAPI's validation 422.
-        for body in (_body([], None), _body(good, None, target_length=2), _body(good, None, callback_url="ftp://x/y"),
-                     _body(good, None, surprise=1)):
+        for body in (
+            _body([], None),
+            _body(good, None, target_length=2),
+            _body(good, None, callback_url="ftp://x/y"),
+            _body(good, None, surprise=1),
+        ):
             response = client.post("/internal/jobs", json=body)
             assert response.status_code == 422 and isinstance(response.json()["detail"], list), response.text
     with session_scope(session_factory(sqlite_url)) as s:
         assert s.scalar(select(func.count()).select_from(Job)) == 0, "a rejected request writes nothing"
 
 
-def test_create_from_s3_on_postgres(tmp_path: Path, postgres_url: str, aws_endpoint: str, s3_bucket: str,
-                                    listing: SampleListing) -> None:
+def test_create_from_s3_on_postgres(
+    tmp_path: Path, postgres_url: str, aws_endpoint: str, s3_bucket: str, listing: SampleListing
+) -> None:
     _truncate(postgres_url)
     s3 = boto3.client("s3", endpoint_url=aws_endpoint, region_name="us-east-1")
     keys = [f"listings/1/{src.name}" for src in listing.photo_paths]
@@ -276,8 +322,7 @@ def test_create_from_s3_on_postgres(tmp_path: Path, postgres_url: str, aws_endpo
             response = client.post("/internal/jobs", json=body)
             assert response.status_code == 422, (name, response.text)
             assert response.json()["error"] in ("InvalidInputError", "AudioError"), (name, response.text)
-        assert client.get("/ready").json() == {"status": "ok", "checks": {"database": "ok", "s3": "ok"},
-                                               "failed": []}
+        assert client.get("/ready").json() == {"status": "ok", "checks": {"database": "ok", "s3": "ok"}, "failed": []}
     with session_scope(session_factory(postgres_url)) as s:
         assert s.scalar(select(func.count()).select_from(Job)) == 1
         job = s.get(Job, job_id)
@@ -294,13 +339,13 @@ def test_create_from_s3_on_postgres(tmp_path: Path, postgres_url: str, aws_endpo
 # ---------------------------------------------------------------------------------------------
 
 
-def test_list_pagination_filters_and_errors(tmp_path: Path, sqlite_url: str, listing: SampleListing,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_list_pagination_filters_and_errors(
+    tmp_path: Path, sqlite_url: str, listing: SampleListing, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = _settings(tmp_path, sqlite_url)
     staged = _stage_local(settings, listing)
     with api(settings, raise_server_exceptions=False) as client:
-        ids = [client.post("/internal/jobs", json=_body(staged["photos"][:1], None)).json()["job_id"]
-               for _ in range(5)]
+        ids = [client.post("/internal/jobs", json=_body(staged["photos"][:1], None)).json()["job_id"] for _ in range(5)]
         with session_scope(session_factory(sqlite_url)) as s:
             s.execute(update(Job).where(Job.id.in_(ids[1:3])).values(status="failed"))
 
@@ -331,11 +376,12 @@ def test_list_pagination_filters_and_errors(tmp_path: Path, sqlite_url: str, lis
             assert client.get("/internal/jobs", params={"limit": limit}).status_code == 422
 
         unknown = 999_999
-        for method, path, payload in (("GET", f"/internal/jobs/{unknown}", None),
-                                      ("GET", f"/internal/jobs/{unknown}/timeline", None),
-                                      ("POST", f"/internal/jobs/{unknown}/run", {"start_phase": 1}),
-                                      ("POST", f"/internal/jobs/{unknown}/edits",
-                                       {"type": "set_target_length", "target_length": 20})):
+        for method, path, payload in (
+            ("GET", f"/internal/jobs/{unknown}", None),
+            ("GET", f"/internal/jobs/{unknown}/timeline", None),
+            ("POST", f"/internal/jobs/{unknown}/run", {"start_phase": 1}),
+            ("POST", f"/internal/jobs/{unknown}/edits", {"type": "set_target_length", "target_length": 20}),
+        ):
             response = client.request(method, path, json=payload)
             assert response.status_code == 404, (path, response.text)
             assert response.json() == {"detail": f"job {unknown} does not exist", "error": "JobNotFoundError"}
@@ -384,15 +430,17 @@ def _drain(sqs: Any, url: str) -> list[dict[str, Any]]:
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
 
 
-def test_fleet_mode_enqueues_on_sqs_and_guards_reruns(tmp_path: Path, postgres_url: str, aws_endpoint: str,
-                                                      listing: SampleListing) -> None:
+def test_fleet_mode_enqueues_on_sqs_and_guards_reruns(
+    tmp_path: Path, postgres_url: str, aws_endpoint: str, listing: SampleListing
+) -> None:
     _truncate(postgres_url)
     sqs = boto3.client("sqs", endpoint_url=aws_endpoint, region_name="us-east-1")
     cpu_url = sqs.create_queue(QueueName=f"picaivid-cpu-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     # A GPU queue that does not exist: metrics must report it down, not fail.
     gpu_url = cpu_url.rsplit("/", 1)[0] + f"/missing-{uuid.uuid4().hex[:8]}"
-    settings = _settings(tmp_path, postgres_url, SQS_QUEUE_URL=cpu_url, SQS_GPU_QUEUE_URL=gpu_url,
-                         AWS_ENDPOINT_URL=aws_endpoint)
+    settings = _settings(
+        tmp_path, postgres_url, SQS_QUEUE_URL=cpu_url, SQS_GPU_QUEUE_URL=gpu_url, AWS_ENDPOINT_URL=aws_endpoint
+    )
     staged = _stage_local(settings, listing)
     sessions = session_factory(postgres_url)
     with api(settings) as client:
@@ -402,8 +450,7 @@ def test_fleet_mode_enqueues_on_sqs_and_guards_reruns(tmp_path: Path, postgres_u
         job_id = response.json()["job_id"]
         assert _drain(sqs, cpu_url) == [{"job_id": job_id, "action": "run", "reason": "created"}]
         with session_scope(sessions) as s:
-            assert s.scalar(select(func.count()).select_from(OutboxMessage)
-                            .where(OutboxMessage.sent_at.is_(None))) == 0
+            assert s.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.sent_at.is_(None))) == 0
 
         # Phases 1-2 have not completed: a re-run from 3 is refused and changes nothing.
         response = client.post(f"/internal/jobs/{job_id}/run", json={"start_phase": 3})
@@ -413,14 +460,20 @@ def test_fleet_mode_enqueues_on_sqs_and_guards_reruns(tmp_path: Path, postgres_u
 
         # A worker holds a live lease: busy.
         with session_scope(sessions) as s:
-            s.execute(update(Job).where(Job.id == job_id).values(
-                lease_owner="worker-a", lease_expires_at=utcnow() + timedelta(seconds=60)))
+            s.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(lease_owner="worker-a", lease_expires_at=utcnow() + timedelta(seconds=60))
+            )
         response = client.post(f"/internal/jobs/{job_id}/run", json={"start_phase": 1})
         assert response.status_code == 409 and response.json()["error"] == "JobBusyError"
         # Running without a lease (embedded, or between leases): busy too.
         with session_scope(sessions) as s:
-            s.execute(update(Job).where(Job.id == job_id).values(
-                lease_owner="worker-a", lease_expires_at=utcnow() - timedelta(seconds=1), status="running"))
+            s.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(lease_owner="worker-a", lease_expires_at=utcnow() - timedelta(seconds=1), status="running")
+            )
         assert client.post(f"/internal/jobs/{job_id}/run", json={}).status_code == 409
         assert _drain(sqs, cpu_url) == [], "refused re-runs send nothing"
 
@@ -436,11 +489,20 @@ def test_fleet_mode_enqueues_on_sqs_and_guards_reruns(tmp_path: Path, postgres_u
         sqs.send_message(QueueUrl=cpu_url, MessageBody=json.dumps({"job_id": job_id, "action": "run"}))
         sqs.send_message(QueueUrl=cpu_url, MessageBody=json.dumps({"job_id": job_id, "action": "run"}))
         with session_scope(sessions) as s:
-            s.add_all([Worker(id="cpu-1", worker_type="cpu", state="idle", counts={"done": 3, "failed": 1}),
-                       Worker(id="cpu-2", worker_type="cpu", state="busy", counts={"done": 2, "retried": 1}),
-                       Worker(id="cpu-old", worker_type="cpu", state="idle", counts={"done": 5},
-                              last_seen_at=utcnow() - timedelta(minutes=10)),
-                       Worker(id="gpu-1", worker_type="gpu", state="idle", counts={"rejected": 1})])
+            s.add_all(
+                [
+                    Worker(id="cpu-1", worker_type="cpu", state="idle", counts={"done": 3, "failed": 1}),
+                    Worker(id="cpu-2", worker_type="cpu", state="busy", counts={"done": 2, "retried": 1}),
+                    Worker(
+                        id="cpu-old",
+                        worker_type="cpu",
+                        state="idle",
+                        counts={"done": 5},
+                        last_seen_at=utcnow() - timedelta(minutes=10),
+                    ),
+                    Worker(id="gpu-1", worker_type="gpu", state="idle", counts={"rejected": 1}),
+                ]
+            )
         response = client.get("/internal/metrics")
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/plain")
@@ -449,18 +511,22 @@ def test_fleet_mode_enqueues_on_sqs_and_guards_reruns(tmp_path: Path, postgres_u
         assert _sample(fam, "picaivid_queue_up", "picaivid_queue_up", queue="gpu") == 0.0
         assert _sample(fam, "picaivid_queue_messages", "picaivid_queue_messages", queue="cpu", state="visible") == 2
         for state in ("in_flight", "delayed"):
-            assert _sample(fam, "picaivid_queue_messages", "picaivid_queue_messages", queue="cpu",
-                           state=state) == 0
+            assert _sample(fam, "picaivid_queue_messages", "picaivid_queue_messages", queue="cpu", state=state) == 0
         assert _sample(fam, "picaivid_queue_messages", "picaivid_queue_messages", queue="gpu") is None
-        assert _sample(fam, "picaivid_workers", "picaivid_workers", type="cpu", state="idle") == 1, \
+        assert _sample(fam, "picaivid_workers", "picaivid_workers", type="cpu", state="idle") == 1, (
             "a worker not seen for 10 minutes is not counted"
+        )
         assert _sample(fam, "picaivid_workers", "picaivid_workers", type="cpu", state="busy") == 1
-        assert _sample(fam, "picaivid_queue_backlog_per_worker", "picaivid_queue_backlog_per_worker",
-                       queue="cpu") == 1.0, "2 visible / 2 live CPU workers"
-        assert _sample(fam, "picaivid_worker_messages", "picaivid_worker_messages_total", type="cpu",
-                       outcome="done") == 10
-        assert _sample(fam, "picaivid_worker_messages", "picaivid_worker_messages_total", type="gpu",
-                       outcome="rejected") == 1
+        assert (
+            _sample(fam, "picaivid_queue_backlog_per_worker", "picaivid_queue_backlog_per_worker", queue="cpu") == 1.0
+        ), "2 visible / 2 live CPU workers"
+        assert (
+            _sample(fam, "picaivid_worker_messages", "picaivid_worker_messages_total", type="cpu", outcome="done") == 10
+        )
+        assert (
+            _sample(fam, "picaivid_worker_messages", "picaivid_worker_messages_total", type="gpu", outcome="rejected")
+            == 1
+        )
         assert _sample(fam, "picaivid_jobs", "picaivid_jobs", status="pending") == 1
         assert _sample(fam, "picaivid_outbox_unsent", "picaivid_outbox_unsent") == 0
 
@@ -472,13 +538,15 @@ def test_fleet_mode_enqueues_on_sqs_and_guards_reruns(tmp_path: Path, postgres_u
         with session_scope(sessions) as s:
             s.execute(update(Worker).values(last_seen_at=utcnow() - timedelta(minutes=10)))
         fam = _families(client.get("/internal/metrics").text)
-        assert _sample(fam, "picaivid_queue_backlog_per_worker", "picaivid_queue_backlog_per_worker",
-                       queue="cpu") == 2.0
+        assert (
+            _sample(fam, "picaivid_queue_backlog_per_worker", "picaivid_queue_backlog_per_worker", queue="cpu") == 2.0
+        )
         _drain(sqs, cpu_url)
 
 
-def test_startup_sends_what_an_earlier_process_staged(tmp_path: Path, postgres_url: str, aws_endpoint: str,
-                                                      listing: SampleListing) -> None:
+def test_startup_sends_what_an_earlier_process_staged(
+    tmp_path: Path, postgres_url: str, aws_endpoint: str, listing: SampleListing
+) -> None:
     _truncate(postgres_url)
     sqs = boto3.client("sqs", endpoint_url=aws_endpoint, region_name="us-east-1")
     cpu_url = sqs.create_queue(QueueName=f"picaivid-cpu-{uuid.uuid4().hex[:8]}")["QueueUrl"]
@@ -488,8 +556,9 @@ def test_startup_sends_what_an_earlier_process_staged(tmp_path: Path, postgres_u
 
     staged = _stage_local(settings, listing)
     # Committed and staged, but the process "died" before sending.
-    job_id = create_job_from_uris(make_context(settings), listing_id="x", photos=[PhotoRef(staged["photos"][0])],
-                                  enqueue=True)
+    job_id = create_job_from_uris(
+        make_context(settings), listing_id="x", photos=[PhotoRef(staged["photos"][0])], enqueue=True
+    )
     assert _drain(sqs, cpu_url) == []
     with api(settings):
         pass
@@ -521,7 +590,7 @@ def test_embedded_render_then_reorder_edit(tmp_path: Path, sqlite_url: str, list
         assert job["status"] == "completed", job["error"]
         for name in ("video", "poster", "storyboard"):
             url = job["artifacts"][name]
-            assert url and url.startswith("file://") and Path(url[len("file://"):]).is_file(), name
+            assert url and url.startswith("file://") and Path(url[len("file://") :]).is_file(), name
         assert len(job["photos"]) == 5 and all(p["status"] == "ok" for p in job["photos"])
         assert job["clips"] and all(c["status"] == "rendered" and c["renderer"] for c in job["clips"])
         attempts = {p["phase"]: p["attempts"] for p in job["phases"]}
@@ -533,18 +602,23 @@ def test_embedded_render_then_reorder_edit(tmp_path: Path, sqlite_url: str, list
         assert abs(grid["tempo"] - 112.0) < 1.0 and grid["beats_count"] == len(grid["beats"]) > 10
         assert all(0 <= b <= tl["total_duration"] + 1e-6 for b in grid["beats"])
         order = [c["clip_id"] for c in tl["clips"]]
-        assert len(order) >= 2 and [c["order_index"] for c in tl["clips"]] == sorted(c["order_index"]
-                                                                                   for c in tl["clips"])
+        assert len(order) >= 2 and [c["order_index"] for c in tl["clips"]] == sorted(
+            c["order_index"] for c in tl["clips"]
+        )
 
         # An edit the service cannot apply: 422 with the reason, nothing queued.
-        response = client.post(f"/internal/jobs/{job_id}/edits", json={"type": "reorder",
-                                                                       "clip_ids": [*order[:-1], 987654]})
+        response = client.post(
+            f"/internal/jobs/{job_id}/edits", json={"type": "reorder", "clip_ids": [*order[:-1], 987654]}
+        )
         assert response.status_code == 422, response.text
         assert response.json()["error"] == "EditRejectedError" and response.json()["detail"]
         assert client.post(f"/internal/jobs/{job_id}/edits", json={"type": "no_such_edit"}).status_code == 422
 
-        response = client.post(f"/internal/jobs/{job_id}/edits", json={"type": "reorder", "clip_ids": order[::-1]},
-                               headers={"X-User-Id": "user-9"})
+        response = client.post(
+            f"/internal/jobs/{job_id}/edits",
+            json={"type": "reorder", "clip_ids": order[::-1]},
+            headers={"X-User-Id": "user-9"},
+        )
         assert response.status_code == 202, response.text
         edit = response.json()
         assert (edit["edit_type"], edit["rerun_from"], edit["timeline_version"]) == ("reorder", 4, 2)
@@ -564,14 +638,32 @@ def test_embedded_render_then_reorder_edit(tmp_path: Path, sqlite_url: str, list
         # Metrics after real work: phase histograms and render times are populated.
         fam = _families(client.get("/internal/metrics").text)
         for phase in ("1", "2", "3", "4"):
-            count = _sample(fam, "picaivid_phase_duration_seconds", "picaivid_phase_duration_seconds_count",
-                            phase=phase)
+            count = _sample(
+                fam, "picaivid_phase_duration_seconds", "picaivid_phase_duration_seconds_count", phase=phase
+            )
             assert count is not None and count >= 1, phase
-        assert _sample(fam, "picaivid_phase_duration_seconds", "picaivid_phase_duration_seconds_bucket",
-                       phase="4", name="assemble", le="+Inf") >= 1  # type: ignore[operator]
-        assert sum(s.value for s in fam["picaivid_clip_render_seconds"].samples
-                   if s.name == "picaivid_clip_render_seconds_count") == len(job["clips"])
+        assert (
+            _sample(
+                fam,
+                "picaivid_phase_duration_seconds",
+                "picaivid_phase_duration_seconds_bucket",
+                phase="4",
+                name="assemble",
+                le="+Inf",
+            )
+            >= 1
+        )  # type: ignore[operator]
+        assert sum(
+            s.value
+            for s in fam["picaivid_clip_render_seconds"].samples
+            if s.name == "picaivid_clip_render_seconds_count"
+        ) == len(job["clips"])
         assert _sample(fam, "picaivid_jobs", "picaivid_jobs", status="completed") == 1
-        assert {"picaivid_queue_messages", "picaivid_queue_up", "picaivid_workers",
-                "picaivid_queue_backlog_per_worker", "picaivid_outbox_unsent",
-                "picaivid_worker_messages"} <= set(fam)
+        assert {
+            "picaivid_queue_messages",
+            "picaivid_queue_up",
+            "picaivid_workers",
+            "picaivid_queue_backlog_per_worker",
+            "picaivid_outbox_unsent",
+            "picaivid_worker_messages",
+        } <= set(fam)

@@ -41,11 +41,11 @@ PALETTE = {"red": RED, "green": GREEN, "blue": BLUE, "yellow": YELLOW, "decoy": 
 
 @dataclass(frozen=True)
 class Media:
-    red: Path      # 2 s, 320x180
-    green: Path    # 3.5 s, 320x180: 1 s DECOY, then 2.5 s GREEN
-    blue: Path     # 3 s, 240x180 (4:3): must come out pillarboxed
-    yellow: Path   # 3 s, 320x180
-    music: Path    # 8 s, 44.1 kHz mono, about -25 LUFS
+    red: Path  # 2 s, 320x180
+    green: Path  # 3.5 s, 320x180: 1 s DECOY, then 2.5 s GREEN
+    blue: Path  # 3 s, 240x180 (4:3): must come out pillarboxed
+    yellow: Path  # 3 s, 320x180
+    music: Path  # 8 s, 44.1 kHz mono, about -25 LUFS
 
 
 def _solid_clip(path: Path, colours: list[tuple[tuple[int, int, int], int]], size: tuple[int, int]) -> Path:
@@ -67,7 +67,7 @@ def _music(path: Path, seconds: float = 8.0, sr: int = 44100) -> Path:
     for beat in np.arange(0, seconds, 0.5):
         i = int(beat * sr)
         m = min(len(kick), len(x) - i)
-        x[i:i + m] += kick[:m]
+        x[i : i + m] += kick[:m]
     sf.write(path, x.astype(np.float32), sr)
     return path
 
@@ -86,10 +86,10 @@ def _loud_music(path: Path, seconds: float = 4.0, sr: int = 44100) -> Path:
         i = int(beat * sr)
         m = min(len(n), len(t) - i)
         kick = np.sin(2 * np.pi * (50 + 80 * np.exp(-n[:m] / 800)) * n[:m] / sr) * np.exp(-n[:m] / 3000)
-        sig[i:i + m] += kick[:, None]
+        sig[i : i + m] += kick[:, None]
         j = int((beat + 0.25) * sr)
         m = max(0, min(len(n), len(t) - j))
-        sig[j:j + m] += 0.5 * rng.standard_normal((m, 2)) * np.exp(-n[:m] / 400)[:, None]
+        sig[j : j + m] += 0.5 * rng.standard_normal((m, 2)) * np.exp(-n[:m] / 400)[:, None]
     sig += 0.25 * np.sin(2 * np.pi * 110 * t)[:, None] + 0.15 * np.sign(np.sin(2 * np.pi * 330 * t))[:, None]
     x = 0.89 * np.tanh(0.6 * sig) / np.tanh(0.6 * np.abs(sig).max())
     sf.write(path, x.astype(np.float32), sr)
@@ -156,9 +156,17 @@ def _music_segments(m: Media) -> list[AssemblySegment]:
 def with_music(media: Media, tmp_path_factory: pytest.TempPathFactory) -> tuple[AssemblyResult, list[float]]:
     calls: list[float] = []
     out = tmp_path_factory.mktemp("assemble_out") / "listing.mp4"
-    result = assemble_video(_music_segments(media), out, width=W, height=H, fps=FPS,
-                            music=MusicBed(media.music, offset=0.5), preset="ultrafast", crf=18,
-                            progress=calls.append)
+    result = assemble_video(
+        _music_segments(media),
+        out,
+        width=W,
+        height=H,
+        fps=FPS,
+        music=MusicBed(media.music, offset=0.5),
+        preset="ultrafast",
+        crf=18,
+        progress=calls.append,
+    )
     return result, calls
 
 
@@ -186,8 +194,7 @@ def test_loudness_normalised(with_music: tuple[AssemblyResult, list[float]]) -> 
     assert result.loudnorm_targets is not None and result.loudnorm_targets.encoded is not None
     # the delivered audio is exactly the calibrated encode
     assert result.loudness is not None
-    assert result.loudness.true_peak_dbtp == pytest.approx(result.loudnorm_targets.encoded.true_peak_dbtp,
-                                                           abs=0.05)
+    assert result.loudness.true_peak_dbtp == pytest.approx(result.loudnorm_targets.encoded.true_peak_dbtp, abs=0.05)
     assert result.loudness is not None
     assert result.loudness.integrated_lufs == pytest.approx(-14.0, abs=1.0)
     assert result.loudness.true_peak_dbtp <= -0.5
@@ -200,8 +207,7 @@ def test_transitions_centred_on_cuts(with_music: tuple[AssemblyResult, list[floa
     assert result.transitions == [(1.5, 37, 16), (3.0, 84, 12), (4.0, 120, 0)]
     centre = _centre(_decode(result.path))
     assert len(centre) == 180
-    for (a, b), (cut_time, start, frames) in zip([(RED, GREEN), (GREEN, BLUE)], result.transitions[:2],
-                                                 strict=True):
+    for (a, b), (cut_time, start, frames) in zip([(RED, GREEN), (GREEN, BLUE)], result.transitions[:2], strict=True):
         mix = _mix(centre, a, b)
         crossing = _crossing(mix, start - 2, start + frames + 2)
         assert abs(crossing - cut_time * FPS) <= 1.0, (cut_time, crossing)
@@ -277,8 +283,9 @@ def test_no_music_off_grid_beats(media: Media, tmp_path: Path) -> None:
         # needs ~1.9 s from a 2 s clip starting at 0.5 s: its last frame is held, with a warning
         AssemblySegment(media.red, 0.5, ends[2], ends[3]),
     ]
-    result = assemble_video(segments, tmp_path / "silent.mp4", width=W, height=H, fps=FPS, music=None,
-                            preset="ultrafast")
+    result = assemble_video(
+        segments, tmp_path / "silent.mp4", width=W, height=H, fps=FPS, music=None, preset="ultrafast"
+    )
     info = probe(result.path)
     assert info.audio is None and result.loudness is None and result.music_measured is None
     assert result.loudnorm_targets is None
@@ -314,8 +321,7 @@ def test_calibration_keeps_encoded_true_peak_under_target(tmp_path: Path) -> Non
 
 def test_ffmpeg_failure_leaves_nothing(media: Media, tmp_path: Path) -> None:
     out = tmp_path / "broken.mp4"
-    segments = [AssemblySegment(media.red, 0.0, 0.0, 1.0, "fade", 0.2),
-                AssemblySegment(media.yellow, 0.0, 1.0, 2.0)]
+    segments = [AssemblySegment(media.red, 0.0, 0.0, 1.0, "fade", 0.2), AssemblySegment(media.yellow, 0.0, 1.0, 2.0)]
     with pytest.raises(FFmpegError, match=r"assembling broken\.mp4 failed"):
         assemble_video(segments, out, width=W, height=H, fps=FPS, music=None, preset="no-such-preset")
     assert list(tmp_path.iterdir()) == []
@@ -325,11 +331,18 @@ def test_cancel_from_progress_callback(media: Media, tmp_path: Path) -> None:
     def cancel(fraction: float) -> None:
         raise RuntimeError("job cancelled")
 
-    segments = [AssemblySegment(media.red, 0.0, 0.0, 1.0, "fade", 0.2),
-                AssemblySegment(media.yellow, 0.0, 1.0, 2.0)]
+    segments = [AssemblySegment(media.red, 0.0, 0.0, 1.0, "fade", 0.2), AssemblySegment(media.yellow, 0.0, 1.0, 2.0)]
     with pytest.raises(RuntimeError, match="job cancelled"):
-        assemble_video(segments, tmp_path / "cancelled.mp4", width=W, height=H, fps=FPS, music=None,
-                       preset="ultrafast", progress=cancel)
+        assemble_video(
+            segments,
+            tmp_path / "cancelled.mp4",
+            width=W,
+            height=H,
+            fps=FPS,
+            music=None,
+            preset="ultrafast",
+            progress=cancel,
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -346,30 +359,42 @@ def test_missing_clip(tmp_path: Path) -> None:
 
 def _plan_segments() -> list[AssemblySegment]:
     p = Path("/nonexistent")
-    return [AssemblySegment(p / "a.mp4", 0.25, 0.0, 1.5, "fade", 0.5),
-            AssemblySegment(p / "b.mp4", 0.0, 1.5, 3.0, "wipeleft", 0.4),
-            AssemblySegment(p / "c.mp4", 0.0, 3.0, 4.0, "cut"),
-            AssemblySegment(p / "d.mp4", 0.0, 4.0, 6.0)]
+    return [
+        AssemblySegment(p / "a.mp4", 0.25, 0.0, 1.5, "fade", 0.5),
+        AssemblySegment(p / "b.mp4", 0.0, 1.5, 3.0, "wipeleft", 0.4),
+        AssemblySegment(p / "c.mp4", 0.0, 3.0, 4.0, "cut"),
+        AssemblySegment(p / "d.mp4", 0.0, 4.0, 6.0),
+    ]
 
 
 MEASURED = Loudness(integrated_lufs=-25.0, true_peak_dbtp=-12.0, lra=4.0, threshold=-35.0, target_offset=0.3)
 
 
 def test_plan_is_pure_and_deterministic() -> None:
-    kwargs = dict(width=1920, height=1080, fps=30, total_duration=6.0, loudnorm_measured=MEASURED,
-                  music=MusicBed(Path("/nonexistent/m.mp3"), offset=2.0))
+    kwargs = dict(
+        width=1920,
+        height=1080,
+        fps=30,
+        total_duration=6.0,
+        loudnorm_measured=MEASURED,
+        music=MusicBed(Path("/nonexistent/m.mp3"), offset=2.0),
+    )
     a = plan_filter_graph(_plan_segments(), **kwargs)  # type: ignore[arg-type]
     b = plan_filter_graph(_plan_segments(), **kwargs)  # type: ignore[arg-type]
     assert a == b
     assert a.frame_count == 180 and a.duration == 6.0 and a.has_audio
-    assert a.input_args == tuple(arg for name in ["a.mp4", "b.mp4", "c.mp4", "d.mp4", "m.mp3"]
-                                 for arg in ("-i", f"/nonexistent/{name}"))
+    assert a.input_args == tuple(
+        arg for name in ["a.mp4", "b.mp4", "c.mp4", "d.mp4", "m.mp3"] for arg in ("-i", f"/nonexistent/{name}")
+    )
     assert a.output_maps == ("-map", "[vout]", "-map", "[aout]")
     # (first output frame, footage frames): xfade inputs carry 2 invisible tail frames, the frames
     # before a hard cut do not
     assert a.segment_frames == ((0, 55), (37, 61), (84, 36), (120, 60))
     assert [(t.kind, t.cut_frame, t.start_frame, t.frames) for t in a.transitions] == [
-        ("fade", 45, 37, 16), ("wipeleft", 90, 84, 12), ("cut", 120, 120, 0)]
+        ("fade", 45, 37, 16),
+        ("wipeleft", 90, 84, 12),
+        ("cut", 120, 120, 0),
+    ]
     g = a.filter_complex
     assert "[0:v]trim=start=0.25,setpts=PTS-STARTPTS," in g
     assert "[v0][v1]xfade=transition=fade:duration=0.533333:offset=1.233333[x1]" in g
@@ -383,8 +408,9 @@ def test_plan_is_pure_and_deterministic() -> None:
 
 
 def test_plan_without_music_has_no_audio() -> None:
-    g = plan_filter_graph(_plan_segments(), width=640, height=360, fps=30, music=None, total_duration=6.0,
-                          loudnorm_measured=None)
+    g = plan_filter_graph(
+        _plan_segments(), width=640, height=360, fps=30, music=None, total_duration=6.0, loudnorm_measured=None
+    )
     assert not g.has_audio and g.output_maps == ("-map", "[vout]")
     assert "[aout]" not in g.filter_complex and len(g.input_args) == 8
 
@@ -392,24 +418,30 @@ def test_plan_without_music_has_no_audio() -> None:
 def test_plan_loudnorm_variants() -> None:
     music = MusicBed(Path("m.wav"), offset=0.0)
     wide = Loudness(integrated_lufs=-20.0, true_peak_dbtp=-3.0, lra=14.3, threshold=-30.0, target_offset=0.1)
-    g = plan_filter_graph(_plan_segments(), width=640, height=360, fps=30, music=music, total_duration=6.0,
-                          loudnorm_measured=wide).filter_complex
+    g = plan_filter_graph(
+        _plan_segments(), width=640, height=360, fps=30, music=music, total_duration=6.0, loudnorm_measured=wide
+    ).filter_complex
     assert "LRA=14.3:" in g  # raised to the bed's own range so loudnorm can stay linear
-    silent = Loudness(integrated_lufs=float("-inf"), true_peak_dbtp=float("-inf"), lra=0.0, threshold=-70.0,
-                      target_offset=0.0)
-    plan = plan_filter_graph(_plan_segments(), width=640, height=360, fps=30, music=music,
-                             total_duration=6.0, loudnorm_measured=silent)
+    silent = Loudness(
+        integrated_lufs=float("-inf"), true_peak_dbtp=float("-inf"), lra=0.0, threshold=-70.0, target_offset=0.0
+    )
+    plan = plan_filter_graph(
+        _plan_segments(), width=640, height=360, fps=30, music=music, total_duration=6.0, loudnorm_measured=silent
+    )
     assert "loudnorm" not in plan.filter_complex and plan.notes
 
 
 def test_plan_shortens_transitions_that_do_not_fit() -> None:
     p = Path("x.mp4")
-    segments = [AssemblySegment(p, 0.0, 0.0, 2.0, "fade", 1.0),
-                AssemblySegment(p, 0.0, 2.0, 2.2, "fade", 1.0),   # 6 frames long
-                AssemblySegment(p, 0.0, 2.2, 2.23, "fade", 0.5),  # 1 frame: no room for any transition
-                AssemblySegment(p, 0.0, 2.23, 4.0)]
-    g = plan_filter_graph(segments, width=640, height=360, fps=30, music=None, total_duration=4.0,
-                          loudnorm_measured=None)
+    segments = [
+        AssemblySegment(p, 0.0, 0.0, 2.0, "fade", 1.0),
+        AssemblySegment(p, 0.0, 2.0, 2.2, "fade", 1.0),  # 6 frames long
+        AssemblySegment(p, 0.0, 2.2, 2.23, "fade", 0.5),  # 1 frame: no room for any transition
+        AssemblySegment(p, 0.0, 2.23, 4.0),
+    ]
+    g = plan_filter_graph(
+        segments, width=640, height=360, fps=30, music=None, total_duration=4.0, loudnorm_measured=None
+    )
     assert [(t.kind, t.frames) for t in g.transitions] == [("fade", 6), ("cut", 0), ("cut", 0)]
     assert len(g.notes) == 3
     for prev, nxt in zip(g.transitions, g.transitions[1:], strict=False):
@@ -417,30 +449,46 @@ def test_plan_shortens_transitions_that_do_not_fit() -> None:
 
 
 def test_plan_ntsc_rate() -> None:
-    g = plan_filter_graph(_plan_segments(), width=640, height=360, fps=30000 / 1001, music=None,
-                          total_duration=6.0, loudnorm_measured=None)
+    g = plan_filter_graph(
+        _plan_segments(),
+        width=640,
+        height=360,
+        fps=30000 / 1001,
+        music=None,
+        total_duration=6.0,
+        loudnorm_measured=None,
+    )
     assert "fps=30000/1001," in g.filter_complex and "settb=1001/30000" in g.filter_complex
     assert g.frame_count == 180  # 6 s * 29.97 = 179.82
 
 
-@pytest.mark.parametrize(("segments", "message"), [
-    ([], "no segments"),
-    ([AssemblySegment(Path("a"), 0.0, 0.0, 1.0), AssemblySegment(Path("b"), 0.0, 1.2, 2.0)], "contiguous"),
-    ([AssemblySegment(Path("a"), 0.0, 0.0, 1.0, "sparkle"), AssemblySegment(Path("b"), 0.0, 1.0, 2.0)],
-     "unknown transition"),
-    ([AssemblySegment(Path("a"), 0.0, 0.0, 1.0), AssemblySegment(Path("b"), 0.0, 1.0, 1.01)],
-     "shorter than one frame"),
-    ([AssemblySegment(Path("a"), -1.0, 0.0, 1.0)], "clip_in"),
-    ([AssemblySegment(Path("a"), 0.0, 0.5, 1.0)], "must start at 0"),
-])
+@pytest.mark.parametrize(
+    ("segments", "message"),
+    [
+        ([], "no segments"),
+        ([AssemblySegment(Path("a"), 0.0, 0.0, 1.0), AssemblySegment(Path("b"), 0.0, 1.2, 2.0)], "contiguous"),
+        (
+            [AssemblySegment(Path("a"), 0.0, 0.0, 1.0, "sparkle"), AssemblySegment(Path("b"), 0.0, 1.0, 2.0)],
+            "unknown transition",
+        ),
+        (
+            [AssemblySegment(Path("a"), 0.0, 0.0, 1.0), AssemblySegment(Path("b"), 0.0, 1.0, 1.01)],
+            "shorter than one frame",
+        ),
+        ([AssemblySegment(Path("a"), -1.0, 0.0, 1.0)], "clip_in"),
+        ([AssemblySegment(Path("a"), 0.0, 0.5, 1.0)], "must start at 0"),
+    ],
+)
 def test_plan_rejects_bad_timelines(segments: list[AssemblySegment], message: str) -> None:
     total = segments[-1].end if segments else 1.0
     with pytest.raises(ValueError, match=message):
-        plan_filter_graph(segments, width=640, height=360, fps=30, music=None, total_duration=total,
-                          loudnorm_measured=None)
+        plan_filter_graph(
+            segments, width=640, height=360, fps=30, music=None, total_duration=total, loudnorm_measured=None
+        )
 
 
 def test_plan_rejects_odd_size() -> None:
     with pytest.raises(ValueError, match="even"):
-        plan_filter_graph(_plan_segments(), width=641, height=360, fps=30, music=None, total_duration=6.0,
-                          loudnorm_measured=None)
+        plan_filter_graph(
+            _plan_segments(), width=641, height=360, fps=30, music=None, total_duration=6.0, loudnorm_measured=None
+        )

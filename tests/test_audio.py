@@ -30,8 +30,7 @@ SR = 22050
 TOLERANCE = 0.020
 
 
-def drum_track(bpm: float, seconds: float, first_beat: float, *,
-               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def drum_track(bpm: float, seconds: float, first_beat: float, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A 4/4 drum loop: kick on every beat (louder, with a bass note, on the downbeat), snare on the
     backbeat, hi-hat on eighths. Silence before `first_beat`. Returns (samples, beat times)."""
     rng = np.random.default_rng(seed)
@@ -95,8 +94,9 @@ def assert_grid_matches(grid: BeatGrid, bpm: float, beats: np.ndarray) -> None:
 def encoders() -> str:
     import subprocess
 
-    return subprocess.run([ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True,
-                          check=False).stdout
+    return subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True, check=False
+    ).stdout
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +115,7 @@ def test_wav_tempo_beats_and_downbeats(tmp_path: Path, bpm: int, first_beat: flo
 
 
 @pytest.mark.parametrize(("suffix", "codec"), [(".flac", "flac"), (".m4a", "aac"), (".mp3", "libmp3lame")])
-def test_compressed_formats(tmp_path: Path, track_128: tuple[Path, np.ndarray], suffix: str,
-                            codec: str) -> None:
+def test_compressed_formats(tmp_path: Path, track_128: tuple[Path, np.ndarray], suffix: str, codec: str) -> None:
     if f" {codec} " not in encoders():
         pytest.skip(f"this ffmpeg has no {codec} encoder")
     wav, beats = track_128
@@ -139,11 +138,14 @@ def test_short_track_is_rejected(tmp_path: Path) -> None:
         analyze_music(write_wav(tmp_path / "short.wav", y))
 
 
-@pytest.mark.parametrize(("name", "content"), [
-    ("noise.mp3", bytes(np.random.default_rng(7).integers(0, 256, 50_000, dtype=np.uint8))),
-    ("notes.txt", b"these are not the droids you are looking for\n" * 100),
-    ("empty.wav", b""),
-])
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("noise.mp3", bytes(np.random.default_rng(7).integers(0, 256, 50_000, dtype=np.uint8))),
+        ("notes.txt", b"these are not the droids you are looking for\n" * 100),
+        ("empty.wav", b""),
+    ],
+)
 def test_undecodable_files_are_rejected(tmp_path: Path, name: str, content: bytes) -> None:
     path = tmp_path / name
     path.write_bytes(content)

@@ -29,8 +29,12 @@ def backend() -> Iterator[Backend]:
 
 
 def settings(backend_url: str = "", **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"BACKEND_URL": backend_url, "API_KEY": "secret-key", "CALLBACK_MAX_ATTEMPTS": 5,
-                              "CALLBACK_TIMEOUT_SECONDS": 2.0}
+    values: dict[str, Any] = {
+        "BACKEND_URL": backend_url,
+        "API_KEY": "secret-key",
+        "CALLBACK_MAX_ATTEMPTS": 5,
+        "CALLBACK_TIMEOUT_SECONDS": 2.0,
+    }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
@@ -72,8 +76,19 @@ def test_posts_json_with_api_key_and_idempotency_key(backend: Backend) -> None:
     assert datetime.fromisoformat(started["sent_at"]).utcoffset() is not None
     step = second.body
     assert (step["event"], step["done"], step["total"], step["progress"]) == ("progress", 3, 12, 0.25)
-    assert set(step) == {"job_id", "event", "phase", "phase_name", "done", "total", "progress", "message",
-                         "data", "sent_at", "idempotency_key"}
+    assert set(step) == {
+        "job_id",
+        "event",
+        "phase",
+        "phase_name",
+        "done",
+        "total",
+        "progress",
+        "message",
+        "data",
+        "sent_at",
+        "idempotency_key",
+    }
     sink.close(2)
 
 
@@ -207,7 +222,10 @@ def test_lifecycle_events_flush_waiting_progress_first(backend: Backend) -> None
     sink(ProgressEvent(4, "phase_completed", 1))
     assert sink.flush(5)
     assert [(b["event"], b["done"]) for b in backend.bodies()] == [
-        ("progress", 1), ("progress", 7), ("phase_completed", 0)]
+        ("progress", 1),
+        ("progress", 7),
+        ("phase_completed", 0),
+    ]
     sink.close(2)
 
 

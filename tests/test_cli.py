@@ -21,31 +21,53 @@ from app.media.ffmpeg import probe
 pytestmark = pytest.mark.slow
 
 
-def picaivid(args: list[str], cwd: Path, env: dict[str, str] | None = None,
-             timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "DATABASE_URL": f"sqlite:///{cwd / 'cli.db'}",
-                "LOCAL_STORAGE_PATH": str(cwd / "storage"), "WORK_DIR": str(cwd / "work"), "S3_BUCKET": "",
-                **(env or {})}
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+def picaivid(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    full_env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{cwd / 'cli.db'}",
+        "LOCAL_STORAGE_PATH": str(cwd / "storage"),
+        "WORK_DIR": str(cwd / "work"),
+        "S3_BUCKET": "",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _png_bomb(path: Path) -> None:
     """A valid PNG header claiming 40000 x 40000 pixels (1.6 gigapixels) with a tiny body."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture(scope="module")
 def cli_listing(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from app.samples import make_sample_listing
 
-    return make_sample_listing(tmp_path_factory.mktemp("cli-listing"), width=800, height=533, music_seconds=20,
-                               bpm=120.0, seed=5, rooms=["exterior", "kitchen", "bedroom_a"])
+    return make_sample_listing(
+        tmp_path_factory.mktemp("cli-listing"),
+        width=800,
+        height=533,
+        music_seconds=20,
+        bpm=120.0,
+        seed=5,
+        rooms=["exterior", "kitchen", "bedroom_a"],
+    )
 
 
 #: The default 1920x1080 output, with faster x264 presets (the preset is not what these tests check).
@@ -56,8 +78,21 @@ def test_render_json_then_rerun_from_phase_3(tmp_path: Path, cli_listing: Any) -
     """The documented default output: 1920x1080, 30 fps, H.264/AAC, poster and storyboard beside it."""
     out = tmp_path / "video" / "listing.mp4"
     out.parent.mkdir()
-    res = picaivid(["render", str(cli_listing.photos_dir), "--music", str(cli_listing.music_path), "--out",
-                    str(out), "--target-length", "8", "--json"], tmp_path, env=FAST_1080P)
+    res = picaivid(
+        [
+            "render",
+            str(cli_listing.photos_dir),
+            "--music",
+            str(cli_listing.music_path),
+            "--out",
+            str(out),
+            "--target-length",
+            "8",
+            "--json",
+        ],
+        tmp_path,
+        env=FAST_1080P,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads(res.stdout)
     assert report["status"] == "completed" and report["output"] == str(out)
@@ -97,8 +132,21 @@ def test_broken_files_are_skipped_with_reasons(tmp_path: Path, cli_listing: Any)
     (photos / "empty.jpg").write_bytes(b"")
     _png_bomb(photos / "bomb.png")
     out = tmp_path / "out.mp4"
-    res = picaivid(["render", str(photos), "--music", str(cli_listing.music_path), "--out", str(out),
-                    "--target-length", "6", "--json"], tmp_path, env={"OUTPUT_RESOLUTION": "640x360"})
+    res = picaivid(
+        [
+            "render",
+            str(photos),
+            "--music",
+            str(cli_listing.music_path),
+            "--out",
+            str(out),
+            "--target-length",
+            "6",
+            "--json",
+        ],
+        tmp_path,
+        env={"OUTPUT_RESOLUTION": "640x360"},
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads(res.stdout)
     reasons = {s["file"]: s["reason"] for s in report["skipped_photos"]}
@@ -114,8 +162,9 @@ def test_no_usable_photo_exits_2_with_one_line(tmp_path: Path, cli_listing: Any)
     photos.mkdir()
     (photos / "a.jpg").write_text("not really a jpeg")
     (photos / "b.txt").write_text("hello")
-    res = picaivid(["render", str(photos), "--music", str(cli_listing.music_path), "--out",
-                    str(tmp_path / "o.mp4")], tmp_path)
+    res = picaivid(
+        ["render", str(photos), "--music", str(cli_listing.music_path), "--out", str(tmp_path / "o.mp4")], tmp_path
+    )
     assert res.returncode == 2
     lines = [ln for ln in res.stderr.splitlines() if ln.strip() and "━" not in ln and "%" not in ln]
     assert lines[-1].startswith("error:") and "no usable photo" in lines[-1]
@@ -134,8 +183,10 @@ def test_unusable_music_exits_2_before_any_work(tmp_path: Path, cli_listing: Any
         music = tmp_path / "short.wav"
         t = np.arange(44100) / 44100
         sf.write(music, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 44100)
-    res = picaivid(["render", str(cli_listing.photos_dir), "--music", str(music), "--out",
-                    str(tmp_path / "o.mp4"), "--json"], tmp_path)
+    res = picaivid(
+        ["render", str(cli_listing.photos_dir), "--music", str(music), "--out", str(tmp_path / "o.mp4"), "--json"],
+        tmp_path,
+    )
     assert res.returncode == 2, res.stderr
     assert json.loads(res.stdout)["status"] == "failed"
     err_lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
@@ -155,8 +206,11 @@ def test_unknown_job_and_bad_phase(tmp_path: Path) -> None:
 
 def test_render_without_music_has_no_audio_track(tmp_path: Path, cli_listing: Any) -> None:
     out = tmp_path / "silent.mp4"
-    res = picaivid(["render", str(cli_listing.photos_dir), "--out", str(out), "--target-length", "6", "--json"],
-                   tmp_path, env={"OUTPUT_RESOLUTION": "640x360", "DEFAULT_BPM": "100"})
+    res = picaivid(
+        ["render", str(cli_listing.photos_dir), "--out", str(out), "--target-length", "6", "--json"],
+        tmp_path,
+        env={"OUTPUT_RESOLUTION": "640x360", "DEFAULT_BPM": "100"},
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads(res.stdout)
     assert report["timeline"]["beat_source"] == "default_bpm" and report["timeline"]["tempo"] == 100
@@ -173,9 +227,22 @@ def test_db_upgrade_command(tmp_path: Path) -> None:
 
 def test_no_beat_sync_cuts_on_the_default_grid_with_music(tmp_path: Path, cli_listing: Any) -> None:
     out = tmp_path / "steady.mp4"
-    res = picaivid(["render", str(cli_listing.photos_dir), "--music", str(cli_listing.music_path), "--out", str(out),
-                    "--target-length", "6", "--no-beat-sync", "--json"], tmp_path,
-                   env={"OUTPUT_RESOLUTION": "640x360", "DEFAULT_BPM": "90"})
+    res = picaivid(
+        [
+            "render",
+            str(cli_listing.photos_dir),
+            "--music",
+            str(cli_listing.music_path),
+            "--out",
+            str(out),
+            "--target-length",
+            "6",
+            "--no-beat-sync",
+            "--json",
+        ],
+        tmp_path,
+        env={"OUTPUT_RESOLUTION": "640x360", "DEFAULT_BPM": "90"},
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     tl = json.loads(res.stdout)["timeline"]
     assert tl["beat_source"] == "default_bpm" and tl["tempo"] == 90

@@ -58,8 +58,7 @@ def _view(scene: np.ndarray, seed: int, out: tuple[int, int] = (640, 480)) -> np
     h, w = scene.shape[:2]
     cx, cy = w * (0.5 + rng.uniform(-0.08, 0.08)), h * (0.5 + rng.uniform(-0.08, 0.08))
     hw, hh = w * 0.3, h * 0.3
-    quad = np.array([[cx - hw, cy - hh], [cx + hw, cy - hh], [cx + hw, cy + hh], [cx - hw, cy + hh]],
-                    np.float32)
+    quad = np.array([[cx - hw, cy - hh], [cx + hw, cy - hh], [cx + hw, cy + hh], [cx - hw, cy + hh]], np.float32)
     quad += rng.uniform(-0.05, 0.05, (4, 2)).astype(np.float32) * np.array([w, h], np.float32)
     dst = np.array([[0, 0], [out[0], 0], [out[0], out[1]], [0, out[1]]], np.float32)
     m = cv2.getPerspectiveTransform(quad, dst)
@@ -68,16 +67,30 @@ def _view(scene: np.ndarray, seed: int, out: tuple[int, int] = (640, 480)) -> np
 
 def _watermark(rgb: np.ndarray) -> np.ndarray:
     out = rgb.copy()
-    cv2.putText(out, "MLS Listing", (out.shape[1] - 230, out.shape[0] - 20), cv2.FONT_HERSHEY_SIMPLEX, 1.0,
-                (255, 255, 255), 2, cv2.LINE_AA)
+    cv2.putText(
+        out,
+        "MLS Listing",
+        (out.shape[1] - 230, out.shape[0] - 20),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        1.0,
+        (255, 255, 255),
+        2,
+        cv2.LINE_AA,
+    )
     return out
 
 
 @pytest.fixture(scope="module")
 def views() -> dict[str, np.ndarray]:
     a, b, c = _scene(1), _scene(2), _scene(3)
-    return {"a1": _view(a, 11), "a2": _view(a, 12), "a3": _view(a, 13),
-            "b1": _view(b, 21), "b2": _view(b, 22), "c1": _view(c, 31)}
+    return {
+        "a1": _view(a, 11),
+        "a2": _view(a, 12),
+        "a3": _view(a, 13),
+        "b1": _view(b, 21),
+        "b2": _view(b, 22),
+        "c1": _view(c, 31),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +98,9 @@ def feats(views: dict[str, np.ndarray]) -> dict[str, PhotoFeatures]:
     return {k: extract_features(ClusterInput(k, v)) for k, v in views.items()}
 
 
-def _cluster(views: dict[str, np.ndarray], feats: dict[str, PhotoFeatures],
-             spec: Sequence[tuple[str, str | None, bool, float]]) -> list[RoomCluster]:
+def _cluster(
+    views: dict[str, np.ndarray], feats: dict[str, PhotoFeatures], spec: Sequence[tuple[str, str | None, bool, float]]
+) -> list[RoomCluster]:
     photos = [ClusterInput(k, views[k], label, ext, conf) for k, label, ext, conf in spec]
     return cluster_rooms(photos, features=[feats[k] for k, *_ in spec])
 
@@ -105,8 +119,7 @@ def test_views_of_one_scene_match_and_others_do_not(feats: dict[str, PhotoFeatur
     assert not other.verified and other.reason
 
 
-def test_unlabelled_views_group_by_scene(views: dict[str, np.ndarray],
-                                         feats: dict[str, PhotoFeatures]) -> None:
+def test_unlabelled_views_group_by_scene(views: dict[str, np.ndarray], feats: dict[str, PhotoFeatures]) -> None:
     spec = [(k, None, False, 1.0) for k in ("a1", "b1", "a2", "c1", "b2", "a3")]
     clusters = _cluster(views, feats, spec)
     assert _groups(clusters) == {frozenset({"a1", "a2", "a3"}), frozenset({"b1", "b2"}), frozenset({"c1"})}
@@ -120,16 +133,16 @@ def test_unlabelled_views_group_by_scene(views: dict[str, np.ndarray],
     assert all(pm["verified"] for pm in a.pair_metrics) and len(a.pair_metrics) == 3
 
 
-def test_same_label_different_rooms_stay_apart(views: dict[str, np.ndarray],
-                                               feats: dict[str, PhotoFeatures]) -> None:
+def test_same_label_different_rooms_stay_apart(views: dict[str, np.ndarray], feats: dict[str, PhotoFeatures]) -> None:
     spec = [(k, "bedroom", False, 1.0) for k in ("a1", "a2", "b1", "b2")]
     clusters = _cluster(views, feats, spec)
     assert _groups(clusters) == {frozenset({"a1", "a2"}), frozenset({"b1", "b2"})}
     assert all(c.room_type == "bedroom" for c in clusters)
 
 
-def test_different_labels_never_merge_even_through_a_chain(views: dict[str, np.ndarray],
-                                                           feats: dict[str, PhotoFeatures]) -> None:
+def test_different_labels_never_merge_even_through_a_chain(
+    views: dict[str, np.ndarray], feats: dict[str, PhotoFeatures]
+) -> None:
     spec = [("a1", "kitchen", False, 1.0), ("a2", "Bedroom", False, 1.0), ("a3", None, False, 1.0)]
     clusters = _cluster(views, feats, spec)
     groups = _groups(clusters)
@@ -147,22 +160,37 @@ def test_weak_labels_only_vote(views: dict[str, np.ndarray], feats: dict[str, Ph
 
 
 def test_shared_watermark_does_not_merge_different_rooms(views: dict[str, np.ndarray]) -> None:
-    photos = [ClusterInput("b1", _watermark(views["b1"])), ClusterInput("c1", _watermark(views["c1"])),
-              ClusterInput("a1", _watermark(views["a1"])), ClusterInput("a2", _watermark(views["a2"]))]
+    photos = [
+        ClusterInput("b1", _watermark(views["b1"])),
+        ClusterInput("c1", _watermark(views["c1"])),
+        ClusterInput("a1", _watermark(views["a1"])),
+        ClusterInput("a2", _watermark(views["a2"])),
+    ]
     clusters = cluster_rooms(photos)
     assert _groups(clusters) == {frozenset({"a1", "a2"}), frozenset({"b1"}), frozenset({"c1"})}
 
 
 def test_choose_hero() -> None:
-    cluster = RoomCluster(room_type="kitchen", member_ids=["x", "y", "z"],
-                          centrality={"x": 0.2, "y": 0.5, "z": 0.3},
-                          member_pixels={"x": 2_000_000, "y": 2_000_000, "z": 12_000_000})
+    cluster = RoomCluster(
+        room_type="kitchen",
+        member_ids=["x", "y", "z"],
+        centrality={"x": 0.2, "y": 0.5, "z": 0.3},
+        member_pixels={"x": 2_000_000, "y": 2_000_000, "z": 12_000_000},
+    )
     assert choose_hero(cluster, {"x": 0.9, "y": 0.5, "z": 0.6}) == "x"
     # Within the tie tolerance: more pixels first, then centrality.
     assert choose_hero(cluster, {"x": 0.7, "y": 0.7, "z": 0.69}) == "z"
     assert choose_hero(cluster, {"x": 0.7, "y": 0.7, "z": 0.1}) == "y"
-    q = QualityScores(sharpness=1, exposure=1, tilt_score=1, tilt_degrees=0, composition=1, base_score=0.95,
-                      clipped_highlights=0, clipped_shadows=0)
+    q = QualityScores(
+        sharpness=1,
+        exposure=1,
+        tilt_score=1,
+        tilt_degrees=0,
+        composition=1,
+        base_score=0.95,
+        clipped_highlights=0,
+        clipped_shadows=0,
+    )
     assert choose_hero(cluster, {"y": q}) == "y"
     assert choose_hero(RoomCluster("other", ["only"]), {}) == "only"
 
@@ -272,8 +300,16 @@ def test_low_resolution_limits_zoom() -> None:
 
 def test_weak_photo_drifts_and_exterior_pushes_or_pulls() -> None:
     img = _photo_with_subject(4000, 2250, (0.5, 0.5))
-    weak = QualityScores(sharpness=0.2, exposure=0.8, tilt_score=1, tilt_degrees=0, composition=0.7,
-                         base_score=0.5, clipped_highlights=0, clipped_shadows=0)
+    weak = QualityScores(
+        sharpness=0.2,
+        exposure=0.8,
+        tilt_score=1,
+        tilt_degrees=0,
+        composition=0.7,
+        base_score=0.5,
+        clipped_highlights=0,
+        clipped_shadows=0,
+    )
     plan = plan_motion(img, is_exterior=False, quality=weak)
     assert plan.motion_type == MotionType.DRIFT and plan.easing == Easing.LINEAR
     kinds = {plan_motion(img, is_exterior=True, quality=None, seed=s).motion_type for s in range(12)}
@@ -309,9 +345,17 @@ def test_weak_pairs_need_corroboration_between_groups(monkeypatch: pytest.Monkey
     def install(table: dict[frozenset[str], int]) -> None:
         def fake_match(fa: PhotoFeatures, fb: PhotoFeatures) -> clustering.PairMetrics:
             inliers = table.get(frozenset({str(fa.id), str(fb.id)}), 0)
-            return clustering.PairMetrics(a=fa.id, b=fb.id, matches=max(inliers, 1) * 2, inliers=inliers,
-                                          inlier_ratio=0.5, coverage=0.3, model="fundamental",
-                                          verified=inliers >= 14)
+            return clustering.PairMetrics(
+                a=fa.id,
+                b=fb.id,
+                matches=max(inliers, 1) * 2,
+                inliers=inliers,
+                inlier_ratio=0.5,
+                coverage=0.3,
+                model="fundamental",
+                verified=inliers >= 14,
+            )
+
         monkeypatch.setattr(clustering, "match_pair", fake_match)
 
     ids = ["a1", "a2", "l1", "l2", "l3", "s"]
@@ -319,8 +363,12 @@ def test_weak_pairs_need_corroboration_between_groups(monkeypatch: pytest.Monkey
 
     def run(labels: dict[str, str] | None = None) -> set[frozenset[str]]:
         photos = [ClusterInput(i, dummy, (labels or {}).get(i)) for i in ids]
-        feats = [PhotoFeatures(i, np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32),
-                               np.zeros(144, np.float32), (8, 8), 64) for i in ids]
+        feats = [
+            PhotoFeatures(
+                i, np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32), np.zeros(144, np.float32), (8, 8), 64
+            )
+            for i in ids
+        ]
         return _groups(cluster_rooms(photos, features=feats))
 
     install(edges({frozenset({"a1", "l2"}): 15, frozenset({"a2", "l2"}): 14, frozenset({"s", "a1"}): 15}))

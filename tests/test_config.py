@@ -13,21 +13,31 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_env_example_lists_every_setting() -> None:
-    listed = {line.split("=", 1)[0] for line in (ROOT / ".env.example").read_text().splitlines()
-              if line and not line.startswith("#")}
+    listed = {
+        line.split("=", 1)[0]
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
     assert listed == set(Settings.model_fields)
 
 
 def test_backend_setting_names_exist() -> None:
     """The names the Rails deployment already uses (../shared/design/data-model.md)."""
-    names = ("ENVIRONMENT DEBUG API_KEY BACKEND_URL CORS_ORIGINS DATABASE_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY "
-             "AWS_REGION S3_BUCKET LOCAL_STORAGE_PATH SQS_QUEUE_URL MODEL_CACHE_DIR TORCH_HOME HUGGINGFACE_HUB_CACHE "
-             "OPENCLIP_MODEL MIDAS_MODEL LTX_MODEL_PATH LTX_ENABLED DEFAULT_BPM ENABLE_BEAT_SYNC FFMPEG_PATH "
-             "OUTPUT_RESOLUTION OUTPUT_FPS WORKER_TYPE GPU_ENABLED MAX_WORKERS SPOT_TERMINATION_ENDPOINT LOG_LEVEL")
+    names = (
+        "ENVIRONMENT DEBUG API_KEY BACKEND_URL CORS_ORIGINS DATABASE_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY "
+        "AWS_REGION S3_BUCKET LOCAL_STORAGE_PATH SQS_QUEUE_URL MODEL_CACHE_DIR TORCH_HOME HUGGINGFACE_HUB_CACHE "
+        "OPENCLIP_MODEL MIDAS_MODEL LTX_MODEL_PATH LTX_ENABLED DEFAULT_BPM ENABLE_BEAT_SYNC FFMPEG_PATH "
+        "OUTPUT_RESOLUTION OUTPUT_FPS WORKER_TYPE GPU_ENABLED MAX_WORKERS SPOT_TERMINATION_ENDPOINT LOG_LEVEL"
+    )
     assert set(names.split()) <= set(Settings.model_fields)
     s = Settings(_env_file=None)  # type: ignore[call-arg]
     assert (s.OPENCLIP_MODEL, s.MIDAS_MODEL, s.LTX_ENABLED, s.DEFAULT_BPM, s.ENABLE_BEAT_SYNC) == (
-        "ViT-B-32", "DPT_Large", False, 120.0, True)
+        "ViT-B-32",
+        "DPT_Large",
+        False,
+        120.0,
+        True,
+    )
     assert s.output_size == (1920, 1080) and s.OUTPUT_FPS == 30
     assert s.DATABASE_URL.startswith("sqlite:///") and s.is_sqlite
 

@@ -96,8 +96,15 @@ class Copy:
 def listing(tmp_path_factory: pytest.TempPathFactory) -> SampleListing:
     """5 photos in 3 rooms (2 exteriors, 2 bedroom views, 1 outdoor) and a 96 BPM track, which the jobs
     only get through a set_music edit (they render without music, on the default 120 BPM grid)."""
-    return make_sample_listing(tmp_path_factory.mktemp("edits-listing"), width=640, height=427,
-                               music_seconds=16.0, bpm=NEW_BPM, seed=5, rooms=["exterior", "bedroom_a", "outdoor"])
+    return make_sample_listing(
+        tmp_path_factory.mktemp("edits-listing"),
+        width=640,
+        height=427,
+        music_seconds=16.0,
+        bpm=NEW_BPM,
+        seed=5,
+        rooms=["exterior", "bedroom_a", "outdoor"],
+    )
 
 
 def _admin_url() -> str:
@@ -136,8 +143,9 @@ def rendered(tmp_path_factory: pytest.TempPathFactory, listing: SampleListing) -
     url = f"sqlite:///{tmp / 'rendered.db'}"
     upgrade(url)
     ctx = make_context(_settings(tmp, url))
-    job_id = create_job(ctx, listing_id="edits", photos=photos_from_folder(listing.photos_dir),
-                        music=None, target_length=TARGET)
+    job_id = create_job(
+        ctx, listing_id="edits", photos=photos_from_folder(listing.photos_dir), music=None, target_length=TARGET
+    )
     outcome = run_job(ctx, job_id)
     assert outcome.status == "completed", outcome.error
     get_engine(url).dispose()
@@ -154,8 +162,12 @@ def _copy_rows(src_url: str, dst_url: str) -> None:
                 dst.execute(table.insert(), rows)
         for table in Base.metadata.sorted_tables:
             if "id" in table.c and isinstance(table.c.id.type, Integer):
-                dst.execute(text(f"select setval(pg_get_serial_sequence('{table.name}', 'id'), "
-                                 f'coalesce(max(id), 0) + 1, false) from "{table.name}"'))
+                dst.execute(
+                    text(
+                        f"select setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                        f'coalesce(max(id), 0) + 1, false) from "{table.name}"'
+                    )
+                )
     get_engine(dst_url).dispose()
 
 
@@ -240,8 +252,15 @@ def _assert_rerun(ctx: PhaseContext, job_id: int, before: dict[int, tuple[str, i
             assert after[phase][0] == "pending", phase
 
 
-def _assert_recorded(ctx: PhaseContext, job_id: int, outcome: EditOutcome, payload: dict[str, Any],
-                     *, against_version: int, user_id: str | None = None) -> None:
+def _assert_recorded(
+    ctx: PhaseContext,
+    job_id: int,
+    outcome: EditOutcome,
+    payload: dict[str, Any],
+    *,
+    against_version: int,
+    user_id: str | None = None,
+) -> None:
     with session_scope(ctx.sessions) as s:
         row = s.get(Edit, outcome.edit_id)
         assert row is not None and row.job_id == job_id and row.edit_type == outcome.edit_type == payload["type"]
@@ -250,8 +269,10 @@ def _assert_recorded(ctx: PhaseContext, job_id: int, outcome: EditOutcome, paylo
         against = s.get(Timeline, row.timeline_id)
         assert against is not None and against.version == against_version
         bodies = [m.body for m in s.scalars(select(OutboxMessage).where(OutboxMessage.job_id == job_id))]
-    assert any(b.get("reason") == f"edit {outcome.edit_id}: {outcome.edit_type}" and b.get("start_phase") is None
-               for b in bodies), "the run request is staged in the same transaction"
+    assert any(
+        b.get("reason") == f"edit {outcome.edit_id}: {outcome.edit_type}" and b.get("start_phase") is None
+        for b in bodies
+    ), "the run request is staged in the same transaction"
 
 
 def _on_grid(timeline: Timeline) -> None:
@@ -288,9 +309,14 @@ def test_reorder_trim_and_transitions_replan_directly_and_rerun_only_phase_4(job
     new_order = [order0[-1], *order0[1:-1], order0[0]]
     reorder = apply_edit(ctx, job_id, ReorderEdit(clip_ids=new_order), user_id="agent-7")
     assert (reorder.edit_type, reorder.rerun_from, reorder.timeline_version, reorder.rerender_clip_ids) == (
-        "reorder", 4, 2, [])
-    _assert_recorded(ctx, job_id, reorder, {"type": "reorder", "clip_ids": new_order}, against_version=1,
-                     user_id="agent-7")
+        "reorder",
+        4,
+        2,
+        [],
+    )
+    _assert_recorded(
+        ctx, job_id, reorder, {"type": "reorder", "clip_ids": new_order}, against_version=1, user_id="agent-7"
+    )
     _assert_rerun(ctx, job_id, phases0, 4)
     assert _pending(ctx, job_id) == [], "no clip goes pending"
     with session_scope(ctx.sessions) as s:
@@ -310,10 +336,20 @@ def test_reorder_trim_and_transitions_replan_directly_and_rerun_only_phase_4(job
     every = apply_edit(ctx, job_id, SetTransitionEdit(transition="dissolve", beats=0.5))
     first_cut = apply_edit(ctx, job_id, SetTransitionEdit(clip_id=new_order[0], transition="cut"))
     assert (every.rerun_from, every.timeline_version, first_cut.timeline_version) == (4, 4, 5)
-    _assert_recorded(ctx, job_id, every, {"type": "set_transition", "clip_id": None, "transition": "dissolve",
-                                          "beats": 0.5}, against_version=3)
-    _assert_recorded(ctx, job_id, first_cut, {"type": "set_transition", "clip_id": new_order[0],
-                                              "transition": "cut"}, against_version=4)
+    _assert_recorded(
+        ctx,
+        job_id,
+        every,
+        {"type": "set_transition", "clip_id": None, "transition": "dissolve", "beats": 0.5},
+        against_version=3,
+    )
+    _assert_recorded(
+        ctx,
+        job_id,
+        first_cut,
+        {"type": "set_transition", "clip_id": new_order[0], "transition": "cut"},
+        against_version=4,
+    )
     _assert_rerun(ctx, job_id, phases0, 4)
     assert _pending(ctx, job_id) == []
 
@@ -390,8 +426,9 @@ def test_exclude_a_non_hero_and_set_music_rerun_from_phase_3(job: Copy) -> None:
 
     excluded = apply_edit(ctx, job_id, {"type": "exclude_photo", "photo_id": gone.photo_id})
     assert (excluded.rerun_from, excluded.timeline_version, excluded.rerender_clip_ids) == (3, None, [])
-    _assert_recorded(ctx, job_id, excluded, {"type": "exclude_photo", "photo_id": gone.photo_id, "exclude": True},
-                     against_version=1)
+    _assert_recorded(
+        ctx, job_id, excluded, {"type": "exclude_photo", "photo_id": gone.photo_id, "exclude": True}, against_version=1
+    )
     _assert_rerun(ctx, job_id, phases0, 3)
     assert _pending(ctx, job_id) == [], "the clip stays rendered (re-including it needs no render)"
 
@@ -459,8 +496,14 @@ def test_swap_hero_rerenders_exactly_one_clip_and_phase_1_keeps_the_choice(job: 
     assert (details["rendered"], details["reused"]) == (1, 4)
 
     # room_override re-runs phase 1, which must keep the swapped hero (and so its render).
-    alone = next(c for c in clips1.values() if c.is_hero and c.room_cluster_id != new.room_cluster_id
-                 and c.id != old.id and sum(1 for o in clips1.values() if o.room_cluster_id == c.room_cluster_id) == 1)
+    alone = next(
+        c
+        for c in clips1.values()
+        if c.is_hero
+        and c.room_cluster_id != new.room_cluster_id
+        and c.id != old.id
+        and sum(1 for o in clips1.values() if o.room_cluster_id == c.room_cluster_id) == 1
+    )
     assert alone.photo_id is not None
     phases2 = _phases(ctx, job_id)
     override = {"type": "room_override", "photo_id": alone.photo_id, "room_label": "dining_room"}
@@ -513,16 +556,25 @@ def _snapshot(ctx: PhaseContext) -> str:
         state = {
             "edits": s.scalar(select(func.count()).select_from(Edit)),
             "outbox": s.scalar(select(func.count()).select_from(OutboxMessage)),
-            "jobs": [(j.id, j.status, j.generation, j.music_uri, j.target_length, j.current_phase)
-                     for j in s.scalars(select(Job).order_by(Job.id))],
-            "phases": [(p.job_id, p.phase, p.status, p.attempts)
-                       for p in s.scalars(select(JobPhase).order_by(JobPhase.id))],
-            "photos": [(p.id, p.exclude, p.room_override, p.manual_metadata, p.status)
-                       for p in s.scalars(select(Photo).order_by(Photo.id))],
-            "clips": [(c.id, c.status, c.is_hero, c.duration, c.render_key, json.dumps(c.motion_plan, sort_keys=True))
-                      for c in s.scalars(select(Clip).order_by(Clip.id))],
-            "timelines": [(t.id, t.version, t.status, [(tc.clip_id, tc.beats, tc.transition_type) for tc in t.clips])
-                          for t in s.scalars(select(Timeline).order_by(Timeline.id))],
+            "jobs": [
+                (j.id, j.status, j.generation, j.music_uri, j.target_length, j.current_phase)
+                for j in s.scalars(select(Job).order_by(Job.id))
+            ],
+            "phases": [
+                (p.job_id, p.phase, p.status, p.attempts) for p in s.scalars(select(JobPhase).order_by(JobPhase.id))
+            ],
+            "photos": [
+                (p.id, p.exclude, p.room_override, p.manual_metadata, p.status)
+                for p in s.scalars(select(Photo).order_by(Photo.id))
+            ],
+            "clips": [
+                (c.id, c.status, c.is_hero, c.duration, c.render_key, json.dumps(c.motion_plan, sort_keys=True))
+                for c in s.scalars(select(Clip).order_by(Clip.id))
+            ],
+            "timelines": [
+                (t.id, t.version, t.status, [(tc.clip_id, tc.beats, tc.transition_type) for tc in t.clips])
+                for t in s.scalars(select(Timeline).order_by(Timeline.id))
+            ],
             "heroes": sorted(h or 0 for h in s.scalars(select(AnalysisResult.hero_photo_id))),
         }
     return json.dumps(state, default=str)
@@ -659,14 +711,21 @@ def _grid(bpm: float = 120.0, seconds: float = 60.0) -> BeatGrid:
     return BeatGrid(tempo=bpm, beats=beats, downbeats=beats[::4], duration=seconds, beat_offset=0.5, source="t")
 
 
-def _cand(i: int, room: str, cluster: int, *, hero: bool = True, score: float = 0.5,
-          available: float = 8.0) -> ClipCandidate:
-    return ClipCandidate(clip_id=i, photo_id=i, room_type=room, cluster_index=cluster, is_hero=hero, score=score,
-                         available=available)
+def _cand(
+    i: int, room: str, cluster: int, *, hero: bool = True, score: float = 0.5, available: float = 8.0
+) -> ClipCandidate:
+    return ClipCandidate(
+        clip_id=i, photo_id=i, room_type=room, cluster_index=cluster, is_hero=hero, score=score, available=available
+    )
 
 
-TOUR = [_cand(1, "exterior", 0), _cand(2, "living_room", 1), _cand(3, "kitchen", 2), _cand(4, "bedroom", 3),
-        _cand(5, "outdoor", 4)]
+TOUR = [
+    _cand(1, "exterior", 0),
+    _cand(2, "living_room", 1),
+    _cand(3, "kitchen", 2),
+    _cand(4, "bedroom", 3),
+    _cand(5, "outdoor", 4),
+]
 
 
 def test_no_directives_is_the_automatic_plan() -> None:
@@ -687,16 +746,18 @@ def test_order_directive_keeps_unnamed_clips_in_their_story_slot() -> None:
 
 def test_fixed_beats_and_the_rest_still_meet_the_target() -> None:
     for target in (15.0, 20.0, 27.5):
-        plan = plan_timeline(TOUR, _grid(), target_length=target,
-                             directives=TimelineDirectives(beats={3: 9}, seconds={2: 1.6}))
+        plan = plan_timeline(
+            TOUR, _grid(), target_length=target, directives=TimelineDirectives(beats={3: 9}, seconds={2: 1.6})
+        )
         got = {c.clip_id: c.beats for c in plan.clips}
         assert got[3] == 9 and got[2] == 3, "1.6 s at 120 BPM rounds to 3 beats"
         assert abs(plan.total_duration - target) <= 0.25 + 1e-6
         assert all(c.beats >= 3 for c in plan.clips)
     # A trim longer than the footage is capped by it, with a warning.
     plan = plan_timeline(TOUR, _grid(), target_length=20.0, directives=TimelineDirectives(beats={3: 30}))
-    assert {c.clip_id: c.beats for c in plan.clips}[3] == 15 and any("longer than its footage" in w
-                                                                     for w in plan.warnings)
+    assert {c.clip_id: c.beats for c in plan.clips}[3] == 15 and any(
+        "longer than its footage" in w for w in plan.warnings
+    )
 
 
 def test_transition_directives_per_cut_and_for_every_cut() -> None:
@@ -710,17 +771,19 @@ def test_transition_directives_per_cut_and_for_every_cut() -> None:
 
 
 def test_edit_log_replay() -> None:
-    d = directives_from_edits([
-        {"type": "set_transition", "clip_id": 4, "transition": "dissolve", "beats": None},
-        {"type": "reorder", "clip_ids": [3, 2, 1]},
-        {"type": "trim", "clip_id": 2, "beats": 5},
-        {"type": "trim", "clip_id": 2, "seconds": 3.0, "beats": None},
-        {"type": "set_transition", "clip_id": None, "transition": "fade", "beats": 2},
-        {"type": "set_transition", "clip_id": 1, "transition": "cut"},
-        {"type": "reorder", "clip_ids": [1, 2, 3]},
-        {"type": "trim", "clip_id": "x"},          # malformed: skipped
-        {"type": "set_music", "music_uri": None},  # not a timeline edit
-    ])
+    d = directives_from_edits(
+        [
+            {"type": "set_transition", "clip_id": 4, "transition": "dissolve", "beats": None},
+            {"type": "reorder", "clip_ids": [3, 2, 1]},
+            {"type": "trim", "clip_id": 2, "beats": 5},
+            {"type": "trim", "clip_id": 2, "seconds": 3.0, "beats": None},
+            {"type": "set_transition", "clip_id": None, "transition": "fade", "beats": 2},
+            {"type": "set_transition", "clip_id": 1, "transition": "cut"},
+            {"type": "reorder", "clip_ids": [1, 2, 3]},
+            {"type": "trim", "clip_id": "x"},  # malformed: skipped
+            {"type": "set_music", "music_uri": None},  # not a timeline edit
+        ]
+    )
     assert d.order == [1, 2, 3]
     assert d.beats == {} and d.seconds == {2: 3.0}, "the later trim of a clip wins"
     assert d.transitions == {None: ("fade", 2.0), 1: ("cut", None)}, "a transition for every cut clears older ones"

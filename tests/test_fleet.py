@@ -56,9 +56,17 @@ def test_full_fleet_run_api_cpu_two_gpu_workers(fleet: Fleet, tiny_listing: Any)
         uris.append(f"s3://{fleet.settings.S3_BUCKET}/{key}")
     settings = fleet.settings.model_copy(update={"API_KEY": "secret"})
     with TestClient(create_app(settings)) as api:
-        response = api.post("/internal/jobs", headers={"X-API-Key": "secret"}, json={
-            "listing_id": "fleet-e2e", "photos": [{"uri": u} for u in uris[:-1]], "music_uri": uris[-1],
-            "target_length": 12, "enqueue": True})
+        response = api.post(
+            "/internal/jobs",
+            headers={"X-API-Key": "secret"},
+            json={
+                "listing_id": "fleet-e2e",
+                "photos": [{"uri": u} for u in uris[:-1]],
+                "music_uri": uris[-1],
+                "target_length": 12,
+                "enqueue": True,
+            },
+        )
         assert response.status_code == 201, response.text
         job_id = response.json()["job_id"]
 
@@ -68,8 +76,9 @@ def test_full_fleet_run_api_cpu_two_gpu_workers(fleet: Fleet, tiny_listing: Any)
             fleet.spawn("gpu", "gpu1", **callbacks)
             fleet.spawn("gpu", "gpu2", **callbacks)
             wait_for("the job to complete", completed(fleet, job_id), 180, fleet, ("cpu1", "gpu1", "gpu2"))
-            wait_for("the job_completed callback", lambda: any(b["event"] == "job_completed"
-                                                               for b in backend.bodies()), 15)
+            wait_for(
+                "the job_completed callback", lambda: any(b["event"] == "job_completed" for b in backend.bodies()), 15
+            )
             events = backend.bodies()
             requests = list(backend.requests)
 
@@ -85,8 +94,7 @@ def test_full_fleet_run_api_cpu_two_gpu_workers(fleet: Fleet, tiny_listing: Any)
     seen = {(e["event"], e["phase"]) for e in events}
     for phase in (1, 2, 3, 4):
         assert ("phase_started", phase) in seen and ("phase_completed", phase) in seen, (phase, sorted(seen))
-    assert any(e["event"] == "progress" and e["phase"] == 2 and e["done"] == e["total"] == len(clips)
-               for e in events)
+    assert any(e["event"] == "progress" and e["phase"] == 2 and e["done"] == e["total"] == len(clips) for e in events)
     assert all(r.headers.get("X-API-Key") == "secret" for r in requests)
     keys = [r.headers.get("X-Idempotency-Key") for r in requests]
     assert all(keys) and len(set(keys)) == len(keys)
@@ -95,8 +103,9 @@ def test_full_fleet_run_api_cpu_two_gpu_workers(fleet: Fleet, tiny_listing: Any)
     assert phases[2].details["mode"] == "fleet" and phases[2].attempts == 1
     assert phases[3].attempts == 1 and phases[4].attempts == 1
     with session_scope(fleet.ctx.sessions) as s:
-        handoffs = s.scalars(select(OutboxMessage)
-                             .where(OutboxMessage.dedup_key.like(f"after-render:{job_id}:%"))).all()
+        handoffs = s.scalars(
+            select(OutboxMessage).where(OutboxMessage.dedup_key.like(f"after-render:{job_id}:%"))
+        ).all()
         assert len(handoffs) == 1 and handoffs[0].sent_at is not None  # phase 3 enqueued exactly once
         gpu_workers = s.scalars(select(WorkerRow).where(WorkerRow.worker_type == "gpu")).all()
         assert len(gpu_workers) == 2
@@ -119,8 +128,11 @@ def test_same_message_delivered_twice(fleet: Fleet, tiny_listing: Any, inproc: I
     inproc.start("gpu", 1)
     wait_for("the job to complete", completed(fleet, job_id), 150)
     # Let the duplicate settle (it was deferred or found nothing to do).
-    wait_for("the queues to drain", lambda: fleet.cpu.depth().visible + fleet.cpu.depth().in_flight
-             + fleet.cpu.depth().delayed == 0, 60)
+    wait_for(
+        "the queues to drain",
+        lambda: fleet.cpu.depth().visible + fleet.cpu.depth().in_flight + fleet.cpu.depth().delayed == 0,
+        60,
+    )
     phases = fleet.phases(job_id)
     assert all(phases[p].attempts == 1 for p in (1, 2, 3, 4)), {p: phases[p].attempts for p in phases}
     assert all(c.render_attempts == 1 for c in fleet.clips(job_id).values())
@@ -128,11 +140,18 @@ def test_same_message_delivered_twice(fleet: Fleet, tiny_listing: Any, inproc: I
 
     # The same SQS message (same MessageId) redelivered with a start_phase: applied once, then resumed.
     message_id = fleet.enqueue(job_id, start_phase=3)
-    wait_for("the re-run to complete", lambda: fleet.phases(job_id)[3].attempts == 2
-             and fleet.job(job_id).status == "completed", 120)
+    wait_for(
+        "the re-run to complete",
+        lambda: fleet.phases(job_id)[3].attempts == 2 and fleet.job(job_id).status == "completed",
+        120,
+    )
     hctx = HandlerContext(fleet.ctx, "test-redelivery", inproc.workers[0].relay, threading.Event())
-    again = ReceivedMessage(message_id=message_id, receipt_handle="x", receive_count=2,
-                            body=json.dumps({"job_id": job_id, "action": "run", "start_phase": 3}))
+    again = ReceivedMessage(
+        message_id=message_id,
+        receipt_handle="x",
+        receive_count=2,
+        body=json.dumps({"job_id": job_id, "action": "run", "start_phase": 3}),
+    )
     disposition = handle_cpu(hctx, InFlight(again))
     assert disposition.action == "ack"
     assert fleet.phases(job_id)[3].attempts == 2  # not invalidated a second time
@@ -140,8 +159,13 @@ def test_same_message_delivered_twice(fleet: Fleet, tiny_listing: Any, inproc: I
 
 
 def test_bad_messages_are_rejected_and_counted(fleet: Fleet, inproc: InProcessWorkers) -> None:
-    for body in ("not json", json.dumps({"job_id": 1, "action": "explode"}), json.dumps({"job_id": 999_999}),
-                 json.dumps({"job_id": "x"}), json.dumps({"action": "run"})):
+    for body in (
+        "not json",
+        json.dumps({"job_id": 1, "action": "explode"}),
+        json.dumps({"job_id": 999_999}),
+        json.dumps({"job_id": "x"}),
+        json.dumps({"action": "run"}),
+    ):
         fleet.cpu.send(body)
     ctx = make_context(fleet.settings, fleet.ctx.storage)
     worker = Worker(ctx, "cpu", fleet.cpu)
@@ -158,8 +182,9 @@ def test_bad_messages_are_rejected_and_counted(fleet: Fleet, inproc: InProcessWo
     assert fleet.cpu.depth().visible == 0 and fleet.cpu.depth().in_flight == 0
 
 
-def test_poison_message_ends_in_dlq_and_job_fails_with_reason(fleet: Fleet, tiny_listing: Any,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_poison_message_ends_in_dlq_and_job_fails_with_reason(
+    fleet: Fleet, tiny_listing: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A message whose processing crashes on every delivery: retried through visibility with backoff, then
     the redrive policy moves it to the DLQ, and the job is failed with the reason."""
     import app.orchestrator.core as core
@@ -201,6 +226,7 @@ def test_dlq_drain_marks_jobs_failed(fleet: Fleet, tiny_listing: Any) -> None:
     SqsQueue(fleet.cpu.client, fleet.cpu_dlq_url).send("garbage")
     env = fleet.env()
     from app.config import get_settings
+
     get_settings.cache_clear()
     result = CliRunner().invoke(app, ["dlq", "drain", "--json"], env=env)
     get_settings.cache_clear()
@@ -231,8 +257,11 @@ def test_rerun_from_each_phase_on_the_fleet(fleet: Fleet, tiny_listing: Any, inp
         before_versions = row_counts(fleet, job_id)["timelines"]
 
         get_settings.cache_clear()
-        result = CliRunner().invoke(app, ["run", str(job_id), "--from-phase", str(start_phase), "--fleet", "--json",
-                                          "--timeout", "150"], env=fleet.env())
+        result = CliRunner().invoke(
+            app,
+            ["run", str(job_id), "--from-phase", str(start_phase), "--fleet", "--json", "--timeout", "150"],
+            env=fleet.env(),
+        )
         get_settings.cache_clear()
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout.strip().splitlines()[-1])["status"] == "completed"
@@ -248,5 +277,3 @@ def test_rerun_from_each_phase_on_the_fleet(fleet: Fleet, tiny_listing: Any, inp
         versions = row_counts(fleet, job_id)["timelines"]
         assert versions == before_versions + (1 if start_phase <= 3 else 0)
     assert_video(fleet, job_id)
-
-

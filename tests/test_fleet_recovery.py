@@ -31,8 +31,13 @@ def test_kill_9_cpu_worker_mid_phase_loses_nothing(fleet: Fleet, tiny_listing: A
     fleet.enqueue(job_id)
     victim = fleet.spawn("cpu", "victim", OUTPUT_X264_PRESET="veryslow")
     gpu = fleet.spawn("gpu", "gpu")
-    wait_for("phase 4 to start", lambda: fleet.phases(job_id).get(4) is not None
-             and fleet.phases(job_id)[4].status == "running", 120, fleet, ("victim", "gpu"))
+    wait_for(
+        "phase 4 to start",
+        lambda: fleet.phases(job_id).get(4) is not None and fleet.phases(job_id)[4].status == "running",
+        120,
+        fleet,
+        ("victim", "gpu"),
+    )
     time.sleep(0.5)
     victim.send_signal(signal.SIGKILL)
     assert victim.wait(10) == -signal.SIGKILL
@@ -44,8 +49,12 @@ def test_kill_9_cpu_worker_mid_phase_loses_nothing(fleet: Fleet, tiny_listing: A
     assert_video(fleet, job_id)
     phases = fleet.phases(job_id)
     assert phases[4].attempts == 2 and phases[3].attempts == 1 and phases[1].attempts == 1
-    assert row_counts(fleet, job_id) == {"photos": len(tiny_listing.photo_paths),
-                                         "clips": len(tiny_listing.photo_paths), "timelines": 1, "phases": 4}
+    assert row_counts(fleet, job_id) == {
+        "photos": len(tiny_listing.photo_paths),
+        "clips": len(tiny_listing.photo_paths),
+        "timelines": 1,
+        "phases": 4,
+    }
     assert all(c.render_attempts == 1 for c in fleet.clips(job_id).values())
     assert fleet.job(job_id).lease_owner is None
 
@@ -60,8 +69,9 @@ def test_sigterm_gpu_worker_mid_clip(fleet: Fleet, tiny_listing: Any) -> None:
     victim = fleet.spawn("gpu", "victim", CLIP_X264_PRESET="veryslow", OUTPUT_RESOLUTION="1280x720")
 
     def rendering() -> bool:
-        return any(c.status == "rendering" and (c.lease_owner or "").startswith("gpu-")
-                   for c in fleet.clips(job_id).values())
+        return any(
+            c.status == "rendering" and (c.lease_owner or "").startswith("gpu-") for c in fleet.clips(job_id).values()
+        )
 
     wait_for("a clip to be rendering", rendering, 120, fleet, ("cpu", "victim"))
     before = {c.id: (c.status, c.rendered_at) for c in fleet.clips(job_id).values()}
@@ -99,10 +109,21 @@ def test_spot_notice_stops_gpu_worker_and_defers_clip_to_interruption_time(fleet
     fleet.enqueue(job_id)
     cpu = fleet.spawn("cpu", "cpu")
     with FakeImds() as imds:
-        victim = fleet.spawn("gpu", "victim", CLIP_X264_PRESET="veryslow", OUTPUT_RESOLUTION="1280x720",
-                             SPOT_TERMINATION_ENDPOINT=imds.url, SPOT_POLL_SECONDS=0.5)
-        wait_for("a clip to be rendering", lambda: any(c.status == "rendering" for c in fleet.clips(job_id).values()),
-                 120, fleet, ("cpu", "victim"))
+        victim = fleet.spawn(
+            "gpu",
+            "victim",
+            CLIP_X264_PRESET="veryslow",
+            OUTPUT_RESOLUTION="1280x720",
+            SPOT_TERMINATION_ENDPOINT=imds.url,
+            SPOT_POLL_SECONDS=0.5,
+        )
+        wait_for(
+            "a clip to be rendering",
+            lambda: any(c.status == "rendering" for c in fleet.clips(job_id).values()),
+            120,
+            fleet,
+            ("cpu", "victim"),
+        )
         started = time.monotonic()
         imds.schedule("terminate", at=datetime.now(UTC) + timedelta(seconds=20))
         assert victim.wait(12) == 0
@@ -125,8 +146,13 @@ def test_sigterm_cpu_worker_mid_phase_hands_back_after_the_grace_period(fleet: F
     fleet.enqueue(job_id)
     victim = fleet.spawn("cpu", "victim", OUTPUT_X264_PRESET="veryslow", SHUTDOWN_GRACE_SECONDS=2)
     gpu = fleet.spawn("gpu", "gpu")
-    wait_for("phase 4 to start", lambda: fleet.phases(job_id).get(4) is not None
-             and fleet.phases(job_id)[4].status == "running", 120, fleet, ("victim", "gpu"))
+    wait_for(
+        "phase 4 to start",
+        lambda: fleet.phases(job_id).get(4) is not None and fleet.phases(job_id)[4].status == "running",
+        120,
+        fleet,
+        ("victim", "gpu"),
+    )
     started = time.monotonic()
     victim.send_signal(signal.SIGTERM)
     assert victim.wait(12) == 0

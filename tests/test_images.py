@@ -202,25 +202,60 @@ def test_resize_max() -> None:
 
 
 def test_room_label_normalisation() -> None:
-    cases = {"frontal": "exterior", "Front": "exterior", "facade": "exterior", "living": "living_room",
-             "LivingRoom": "living_room", "family_room": "living_room", "bath": "bathroom",
-             "Master Bath": "bathroom", "backyard": "outdoor", "yard": "outdoor", "garden": "outdoor",
-             "patio": "outdoor", "pool": "outdoor", "dining": "dining_room", "Bedroom 2": "bedroom",
-             "kitchen1": "kitchen", "office": "other", "house_001": None, "misc": None, None: None}
+    cases = {
+        "frontal": "exterior",
+        "Front": "exterior",
+        "facade": "exterior",
+        "living": "living_room",
+        "LivingRoom": "living_room",
+        "family_room": "living_room",
+        "bath": "bathroom",
+        "Master Bath": "bathroom",
+        "backyard": "outdoor",
+        "yard": "outdoor",
+        "garden": "outdoor",
+        "patio": "outdoor",
+        "pool": "outdoor",
+        "dining": "dining_room",
+        "Bedroom 2": "bedroom",
+        "kitchen1": "kitchen",
+        "office": "other",
+        "house_001": None,
+        "misc": None,
+        None: None,
+    }
     for name, label in cases.items():
         assert normalize_room_label(name) == label, name
 
 
 def test_list_photo_files_labels_hidden_and_order(tmp_path: Path) -> None:
-    for rel in ["b.jpg", "a10.jpg", "a2.jpg", ".hidden.jpg", "kitchen/k.jpg", "Frontal/f.jpg",
-                "Living Room/l.png", "misc/m.jpg", "house_1/bath/x.jpg", ".git/c.jpg",
-                "__MACOSX/kitchen/._k.jpg", "kitchen/readme.txt", "kitchen/._k.jpg"]:
+    for rel in [
+        "b.jpg",
+        "a10.jpg",
+        "a2.jpg",
+        ".hidden.jpg",
+        "kitchen/k.jpg",
+        "Frontal/f.jpg",
+        "Living Room/l.png",
+        "misc/m.jpg",
+        "house_1/bath/x.jpg",
+        ".git/c.jpg",
+        "__MACOSX/kitchen/._k.jpg",
+        "kitchen/readme.txt",
+        "kitchen/._k.jpg",
+    ]:
         f = tmp_path / rel
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_bytes(b"x")
     found = [(p.relative_to(tmp_path).as_posix(), label) for p, label in list_photo_files(tmp_path)]
     assert found == [
-        ("a2.jpg", None), ("a10.jpg", None), ("b.jpg", None), ("Frontal/f.jpg", "exterior"),
-        ("house_1/bath/x.jpg", "bathroom"), ("kitchen/k.jpg", "kitchen"), ("kitchen/readme.txt", "kitchen"),
-        ("Living Room/l.png", "living_room"), ("misc/m.jpg", None),
+        ("a2.jpg", None),
+        ("a10.jpg", None),
+        ("b.jpg", None),
+        ("Frontal/f.jpg", "exterior"),
+        ("house_1/bath/x.jpg", "bathroom"),
+        ("kitchen/k.jpg", "kitchen"),
+        ("kitchen/readme.txt", "kitchen"),
+        ("Living Room/l.png", "living_room"),
+        ("misc/m.jpg", None),
     ]

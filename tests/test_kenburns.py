@@ -43,8 +43,7 @@ def _decode_gray(path: Path, width: int, height: int) -> np.ndarray:
 
 
 def _decode_first_rgb(path: Path, width: int, height: int) -> np.ndarray:
-    proc = run_ffmpeg(["-v", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo",
-                       "-pix_fmt", "rgb24", "-"])
+    proc = run_ffmpeg(["-v", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
     return np.frombuffer(proc.stdout, np.uint8).reshape(height, width, 3)
 
 
@@ -62,7 +61,8 @@ def pan_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray
 def test_viewport_rect_semantics() -> None:
     # Wider than 16:9: zoom 1 spans the full height.
     assert viewport_rect(Viewport(0.5, 0.5, 1.0), 2000, 1000, 16 / 9) == pytest.approx(
-        (1000 - 1777.777 / 2, 0.0, 1777.777, 1000.0), abs=1e-2)
+        (1000 - 1777.777 / 2, 0.0, 1777.777, 1000.0), abs=1e-2
+    )
     # Taller than 16:9: full width; zoom 2 halves it; the window is clamped inside the photo.
     x0, y0, w, h = viewport_rect(Viewport(0.0, 1.0, 2.0), 1200, 1600, 16 / 9)
     assert (w, h) == pytest.approx((600.0, 337.5))
@@ -97,8 +97,7 @@ def test_interpolated_path_stays_inside_and_zooms_about_fixed_point() -> None:
 
 def test_log_zoom_has_constant_relative_speed() -> None:
     photo = _texture(800, 450)
-    plan = MotionPlan(MotionType.PUSH_IN, Viewport(0.5, 0.5, 1.0), Viewport(0.5, 0.5, 2.0),
-                      easing=Easing.LINEAR)
+    plan = MotionPlan(MotionType.PUSH_IN, Viewport(0.5, 0.5, 1.0), Viewport(0.5, 0.5, 2.0), easing=Easing.LINEAR)
     cam = KenBurnsCamera(photo, plan, 320, 180)
     widths = np.array([cam.rect_at(t)[2] for t in np.linspace(0, 1, 11)])
     ratios = widths[1:] / widths[:-1]
@@ -110,8 +109,16 @@ def test_clip_has_exact_frames_size_and_fps(tmp_path: Path) -> None:
     plan = MotionPlan(MotionType.PUSH_IN, Viewport(0.5, 0.5, 1.0), Viewport(0.6, 0.4, 1.3))
     calls: list[tuple[int, int]] = []
     out = tmp_path / "clip.mp4"
-    stats = render_ken_burns(photo, plan, out, width=640, height=360, fps=30, duration=1.53,
-                             progress=lambda done, total: calls.append((done, total)))
+    stats = render_ken_burns(
+        photo,
+        plan,
+        out,
+        width=640,
+        height=360,
+        fps=30,
+        duration=1.53,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     info = probe(out)
     assert info.frame_count == round(1.53 * 30) == stats.frames == 46
     assert info.video is not None

@@ -52,8 +52,14 @@ def _launch(script: Path, root: Path, tracks: list[list[str]]) -> list[subproces
     env = {k: v for k, v in os.environ.items() if k != numba_cache.ROOT_ENV}
     env["NUMBA_CACHE_DIR"] = str(root)
     return [
-        subprocess.Popen([sys.executable, str(script), *args], cwd=REPO, env=env, text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [sys.executable, str(script), *args],
+            cwd=REPO,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         for args in tracks
     ]
 
@@ -68,8 +74,7 @@ def _collect(procs: list[subprocess.Popen[str]], timeout: float = 300) -> list[d
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in root.rglob("*") if p.is_file()}
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +105,13 @@ def test_cold_cache_four_processes_at_once_never_crash(tmp_path: Path, tracks: d
     # and never write to it, so no kernel is ever compiled outside the lock.
     before = _snapshot(root)
     assert any(name.endswith(".nbc") for name in before)
-    results = _collect(_launch(script, root, [[str(tracks["beat"])], [str(tracks["mp3"])],
-                                              [str(tracks["noise"])], [str(tracks["beat"]), "onsets"]]))
+    results = _collect(
+        _launch(
+            script,
+            root,
+            [[str(tracks["beat"])], [str(tracks["mp3"])], [str(tracks["noise"])], [str(tracks["beat"]), "onsets"]],
+        )
+    )
     assert [r["mode"] for r in results] == ["shared"] * 4
     assert abs(results[1]["tempo"] - 96) < 1 and results[2]["source"] == "librosa_fallback"
     assert _snapshot(root) == before
@@ -248,9 +258,29 @@ def _run_suite(suite: Path) -> tuple[subprocess.CompletedProcess[str], float]:
     """pytest on `suite` the way scripts/test.sh runs it, with the project's configuration."""
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist", "loadfile", "-p", "no:cacheprovider",
-         "-c", str(REPO / "pyproject.toml"), "--rootdir", str(suite), "-o", "timeout=5", str(suite)],
-        cwd=suite, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-n",
+            "2",
+            "--dist",
+            "loadfile",
+            "-p",
+            "no:cacheprovider",
+            "-c",
+            str(REPO / "pyproject.toml"),
+            "--rootdir",
+            str(suite),
+            "-o",
+            "timeout=5",
+            str(suite),
+        ],
+        cwd=suite,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     return proc, time.monotonic() - started
 

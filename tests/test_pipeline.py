@@ -36,18 +36,25 @@ class Rendered:
 
 
 def _render(ctx: PhaseContext, listing: Any, *, target: float = TARGET, music: bool = True) -> Rendered:
-    job_id = create_job(ctx, listing_id="sample", photos=photos_from_folder(listing.photos_dir),
-                        music=listing.music_path if music else None, target_length=target)
+    job_id = create_job(
+        ctx,
+        listing_id="sample",
+        photos=photos_from_folder(listing.photos_dir),
+        music=listing.music_path if music else None,
+        target_length=target,
+    )
     outcome = run_job(ctx, job_id)
     assert outcome.status == "completed", outcome.error
-    out = ctx.storage.get_file(ctx.storage.resolve_key(job_report(ctx, job_id)["output_uri"]),
-                               Path(ctx.settings.WORK_DIR) / "delivered.mp4")
+    out = ctx.storage.get_file(
+        ctx.storage.resolve_key(job_report(ctx, job_id)["output_uri"]), Path(ctx.settings.WORK_DIR) / "delivered.mp4"
+    )
     return Rendered(ctx, job_id, job_report(ctx, job_id), listing, out)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-             small_listing: Any) -> Iterator[Rendered]:
+def rendered(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, small_listing: Any
+) -> Iterator[Rendered]:
     """One full render per database, shared by the assertions below (rendering is the slow part)."""
     tmp = tmp_path_factory.mktemp(f"pipeline-{request.param}")
     if request.param == "sqlite":
@@ -111,8 +118,7 @@ def test_clusters_never_merge_different_rooms(rendered: Rendered) -> None:
     with session_scope(rendered.ctx.sessions) as s:
         photos = list(s.scalars(select(Photo).where(Photo.job_id == rendered.job_id)))
         clusters = {c.id: c for c in s.scalars(select(RoomCluster).where(RoomCluster.job_id == rendered.job_id))}
-        heroes = list(s.scalars(select(AnalysisResult.hero_photo_id)
-                                .where(AnalysisResult.job_id == rendered.job_id)))
+        heroes = list(s.scalars(select(AnalysisResult.hero_photo_id).where(AnalysisResult.job_id == rendered.job_id)))
     assert len(heroes) == len(clusters), "one hero per cluster"
     same_cluster_pairs = same_group_pairs = linked = 0
     for a, b in itertools.combinations(photos, 2):
@@ -149,14 +155,18 @@ def test_rows_record_what_happened(rendered: Rendered) -> None:
 def test_rerun_from_phase_3_reuses_clips_and_adds_a_version(rendered: Rendered) -> None:
     ctx, job_id = rendered.ctx, rendered.job_id
     with session_scope(ctx.sessions) as s:
-        before = {c.id: (c.render_attempts, c.rendered_at, c.s3_uri)
-                  for c in s.scalars(select(Clip).where(Clip.job_id == job_id))}
+        before = {
+            c.id: (c.render_attempts, c.rendered_at, c.s3_uri)
+            for c in s.scalars(select(Clip).where(Clip.job_id == job_id))
+        }
         attempts = {p.phase: p.attempts for p in s.scalars(select(JobPhase).where(JobPhase.job_id == job_id))}
     outcome = run_job(ctx, job_id, start_phase=3)
     assert outcome.status == "completed" and outcome.phases_run == [3, 4] and outcome.phases_skipped == [1, 2]
     with session_scope(ctx.sessions) as s:
-        after = {c.id: (c.render_attempts, c.rendered_at, c.s3_uri)
-                 for c in s.scalars(select(Clip).where(Clip.job_id == job_id))}
+        after = {
+            c.id: (c.render_attempts, c.rendered_at, c.s3_uri)
+            for c in s.scalars(select(Clip).where(Clip.job_id == job_id))
+        }
         versions = sorted(s.scalars(select(Timeline.version).where(Timeline.job_id == job_id)))
         phases = {p.phase: p.attempts for p in s.scalars(select(JobPhase).where(JobPhase.job_id == job_id))}
         job = s.get(Job, job_id)
@@ -174,8 +184,10 @@ def test_redelivery_of_a_finished_job_does_nothing(rendered: Rendered) -> None:
 
     def counts() -> tuple[int, ...]:
         with session_scope(ctx.sessions) as s:
-            return tuple(s.scalar(select(func.count()).select_from(m).where(m.job_id == job_id)) or 0
-                         for m in (Clip, Timeline, RoomCluster, AnalysisResult, Photo))
+            return tuple(
+                s.scalar(select(func.count()).select_from(m).where(m.job_id == job_id)) or 0
+                for m in (Clip, Timeline, RoomCluster, AnalysisResult, Photo)
+            )
 
     before = counts()
     outcome = run_job(ctx, job_id)
@@ -189,8 +201,13 @@ def test_phase_2_resumes_from_its_checkpoints(tmp_path: Path, sqlite_url: str, s
     from app.phases.render.phase import render_clip
 
     ctx = make_context(make_settings(tmp_path, sqlite_url))
-    job_id = create_job(ctx, listing_id="x", photos=photos_from_folder(small_listing.photos_dir),
-                        music=small_listing.music_path, target_length=10)
+    job_id = create_job(
+        ctx,
+        listing_id="x",
+        photos=photos_from_folder(small_listing.photos_dir),
+        music=small_listing.music_path,
+        target_length=10,
+    )
     run_job(ctx, job_id, phases=[1])
     with session_scope(ctx.sessions) as s:
         clip_ids = list(s.scalars(select(Clip.id).where(Clip.job_id == job_id).order_by(Clip.id)))
@@ -199,8 +216,7 @@ def test_phase_2_resumes_from_its_checkpoints(tmp_path: Path, sqlite_url: str, s
     ran, _ = run_phase(ctx, job_id, 2)
     assert ran
     with session_scope(ctx.sessions) as s:
-        attempts = {cid: n for cid, n in s.execute(select(Clip.id, Clip.render_attempts)
-                                                         .where(Clip.job_id == job_id))}
+        attempts = {cid: n for cid, n in s.execute(select(Clip.id, Clip.render_attempts).where(Clip.job_id == job_id))}
     assert all(attempts[c] == 1 for c in clip_ids), "checkpointed clips were not rendered twice"
     again = render_clip(ctx, clip_ids[0])
     assert not again.rendered
@@ -210,8 +226,9 @@ def test_phase_order_is_enforced(tmp_path: Path, sqlite_url: str, small_listing:
     from app.errors import PhaseOrderError
 
     ctx = make_context(make_settings(tmp_path, sqlite_url))
-    job_id = create_job(ctx, listing_id="x", photos=photos_from_folder(small_listing.photos_dir),
-                        music=small_listing.music_path)
+    job_id = create_job(
+        ctx, listing_id="x", photos=photos_from_folder(small_listing.photos_dir), music=small_listing.music_path
+    )
     with pytest.raises(PhaseOrderError):
         run_job(ctx, job_id, start_phase=3)
 
@@ -239,8 +256,9 @@ def test_pipeline_on_postgres_and_s3(s3_ctx: PhaseContext, small_listing: Any) -
     assert {o["Key"] for o in listed.get("Contents", [])} == {k for k in objects if "/phase2/" in k}
 
 
-def test_label_precedence_override_then_backend_then_inferred(tmp_path: Path, database_url: str,
-                                                               small_listing: Any) -> None:
+def test_label_precedence_override_then_backend_then_inferred(
+    tmp_path: Path, database_url: str, small_listing: Any
+) -> None:
     """room_override (a user's edit) > room_label (the backend's) > the heuristic guess; each recorded."""
     from app.services.jobs import PhotoInput
 
@@ -270,24 +288,35 @@ def test_rerun_from_phase_1_reuses_renders_whose_plan_did_not_change(rendered: R
     """Analysis is deterministic: re-planning yields the same plans, so phase 2 reuses every clip."""
     ctx, job_id = rendered.ctx, rendered.job_id
     with session_scope(ctx.sessions) as s:
-        before = {c.photo_id: (c.id, c.render_key, c.render_attempts)
-                  for c in s.scalars(select(Clip).where(Clip.job_id == job_id))}
+        before = {
+            c.photo_id: (c.id, c.render_key, c.render_attempts)
+            for c in s.scalars(select(Clip).where(Clip.job_id == job_id))
+        }
     outcome = run_job(ctx, job_id, start_phase=1)
     assert outcome.status == "completed" and outcome.phases_run == [1, 2, 3, 4]
     with session_scope(ctx.sessions) as s:
-        after = {c.photo_id: (c.id, c.render_key, c.render_attempts)
-                 for c in s.scalars(select(Clip).where(Clip.job_id == job_id))}
+        after = {
+            c.photo_id: (c.id, c.render_key, c.render_attempts)
+            for c in s.scalars(select(Clip).where(Clip.job_id == job_id))
+        }
         details = s.scalars(select(JobPhase.details).where(JobPhase.job_id == job_id, JobPhase.phase == 2)).one()
     assert after == before, "same clip rows, same render keys, no new render attempts"
     assert details["reused"] == len(before) and details["rendered"] == 0
 
 
-def test_a_failed_job_records_why_and_others_carry_on(tmp_path: Path, database_url: str,
-                                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_a_failed_job_records_why_and_others_carry_on(
+    tmp_path: Path, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     from app.samples import make_sample_listing
 
-    listing = make_sample_listing(tmp_path_factory.mktemp("two-rooms"), width=480, height=320, music_seconds=12,
-                                  seed=9, rooms=["exterior", "kitchen"])
+    listing = make_sample_listing(
+        tmp_path_factory.mktemp("two-rooms"),
+        width=480,
+        height=320,
+        music_seconds=12,
+        seed=9,
+        rooms=["exterior", "kitchen"],
+    )
     ctx = make_context(make_settings(tmp_path, database_url))
     photos = photos_from_folder(listing.photos_dir)
     broken = create_job(ctx, listing_id="broken", photos=photos, music=listing.music_path, target_length=6)

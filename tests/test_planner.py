@@ -11,21 +11,26 @@ from app.phases.timeline.planner import ClipCandidate, plan_timeline, story_orde
 def grid(bpm: float = 120.0, seconds: float = 60.0, first: float = 0.4) -> BeatGrid:
     period = 60.0 / bpm
     beats = [first + i * period for i in range(int((seconds - first) / period) + 1)]
-    return BeatGrid(tempo=bpm, beats=beats, downbeats=beats[::4], duration=seconds, beat_offset=first,
-                    source="test")
+    return BeatGrid(tempo=bpm, beats=beats, downbeats=beats[::4], duration=seconds, beat_offset=first, source="test")
 
 
-def cand(i: int, room: str, cluster: int, *, hero: bool = False, score: float = 0.5,
-         available: float = 6.0) -> ClipCandidate:
-    return ClipCandidate(clip_id=i, photo_id=i, room_type=room, cluster_index=cluster, is_hero=hero,
-                         score=score, available=available)
+def cand(
+    i: int, room: str, cluster: int, *, hero: bool = False, score: float = 0.5, available: float = 6.0
+) -> ClipCandidate:
+    return ClipCandidate(
+        clip_id=i, photo_id=i, room_type=room, cluster_index=cluster, is_hero=hero, score=score, available=available
+    )
 
 
 LISTING = [
-    cand(1, "bathroom", 5, hero=True), cand(2, "kitchen", 2, hero=True, score=0.7),
-    cand(3, "exterior", 0, score=0.6), cand(4, "exterior", 0, hero=True, score=0.9),
-    cand(5, "outdoor", 6, hero=True), cand(6, "bedroom", 3, hero=True, score=0.8),
-    cand(7, "living_room", 1, hero=True), cand(8, "bedroom", 4, hero=True, score=0.6),
+    cand(1, "bathroom", 5, hero=True),
+    cand(2, "kitchen", 2, hero=True, score=0.7),
+    cand(3, "exterior", 0, score=0.6),
+    cand(4, "exterior", 0, hero=True, score=0.9),
+    cand(5, "outdoor", 6, hero=True),
+    cand(6, "bedroom", 3, hero=True, score=0.8),
+    cand(7, "living_room", 1, hero=True),
+    cand(8, "bedroom", 4, hero=True, score=0.6),
     cand(9, "kitchen", 2, score=0.4),
 ]
 
@@ -33,8 +38,17 @@ LISTING = [
 def test_story_order_walks_the_property() -> None:
     order = [c.room_type for c in story_order(LISTING)]
     assert order[0] == "exterior" and story_order(LISTING)[0].clip_id == 4, "the best exterior opens"
-    assert order == ["exterior", "exterior", "living_room", "kitchen", "kitchen", "bedroom", "bedroom",
-                     "bathroom", "outdoor"]
+    assert order == [
+        "exterior",
+        "exterior",
+        "living_room",
+        "kitchen",
+        "kitchen",
+        "bedroom",
+        "bedroom",
+        "bathroom",
+        "outdoor",
+    ]
     kitchen = [c.clip_id for c in story_order(LISTING) if c.room_type == "kitchen"]
     assert kitchen == [2, 9], "the hero leads its room"
     bedrooms = [c.clip_id for c in story_order(LISTING) if c.room_type == "bedroom"]

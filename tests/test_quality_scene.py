@@ -15,7 +15,7 @@ def _room_like(w: int = 960, h: int = 720, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     img = np.empty((h, w, 3), np.uint8)
     img[:] = (200, 190, 175)
-    img[int(0.75 * h):] = (120, 90, 60)  # floor
+    img[int(0.75 * h) :] = (120, 90, 60)  # floor
     noise = rng.normal(0, 6, (h, w, 1))
     for _ in range(14):
         x0 = int(rng.integers(0, w - 80))
@@ -36,7 +36,7 @@ def _rotate_crop(rgb: np.ndarray, degrees: float) -> np.ndarray:
     h, w = rgb.shape[:2]
     m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
     out = cv2.warpAffine(rgb, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
-    return np.ascontiguousarray(out[int(0.12 * h): int(0.88 * h), int(0.12 * w): int(0.88 * w)])
+    return np.ascontiguousarray(out[int(0.12 * h) : int(0.88 * h), int(0.12 * w) : int(0.88 * w)])
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +51,15 @@ def room_scores(room: np.ndarray) -> QualityScores:
 
 def test_scores_are_in_range(room_scores: QualityScores) -> None:
     q = room_scores
-    for v in (q.sharpness, q.exposure, q.tilt_score, q.composition, q.base_score, q.clipped_highlights,
-              q.clipped_shadows):
+    for v in (
+        q.sharpness,
+        q.exposure,
+        q.tilt_score,
+        q.composition,
+        q.base_score,
+        q.clipped_highlights,
+        q.clipped_shadows,
+    ):
         assert 0.0 <= v <= 1.0
     assert q.sharpness > 0.8 and q.base_score > 0.6
     d = q.to_dict()
@@ -95,7 +102,7 @@ def _outdoor_scene(w: int = 800, h: int = 600, seed: int = 0) -> np.ndarray:
     t = np.linspace(0, 1, int(0.45 * h))[:, None, None]
     img[: int(0.45 * h)] = (1 - t) * np.array([90, 140, 225]) + t * np.array([160, 195, 240])
     grass = np.array([70, 140, 50]) + rng.normal(0, 25, (h - int(0.45 * h), w, 3))
-    img[int(0.45 * h):] = grass
+    img[int(0.45 * h) :] = grass
     img = np.clip(img, 0, 255).astype(np.uint8)
     cv2.rectangle(img, (250, 200), (560, 380), (215, 200, 170), -1)  # house
     cv2.fillPoly(img, [np.array([[230, 200], [405, 120], [580, 200]], np.int32)], (120, 60, 50))
@@ -111,10 +118,10 @@ def _indoor_scene(w: int = 800, h: int = 600) -> np.ndarray:
     """Warm-lit room: ceiling, beige walls, wooden floor, a sofa and a window with a view."""
     img = np.empty((h, w, 3), np.uint8)
     img[: int(0.2 * h)] = (232, 224, 210)  # ceiling
-    img[int(0.2 * h): int(0.7 * h)] = (215, 185, 145)  # walls under tungsten light
+    img[int(0.2 * h) : int(0.7 * h)] = (215, 185, 145)  # walls under tungsten light
     floor = np.full((h - int(0.7 * h), w, 3), (140, 95, 55), np.float32)
     floor += np.random.default_rng(1).normal(0, 10, floor.shape)
-    img[int(0.7 * h):] = np.clip(floor, 0, 255).astype(np.uint8)
+    img[int(0.7 * h) :] = np.clip(floor, 0, 255).astype(np.uint8)
     cv2.rectangle(img, (520, 180), (700, 360), (240, 240, 235), -1)  # window
     cv2.rectangle(img, (100, 330), (420, 470), (150, 60, 50), -1)  # sofa
     cv2.rectangle(img, (120, 300), (400, 340), (170, 80, 60), -1)
@@ -137,8 +144,7 @@ def test_indoor_scene_is_interior() -> None:
 
 
 def test_resolve_room_label_prefers_given_label() -> None:
-    guess = SceneGuess(is_exterior=False, exterior_probability=0.1, room_label="kitchen",
-                       label_confidence=0.4)
+    guess = SceneGuess(is_exterior=False, exterior_probability=0.1, room_label="kitchen", label_confidence=0.4)
     assert resolve_room_label("Master Bath", guess) == ("bathroom", "backend")
     assert resolve_room_label(None, guess) == ("kitchen", HEURISTIC_SOURCE)
     assert resolve_room_label("misc", guess) == ("kitchen", HEURISTIC_SOURCE)

@@ -45,8 +45,17 @@ def test_missing_and_delete_prefix(storage: Storage, tmp_path: Path) -> None:
     assert storage.exists("jobs/10/phase2/clips/0.mp4")
 
 
-@pytest.mark.parametrize("uri", ["http://169.254.169.254/latest/meta-data", "ftp://x/y", "s3://other-bucket/k",
-                                 "file:///etc/passwd", "/etc/passwd", "jobs/../../etc/passwd"])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://169.254.169.254/latest/meta-data",
+        "ftp://x/y",
+        "s3://other-bucket/k",
+        "file:///etc/passwd",
+        "/etc/passwd",
+        "jobs/../../etc/passwd",
+    ],
+)
 def test_rejects_foreign_uris(storage: Storage, uri: str) -> None:
     with pytest.raises(InvalidInputError):
         storage.resolve_key(uri)

@@ -34,8 +34,9 @@ def _photo(seed: int, w: int = 800, h: int = 600) -> np.ndarray:
 
 def _grid(duration: float, bpm: float = 120.0) -> BeatGrid:
     beats = list(np.arange(0.0, duration, 60.0 / bpm))
-    return BeatGrid(tempo=bpm, beats=beats, downbeats=beats[::4], duration=duration, beat_offset=0.0,
-                    source="default_bpm")
+    return BeatGrid(
+        tempo=bpm, beats=beats, downbeats=beats[::4], duration=duration, beat_offset=0.0, source="default_bpm"
+    )
 
 
 def test_storyboard_png(tmp_path: Path) -> None:
@@ -44,15 +45,21 @@ def test_storyboard_png(tmp_path: Path) -> None:
     push = MotionPlan(MotionType.PUSH_IN, Viewport(0.5, 0.5, 1.0), Viewport(0.65, 0.4, 1.4))
     pan = MotionPlan(MotionType.PAN_LEFT, Viewport(0.8, 0.5, 1.1), Viewport(0.2, 0.5, 1.1))
     rooms = [
-        StoryboardRoom("living_room", [
-            StoryboardPhoto(_photo(1), 1, is_hero=True, motion_label="push_in", score=0.91, plan=push),
-            StoryboardPhoto(_photo(2, 600, 900), 2, motion_label="tilt_down", score=0.55),  # portrait
-            StoryboardPhoto(_photo(3), 3, motion_label="pan_left", score=0.4, plan=pan),
-        ]),
-        StoryboardRoom("kitchen", [
-            StoryboardPhoto(jpg, 4, is_hero=True, motion_label="pan_left", score=0.8, plan=pan),
-            StoryboardPhoto(_photo(5), 5, motion_label="pull_out", score=0.3),
-        ]),
+        StoryboardRoom(
+            "living_room",
+            [
+                StoryboardPhoto(_photo(1), 1, is_hero=True, motion_label="push_in", score=0.91, plan=push),
+                StoryboardPhoto(_photo(2, 600, 900), 2, motion_label="tilt_down", score=0.55),  # portrait
+                StoryboardPhoto(_photo(3), 3, motion_label="pan_left", score=0.4, plan=pan),
+            ],
+        ),
+        StoryboardRoom(
+            "kitchen",
+            [
+                StoryboardPhoto(jpg, 4, is_hero=True, motion_label="pan_left", score=0.8, plan=pan),
+                StoryboardPhoto(_photo(5), 5, motion_label="pull_out", score=0.3),
+            ],
+        ),
     ]
     segments = [
         StoryboardSegment(0.0, 4.0, "living_room", 1, "push_in", "cut"),
@@ -60,8 +67,9 @@ def test_storyboard_png(tmp_path: Path) -> None:
         StoryboardSegment(6.0, 10.0, "kitchen", 4, "pan_left", "crossfade"),
         StoryboardSegment(10.0, 12.0, "kitchen", 5, "pull_out", "cut"),
     ]
-    out = render_storyboard(tmp_path / "sb" / "storyboard.png", rooms, beat_grid=_grid(12.0),
-                            segments=segments, title="12 Test Street")
+    out = render_storyboard(
+        tmp_path / "sb" / "storyboard.png", rooms, beat_grid=_grid(12.0), segments=segments, title="12 Test Street"
+    )
     assert out == tmp_path / "sb" / "storyboard.png" and out.is_file()
     with Image.open(out) as im:
         assert im.format == "PNG"

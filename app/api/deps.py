@@ -26,8 +26,9 @@ from app.services.dispatch import Dispatcher
 
 #: The header Rails sends. `auto_error=False`: a missing key gets the same 401 as a wrong one (FastAPI's
 #: own would be a 403 with another message).
-api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="APIKey",
-                              description="The shared secret configured as API_KEY.")
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, scheme_name="APIKey", description="The shared secret configured as API_KEY."
+)
 
 UNAUTHORIZED_DETAIL = "missing or invalid X-API-Key"
 
@@ -78,15 +79,16 @@ StateDep = Annotated[ApiState, Depends(get_state)]
 ContextDep = Annotated[PhaseContext, Depends(get_context)]
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 SessionDep = Annotated[Session, Depends(get_session)]
-UserIdDep = Annotated[str | None, Header(alias="X-User-Id", max_length=128,
-                                         description="Who made the change (stored on the edit).")]
+UserIdDep = Annotated[
+    str | None, Header(alias="X-User-Id", max_length=128, description="Who made the change (stored on the edit).")
+]
 
 
-def require_api_key(settings: SettingsDep,
-                    api_key: Annotated[str | None, Security(api_key_header)] = None) -> None:
+def require_api_key(settings: SettingsDep, api_key: Annotated[str | None, Security(api_key_header)] = None) -> None:
     """Every /internal route. Constant-time comparison, so the key cannot be guessed byte by byte from
     response times. An empty API_KEY locks /internal entirely rather than opening it."""
     expected = settings.API_KEY
     if not expected or not api_key or not hmac.compare_digest(api_key.encode("utf-8"), expected.encode("utf-8")):
-        raise HTTPException(status_code=status.HTTP_401_UNAUTHORIZED, detail=UNAUTHORIZED_DETAIL,
-                            headers={"WWW-Authenticate": "APIKey"})
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED, detail=UNAUTHORIZED_DETAIL, headers={"WWW-Authenticate": "APIKey"}
+        )

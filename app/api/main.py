@@ -79,8 +79,15 @@ def one_line(text: str, limit: int = 500) -> str:
 async def picaivid_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PicaividError)
     code = status_for(exc)
-    log.log(logging.WARNING if code >= 500 else logging.INFO, "%s %s -> %s %s: %s", request.method,
-            request.url.path, code, type(exc).__name__, exc)
+    log.log(
+        logging.WARNING if code >= 500 else logging.INFO,
+        "%s %s -> %s %s: %s",
+        request.method,
+        request.url.path,
+        code,
+        type(exc).__name__,
+        exc,
+    )
     body = ErrorOut(detail=one_line(str(exc)) or type(exc).__name__, error=type(exc).__name__)
     return JSONResponse(body.model_dump(), status_code=code)
 
@@ -126,13 +133,18 @@ def _callback_url_lookup(sessions: sessionmaker[Session]) -> Callable[[int], str
         with session_scope(sessions) as s:
             job = s.get(Job, job_id)
             return job.callback_url if job is not None else None
+
     return lookup
 
 
 def build_state(settings: Settings) -> ApiState:
     """The long-lived objects of one API process (no network I/O: boto3 clients connect lazily)."""
-    ctx = PhaseContext(settings=settings, sessions=session_factory(settings.DATABASE_URL),
-                       storage=get_storage(settings), worker_id=f"api-{socket.gethostname()}-{os.getpid()}")
+    ctx = PhaseContext(
+        settings=settings,
+        sessions=session_factory(settings.DATABASE_URL),
+        storage=get_storage(settings),
+        worker_id=f"api-{socket.gethostname()}-{os.getpid()}",
+    )
     dispatcher = Dispatcher.for_context(ctx)
     callbacks: CallbackSink | None = None
     if dispatcher.inline is not None:
@@ -140,19 +152,21 @@ def build_state(settings: Settings) -> ApiState:
         # (in fleet mode the workers send them). The runner shares `ctx`, so setting the sink here reaches it.
         callbacks = CallbackSink(settings, url_for_job=_callback_url_lookup(ctx.sessions))
         ctx.progress_sink = callbacks
-    sqs_probe = (monitoring_client(settings, "sqs") if settings.SQS_QUEUE_URL or settings.SQS_GPU_QUEUE_URL
-                 else None)
+    sqs_probe = monitoring_client(settings, "sqs") if settings.SQS_QUEUE_URL or settings.SQS_GPU_QUEUE_URL else None
     s3_probe = monitoring_client(settings, "s3") if settings.S3_BUCKET else None
-    registry = build_registry(PicaividCollector(ctx.sessions,
-                                                configured_queues(settings, sqs_probe) if sqs_probe else {}))
-    return ApiState(ctx=ctx, dispatcher=dispatcher, metrics=registry, sqs_probe=sqs_probe, s3_probe=s3_probe,
-                    callbacks=callbacks)
+    registry = build_registry(
+        PicaividCollector(ctx.sessions, configured_queues(settings, sqs_probe) if sqs_probe else {})
+    )
+    return ApiState(
+        ctx=ctx, dispatcher=dispatcher, metrics=registry, sqs_probe=sqs_probe, s3_probe=s3_probe, callbacks=callbacks
+    )
 
 
 def _startup(settings: Settings, state: ApiState) -> None:
     if settings.is_sqlite:
         # Embedded mode migrates itself like the CLI does; fleet databases are migrated by the deploy.
         from app.db.migrate import ensure_schema
+
         try:
             ensure_schema(settings.DATABASE_URL)
         except Exception:
@@ -189,8 +203,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Picaivid media service",
         summary="Listing photos + music in, beat-synced listing video out.",
         description="Internal API for the Rails backend: create jobs from stored inputs, follow their four "
-                    "phases (analyze, render, timeline, assemble), edit timelines and re-run phases. Every "
-                    "`/internal` route needs the `X-API-Key` header.",
+        "phases (analyze, render, timeline, assemble), edit timelines and re-run phases. Every "
+        "`/internal` route needs the `X-API-Key` header.",
         version="0.1.0",
         openapi_tags=TAGS,
         lifespan=lifespan,
@@ -201,13 +215,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(UnhandledErrorMiddleware)
     if settings.CORS_ORIGINS:  # added last, so it wraps everything, error responses included
-        app.add_middleware(CORSMiddleware, allow_origins=[str(o).rstrip("/") for o in settings.CORS_ORIGINS],
-                           allow_credentials=False, allow_methods=["*"], allow_headers=["*"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=[str(o).rstrip("/") for o in settings.CORS_ORIGINS],
+            allow_credentials=False,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
     app.add_exception_handler(PicaividError, picaivid_error_handler)
     app.add_exception_handler(OperationalError, database_error_handler)
 
-    internal = APIRouter(prefix="/internal", dependencies=[Depends(require_api_key)],
-                         responses={401: {"model": ErrorOut, "description": UNAUTHORIZED_DETAIL}})
+    internal = APIRouter(
+        prefix="/internal",
+        dependencies=[Depends(require_api_key)],
+        responses={401: {"model": ErrorOut, "description": UNAUTHORIZED_DETAIL}},
+    )
     internal.include_router(jobs.router)
     internal.include_router(edits.router)
     internal.include_router(metrics.router)

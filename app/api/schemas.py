@@ -36,11 +36,16 @@ class ReadyOut(BaseModel):
 class PhotoIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    uri: str = Field(min_length=1, max_length=2048, description="s3://<configured bucket>/key, or a path / "
-                     "file:// URI under LOCAL_STORAGE_PATH. Referenced in place, never fetched over HTTP.",
-                     examples=["s3://picaivid-uploads/listings/123/front.jpg"])
-    room_label: str | None = Field(default=None, max_length=64, description="Wins over inference.",
-                                   examples=["kitchen"])
+    uri: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="s3://<configured bucket>/key, or a path / "
+        "file:// URI under LOCAL_STORAGE_PATH. Referenced in place, never fetched over HTTP.",
+        examples=["s3://picaivid-uploads/listings/123/front.jpg"],
+    )
+    room_label: str | None = Field(
+        default=None, max_length=64, description="Wins over inference.", examples=["kitchen"]
+    )
     exclude: bool = False
     metadata: dict[str, Any] | None = Field(default=None, description="Stored as photos.manual_metadata.")
 
@@ -48,15 +53,25 @@ class PhotoIn(BaseModel):
 class JobCreate(BaseModel):
     # Unknown fields are errors: a misspelt "target_lenght" silently ignored would render the wrong video.
     # Rails sends listing ids as numbers; they are stored as strings.
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, json_schema_extra={"examples": [{
-        "listing_id": "123",
-        "photos": [{"uri": "s3://picaivid-uploads/listings/123/front.jpg", "room_label": "exterior"},
-                   {"uri": "s3://picaivid-uploads/listings/123/kitchen.jpg"}],
-        "music_uri": "s3://picaivid-uploads/music/upbeat.mp3",
-        "target_length": 30,
-        "callback_url": "https://app.example.com/internal/picaivid/events",
-        "enqueue": True,
-    }]})
+    model_config = ConfigDict(
+        extra="forbid",
+        coerce_numbers_to_str=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "listing_id": "123",
+                    "photos": [
+                        {"uri": "s3://picaivid-uploads/listings/123/front.jpg", "room_label": "exterior"},
+                        {"uri": "s3://picaivid-uploads/listings/123/kitchen.jpg"},
+                    ],
+                    "music_uri": "s3://picaivid-uploads/music/upbeat.mp3",
+                    "target_length": 30,
+                    "callback_url": "https://app.example.com/internal/picaivid/events",
+                    "enqueue": True,
+                }
+            ]
+        },
+    )
 
     listing_id: str = Field(min_length=1, max_length=128)
     photos: list[PhotoIn] = Field(min_length=1, max_length=200)
@@ -65,8 +80,9 @@ class JobCreate(BaseModel):
     target_length: float | None = Field(default=None, ge=5, le=600, description="Seconds (default 30).")
     enable_beat_sync: bool | None = None
     metadata: dict[str, Any] | None = None
-    callback_url: str | None = Field(default=None, max_length=2048,
-                                     description="Progress events are POSTed here instead of BACKEND_URL.")
+    callback_url: str | None = Field(
+        default=None, max_length=2048, description="Progress events are POSTed here instead of BACKEND_URL."
+    )
     enqueue: bool = Field(default=True, description="Start the job now (false: only register it).")
 
     @field_validator("callback_url")
@@ -163,15 +179,20 @@ class JobDetail(JobSummary):
 
 class JobList(BaseModel):
     items: list[JobSummary]
-    next_cursor: str | None = Field(default=None, description="Pass as `cursor` for the next (older) page; "
-                                    "null on the last page.")
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next (older) page; null on the last page."
+    )
 
 
 class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"start_phase": 3}]})
 
-    start_phase: int | None = Field(default=None, ge=1, le=4, description="Re-run from this phase (earlier "
-                                    "phases must be completed); null resumes where the job stopped.")
+    start_phase: int | None = Field(
+        default=None,
+        ge=1,
+        le=4,
+        description="Re-run from this phase (earlier phases must be completed); null resumes where the job stopped.",
+    )
 
 
 # --- timeline ---------------------------------------------------------------------------------
@@ -231,8 +252,9 @@ class TimelineOut(BaseModel):
 class EditResult(BaseModel):
     edit_id: int = Field(examples=[7])
     edit_type: str = Field(examples=["reorder"])
-    rerun_from: int | None = Field(default=None, description="The phase the job re-runs from (null: none).",
-                                   examples=[4])
+    rerun_from: int | None = Field(
+        default=None, description="The phase the job re-runs from (null: none).", examples=[4]
+    )
     timeline_version: int | None = Field(default=None, examples=[2])
     rerender_clip_ids: list[int] = Field(default_factory=list)
     job: JobSummary

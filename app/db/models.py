@@ -65,8 +65,7 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     listing_id: Mapped[str] = mapped_column(String(128), nullable=False, index=True)
-    status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING, server_default="pending",
-                                        index=True)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING, server_default="pending", index=True)
     current_phase: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     template_type: Mapped[str | None] = mapped_column(String(64))
     target_length: Mapped[float | None] = mapped_column(Float)
@@ -89,15 +88,17 @@ class Job(Base):
     #: Fleet mode: which worker holds the job and until when (a lease, not a lock).
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
-                                                 server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow,
-                                                 server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow, server_default=func.now()
+    )
 
-    photos: Mapped[list[Photo]] = relationship(back_populates="job", order_by="Photo.position",
-                                               cascade="all, delete-orphan")
-    phases: Mapped[list[JobPhase]] = relationship(back_populates="job", order_by="JobPhase.phase",
-                                                  cascade="all, delete-orphan")
+    photos: Mapped[list[Photo]] = relationship(
+        back_populates="job", order_by="Photo.position", cascade="all, delete-orphan"
+    )
+    phases: Mapped[list[JobPhase]] = relationship(
+        back_populates="job", order_by="JobPhase.phase", cascade="all, delete-orphan"
+    )
 
 
 class JobPhase(Base):
@@ -243,20 +244,18 @@ class Timeline(Base):
     #: Job generation that produced it: makes phase 3 idempotent under redelivery.
     generation: Mapped[int | None] = mapped_column(Integer)
     output_uri: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
-                                                 server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
 
-    clips: Mapped[list[TimelineClip]] = relationship(back_populates="timeline",
-                                                     order_by="TimelineClip.order_index",
-                                                     cascade="all, delete-orphan")
+    clips: Mapped[list[TimelineClip]] = relationship(
+        back_populates="timeline", order_by="TimelineClip.order_index", cascade="all, delete-orphan"
+    )
 
 
 class TimelineClip(Base):
     __tablename__ = "timeline_clips"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    timeline_id: Mapped[int] = mapped_column(ForeignKey("timeline.id", ondelete="CASCADE"), nullable=False,
-                                             index=True)
+    timeline_id: Mapped[int] = mapped_column(ForeignKey("timeline.id", ondelete="CASCADE"), nullable=False, index=True)
     clip_id: Mapped[int | None] = mapped_column(ForeignKey("clips.id", ondelete="SET NULL"))
     order_index: Mapped[int] = mapped_column(Integer, nullable=False)
     #: Seconds into the clip where its footage starts / ends (trim).
@@ -300,8 +299,7 @@ class OutboxMessage(Base):
     body: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     dedup_key: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
-                                                 server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -316,8 +314,7 @@ class AppliedMessage(Base):
     message_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     start_phase: Mapped[int | None] = mapped_column(Integer)
-    applied_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
-                                                 server_default=func.now())
+    applied_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
 
 
 class Worker(Base):
@@ -333,9 +330,7 @@ class Worker(Base):
     state: Mapped[str] = mapped_column(String(16), default="idle", server_default="idle")
     job_id: Mapped[int | None] = mapped_column(Integer)
     clip_id: Mapped[int | None] = mapped_column(Integer)
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
-                                                 server_default=func.now())
-    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
-                                                   server_default=func.now())
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
     #: Messages handled, by outcome: {"done": n, "retried": n, "deferred": n, "rejected": n, "failed": n}.
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))

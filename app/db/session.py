@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 def normalize_url(url: str) -> str:
     """Accept the URLs people paste (postgres://, postgresql://) and use the psycopg 3 driver."""
     if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
+        url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
 
 

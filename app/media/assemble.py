@@ -76,16 +76,68 @@ TRUE_PEAK_ATTEMPTS = 4
 LOUDNESS_TOLERANCE = 0.5
 CUT = "cut"
 #: xfade's transitions (ffmpeg 7-9) except "custom", which needs an expression.
-XFADE_TRANSITIONS = frozenset({
-    "fade", "wipeleft", "wiperight", "wipeup", "wipedown", "slideleft", "slideright", "slideup",
-    "slidedown", "circlecrop", "rectcrop", "distance", "fadeblack", "fadewhite", "radial", "smoothleft",
-    "smoothright", "smoothup", "smoothdown", "circleopen", "circleclose", "vertopen", "vertclose",
-    "horzopen", "horzclose", "dissolve", "pixelize", "diagtl", "diagtr", "diagbl", "diagbr", "hlslice",
-    "hrslice", "vuslice", "vdslice", "hblur", "fadegrays", "wipetl", "wipetr", "wipebl", "wipebr",
-    "squeezeh", "squeezev", "zoomin", "fadefast", "fadeslow", "hlwind", "hrwind", "vuwind", "vdwind",
-    "coverleft", "coverright", "coverup", "coverdown", "revealleft", "revealright", "revealup",
-    "revealdown",
-})
+XFADE_TRANSITIONS = frozenset(
+    {
+        "fade",
+        "wipeleft",
+        "wiperight",
+        "wipeup",
+        "wipedown",
+        "slideleft",
+        "slideright",
+        "slideup",
+        "slidedown",
+        "circlecrop",
+        "rectcrop",
+        "distance",
+        "fadeblack",
+        "fadewhite",
+        "radial",
+        "smoothleft",
+        "smoothright",
+        "smoothup",
+        "smoothdown",
+        "circleopen",
+        "circleclose",
+        "vertopen",
+        "vertclose",
+        "horzopen",
+        "horzclose",
+        "dissolve",
+        "pixelize",
+        "diagtl",
+        "diagtr",
+        "diagbl",
+        "diagbr",
+        "hlslice",
+        "hrslice",
+        "vuslice",
+        "vdslice",
+        "hblur",
+        "fadegrays",
+        "wipetl",
+        "wipetr",
+        "wipebl",
+        "wipebr",
+        "squeezeh",
+        "squeezev",
+        "zoomin",
+        "fadefast",
+        "fadeslow",
+        "hlwind",
+        "hrwind",
+        "vuwind",
+        "vdwind",
+        "coverleft",
+        "coverright",
+        "coverup",
+        "coverdown",
+        "revealleft",
+        "revealright",
+        "revealup",
+        "revealdown",
+    }
+)
 #: Extra frames fed to the first input of every xfade, past the end of the transition. They are never
 #: shown (the second input is already at 100 %; verified with the bundled ffmpeg 9, where exact lengths
 #: also work). Defensive: xfade's end-of-input handling has changed between ffmpeg releases, and a
@@ -233,8 +285,9 @@ def _fps_str(fps: Fraction) -> str:
     return str(fps.numerator) if fps.denominator == 1 else f"{fps.numerator}/{fps.denominator}"
 
 
-def _plan_transitions(segments: Sequence[AssemblySegment], cuts: list[int], bounds: list[int],
-                      fps: Fraction) -> tuple[list[PlannedTransition], list[str]]:
+def _plan_transitions(
+    segments: Sequence[AssemblySegment], cuts: list[int], bounds: list[int], fps: Fraction
+) -> tuple[list[PlannedTransition], list[str]]:
     notes: list[str] = []
     planned: list[PlannedTransition] = []
     for k, seg in enumerate(segments[:-1]):
@@ -247,18 +300,27 @@ def _plan_transitions(segments: Sequence[AssemblySegment], cuts: list[int], boun
             cap = min(bounds[k + 1] - bounds[k], bounds[k + 2] - bounds[k + 1])
             cap -= cap % 2
             if frames > cap:
-                notes.append(f"transition {k} ({kind}) shortened from {frames} to {cap} frames to fit its "
-                             "segments" + (" (hard cut)" if cap < 2 else ""))
+                notes.append(
+                    f"transition {k} ({kind}) shortened from {frames} to {cap} frames to fit its "
+                    "segments" + (" (hard cut)" if cap < 2 else "")
+                )
                 frames = cap if cap >= 2 else 0
         if frames == 0:
             kind = CUT
-        planned.append(PlannedTransition(index=k, kind=kind, cut_frame=cuts[k],
-                                         start_frame=cuts[k] - frames // 2, frames=frames))
+        planned.append(
+            PlannedTransition(index=k, kind=kind, cut_frame=cuts[k], start_frame=cuts[k] - frames // 2, frames=frames)
+        )
     return planned, notes
 
 
-def _validate(segments: Sequence[AssemblySegment], width: int, height: int, fps: Fraction,
-              total_duration: float, music: MusicBed | None) -> None:
+def _validate(
+    segments: Sequence[AssemblySegment],
+    width: int,
+    height: int,
+    fps: Fraction,
+    total_duration: float,
+    music: MusicBed | None,
+) -> None:
     if not segments:
         raise ValueError("no segments to assemble")
     if width <= 0 or height <= 0 or width % 2 or height % 2:
@@ -267,8 +329,7 @@ def _validate(segments: Sequence[AssemblySegment], width: int, height: int, fps:
     if abs(segments[0].start) > half_frame:
         raise ValueError(f"the first segment must start at 0, not {segments[0].start}")
     if abs(total_duration - segments[-1].end) > half_frame:
-        raise ValueError(f"total_duration {total_duration} does not match the last segment's end "
-                         f"{segments[-1].end}")
+        raise ValueError(f"total_duration {total_duration} does not match the last segment's end {segments[-1].end}")
     for k, seg in enumerate(segments):
         if seg.clip_in < 0 or not math.isfinite(seg.clip_in):
             raise ValueError(f"segment {k}: clip_in must be >= 0, got {seg.clip_in}")
@@ -277,8 +338,10 @@ def _validate(segments: Sequence[AssemblySegment], width: int, height: int, fps:
         if seg.transition != CUT and seg.transition not in XFADE_TRANSITIONS:
             raise ValueError(f"segment {k}: unknown transition {seg.transition!r}")
         if k and abs(seg.start - segments[k - 1].end) > half_frame:
-            raise ValueError(f"segment {k} starts at {seg.start} but segment {k - 1} ends at "
-                             f"{segments[k - 1].end}: segments must be contiguous")
+            raise ValueError(
+                f"segment {k} starts at {seg.start} but segment {k - 1} ends at "
+                f"{segments[k - 1].end}: segments must be contiguous"
+            )
     if music is not None and (music.offset < 0 or music.fade_in < 0 or music.fade_out < 0):
         raise ValueError("music offset and fades must be >= 0")
 
@@ -302,8 +365,12 @@ def music_bed_filter(music: MusicBed, duration: float) -> str:
     d = _num(round(duration, 6))
     fade_in = min(music.fade_in, duration / 2)
     fade_out = min(music.fade_out, duration / 2)
-    chain = [f"atrim=start={_num(round(music.offset, 6))}:duration={d}", "asetpts=PTS-STARTPTS",
-             "aformat=sample_fmts=fltp:channel_layouts=stereo", f"apad=whole_dur={d}"]
+    chain = [
+        f"atrim=start={_num(round(music.offset, 6))}:duration={d}",
+        "asetpts=PTS-STARTPTS",
+        "aformat=sample_fmts=fltp:channel_layouts=stereo",
+        f"apad=whole_dur={d}",
+    ]
     if fade_in > 0:
         chain.append(f"afade=t=in:st=0:d={_num(round(fade_in, 6))}")
     if fade_out > 0:
@@ -321,21 +388,28 @@ def _loudnorm_filter(measured: Loudness | None, target_lufs: float, target_tp: f
         # loudnorm rejects out-of-range measurements (an absurdly loud bed can measure above 0 LUFS)
         return min(hi, max(lo, value))
 
-    return (f"loudnorm=I={_num(target_lufs)}:TP={_num(target_tp)}:LRA={_num(lra)}"
-            f":measured_I={clamp(measured.integrated_lufs, -99, 0):.2f}"
-            f":measured_TP={clamp(measured.true_peak_dbtp, -99, 99):.2f}"
-            f":measured_LRA={clamp(measured.lra, 0, 99):.2f}"
-            f":measured_thresh={clamp(measured.threshold, -99, 0):.2f}"
-            f":offset={clamp(measured.target_offset, -99, 99):.2f}:linear=true")
+    return (
+        f"loudnorm=I={_num(target_lufs)}:TP={_num(target_tp)}:LRA={_num(lra)}"
+        f":measured_I={clamp(measured.integrated_lufs, -99, 0):.2f}"
+        f":measured_TP={clamp(measured.true_peak_dbtp, -99, 99):.2f}"
+        f":measured_LRA={clamp(measured.lra, 0, 99):.2f}"
+        f":measured_thresh={clamp(measured.threshold, -99, 0):.2f}"
+        f":offset={clamp(measured.target_offset, -99, 99):.2f}:linear=true"
+    )
 
 
 def _is_silent(measured: Loudness | None) -> bool:
-    return measured is not None and not (math.isfinite(measured.integrated_lufs)
-                                         and measured.integrated_lufs > -70.0)
+    return measured is not None and not (math.isfinite(measured.integrated_lufs) and measured.integrated_lufs > -70.0)
 
 
-def plan_audio_filter(music: MusicBed, duration: float, loudnorm_measured: Loudness | None, *,
-                      target_lufs: float = -14.0, target_tp: float = -1.0) -> str:
+def plan_audio_filter(
+    music: MusicBed,
+    duration: float,
+    loudnorm_measured: Loudness | None,
+    *,
+    target_lufs: float = -14.0,
+    target_tp: float = -1.0,
+) -> str:
     """The complete music chain (no labels): bed, loudnorm pass 2, 48 kHz, exactly `duration` long.
 
     Pure. `target_tp` is the ceiling handed to loudnorm; `assemble_video` lowers it below the delivery
@@ -346,14 +420,22 @@ def plan_audio_filter(music: MusicBed, duration: float, loudnorm_measured: Loudn
         chain.append(_loudnorm_filter(loudnorm_measured, target_lufs, target_tp))
     d = _num(round(duration, 6))
     # loudnorm works at 192 kHz; pad/trim again so the audio ends exactly with the video.
-    chain += [f"aresample={AUDIO_SAMPLE_RATE}", f"apad=whole_dur={d}", f"atrim=duration={d}",
-              "asetpts=PTS-STARTPTS"]
+    chain += [f"aresample={AUDIO_SAMPLE_RATE}", f"apad=whole_dur={d}", f"atrim=duration={d}", "asetpts=PTS-STARTPTS"]
     return ",".join(chain)
 
 
-def plan_filter_graph(segments: Sequence[AssemblySegment], *, width: int, height: int, fps: float,
-                      music: MusicBed | None, total_duration: float, loudnorm_measured: Loudness | None,
-                      target_lufs: float = -14.0, target_tp: float = -1.0) -> FilterGraph:
+def plan_filter_graph(
+    segments: Sequence[AssemblySegment],
+    *,
+    width: int,
+    height: int,
+    fps: float,
+    music: MusicBed | None,
+    total_duration: float,
+    loudnorm_measured: Loudness | None,
+    target_lufs: float = -14.0,
+    target_tp: float = -1.0,
+) -> FilterGraph:
     """Build the ffmpeg inputs and filter graph for `assemble_video`. Pure and deterministic.
 
     `loudnorm_measured` is the pass-1 measurement of the music bed (`measure_music_bed`); None plans
@@ -368,8 +450,10 @@ def plan_filter_graph(segments: Sequence[AssemblySegment], *, width: int, height
     bounds = [0, *cuts, total_frames]
     for k in range(len(segments)):
         if bounds[k + 1] <= bounds[k]:
-            raise ValueError(f"segment {k} is shorter than one frame on the {float(q):g} fps grid "
-                             f"(frames {bounds[k]}..{bounds[k + 1]})")
+            raise ValueError(
+                f"segment {k} is shorter than one frame on the {float(q):g} fps grid "
+                f"(frames {bounds[k]}..{bounds[k + 1]})"
+            )
     transitions, notes = _plan_transitions(segments, cuts, bounds, q)
 
     tb = f"{q.denominator}/{q.numerator}"
@@ -394,15 +478,18 @@ def plan_filter_graph(segments: Sequence[AssemblySegment], *, width: int, height
             f"scale=w={width}:h={height}:force_original_aspect_ratio=decrease:force_divisible_by=2,"
             f"pad=w={width}:h={height}:x=(ow-iw)/2:y=(oh-ih)/2:color=black,setsar=1,"
             f"fps={_fps_str(q)},tpad=stop_mode=clone:stop={footage},trim=end_frame={footage},"
-            f"format=yuv420p,settb={tb}[v{k}]")
+            f"format=yuv420p,settb={tb}[v{k}]"
+        )
 
     acc = "v0"
     for tr in transitions:
         nxt = f"v{tr.index + 1}"
         out = f"x{tr.index + 1}"
         if tr.frames:
-            parts.append(f"[{acc}][{nxt}]xfade=transition={tr.kind}:duration={_seconds(tr.frames, q)}"
-                         f":offset={_seconds(tr.start_frame, q)}[{out}]")
+            parts.append(
+                f"[{acc}][{nxt}]xfade=transition={tr.kind}:duration={_seconds(tr.frames, q)}"
+                f":offset={_seconds(tr.start_frame, q)}[{out}]"
+            )
         else:
             # concat re-times to microseconds; bring the chain back to the frame time base for xfade.
             parts.append(f"[{acc}][{nxt}]concat=n=2:v=1:a=0,settb={tb}[{out}]")
@@ -425,14 +512,21 @@ def plan_filter_graph(segments: Sequence[AssemblySegment], *, width: int, height
         input_args += ["-i", str(music.path)]
         if _is_silent(loudnorm_measured):
             notes.append("music bed is silent: not loudness-normalised")
-        chain = plan_audio_filter(music, duration, loudnorm_measured, target_lufs=target_lufs,
-                                  target_tp=target_tp)
+        chain = plan_audio_filter(music, duration, loudnorm_measured, target_lufs=target_lufs, target_tp=target_tp)
         parts.append(f"[{len(segments)}:a]{chain}[aout]")
         maps += ["-map", "[aout]"]
 
-    return FilterGraph(input_args=tuple(input_args), filter_complex=";".join(parts), output_maps=tuple(maps),
-                       frame_count=total_frames, duration=duration, segment_frames=tuple(seg_frames),
-                       transitions=tuple(transitions), has_audio=music is not None, notes=tuple(notes))
+    return FilterGraph(
+        input_args=tuple(input_args),
+        filter_complex=";".join(parts),
+        output_maps=tuple(maps),
+        frame_count=total_frames,
+        duration=duration,
+        segment_frames=tuple(seg_frames),
+        transitions=tuple(transitions),
+        has_audio=music is not None,
+        notes=tuple(notes),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,14 +539,18 @@ def _tail(text: str) -> str:
     return "\n".join(lines[-6:])[-_STDERR_TAIL:]
 
 
-def measure_music_bed(music: MusicBed, duration: float, *, target_lufs: float = -14.0,
-                      target_tp: float = -1.0) -> Loudness:
+def measure_music_bed(
+    music: MusicBed, duration: float, *, target_lufs: float = -14.0, target_tp: float = -1.0
+) -> Loudness:
     """Loudnorm pass 1 on the trimmed, faded music bed alone (audio only, no video decode)."""
-    af = (f"{music_bed_filter(music, duration)},"
-          f"loudnorm=I={_num(target_lufs)}:TP={_num(target_tp)}:LRA={_num(DEFAULT_TARGET_LRA)}"
-          ":print_format=json")
-    proc = run_ffmpeg(["-i", str(music.path), "-vn", "-sn", "-dn", "-af", af, "-f", "null", "-"],
-                      what="music loudness analysis")
+    af = (
+        f"{music_bed_filter(music, duration)},"
+        f"loudnorm=I={_num(target_lufs)}:TP={_num(target_tp)}:LRA={_num(DEFAULT_TARGET_LRA)}"
+        ":print_format=json"
+    )
+    proc = run_ffmpeg(
+        ["-i", str(music.path), "-vn", "-sn", "-dn", "-af", af, "-f", "null", "-"], what="music loudness analysis"
+    )
     return parse_loudnorm_json(proc.stderr.decode("utf-8", "replace"), "music bed's loudness analysis")
 
 
@@ -464,13 +562,32 @@ def _audio_codec_args(audio_bitrate: str) -> list[str]:
     +2.4 dBTP peak, and TNS ~1 dB more overshoot than without it (measured on 6 excerpts of two
     tracks); the delivered true peak is what the loudness targets are judged on.
     """
-    return ["-c:a", "aac", "-b:a", audio_bitrate, "-aac_pns", "0", "-aac_tns", "0", "-ac", "2",
-            "-ar", str(AUDIO_SAMPLE_RATE)]
+    return [
+        "-c:a",
+        "aac",
+        "-b:a",
+        audio_bitrate,
+        "-aac_pns",
+        "0",
+        "-aac_tns",
+        "0",
+        "-ac",
+        "2",
+        "-ar",
+        str(AUDIO_SAMPLE_RATE),
+    ]
 
 
-def calibrate_loudnorm(music: MusicBed, duration: float, measured: Loudness, scratch: Path, *,
-                       target_lufs: float = -14.0, target_tp: float = -1.0,
-                       audio_bitrate: str = "192k") -> tuple[LoudnormTargets, list[str]]:
+def calibrate_loudnorm(
+    music: MusicBed,
+    duration: float,
+    measured: Loudness,
+    scratch: Path,
+    *,
+    target_lufs: float = -14.0,
+    target_tp: float = -1.0,
+    audio_bitrate: str = "192k",
+) -> tuple[LoudnormTargets, list[str]]:
     """Find loudnorm targets that keep the encoded AAC's true peak <= `target_tp` at `target_lufs`.
 
     Why: loudnorm limits the PCM it outputs, but AAC quantisation noise adds inter-sample peaks:
@@ -497,9 +614,23 @@ def calibrate_loudnorm(music: MusicBed, duration: float, measured: Loudness, scr
     while attempts < TRUE_PEAK_ATTEMPTS:
         attempts += 1
         chain = plan_audio_filter(music, duration, measured, target_lufs=aim, target_tp=ceiling)
-        run_ffmpeg(["-i", str(music.path), "-vn", "-sn", "-dn", "-af", chain,
-                    *_audio_codec_args(audio_bitrate), "-f", "mp4", "-y", str(scratch)],
-                   what="music bed encode")
+        run_ffmpeg(
+            [
+                "-i",
+                str(music.path),
+                "-vn",
+                "-sn",
+                "-dn",
+                "-af",
+                chain,
+                *_audio_codec_args(audio_bitrate),
+                "-f",
+                "mp4",
+                "-y",
+                str(scratch),
+            ],
+            what="music bed encode",
+        )
         got = measure_loudness(scratch, target_i=target_lufs, target_tp=target_tp)
         attempt = LoudnormTargets(aim, ceiling, got)
         if best is None or score(attempt) < score(best):
@@ -520,32 +651,41 @@ def calibrate_loudnorm(music: MusicBed, duration: float, measured: Loudness, scr
             new_aim = round(max(target_lufs - 3.0, aim + short), 2)
         if abs(new_aim - aim) < 0.1 and abs(new_ceiling - ceiling) < 0.1:
             break
-        logger.info("encoded music %.2f LUFS / %.2f dBTP: loudnorm I %.2f -> %.2f, TP %.2f -> %.2f",
-                    got.integrated_lufs, got.true_peak_dbtp, aim, new_aim, ceiling, new_ceiling)
+        logger.info(
+            "encoded music %.2f LUFS / %.2f dBTP: loudnorm I %.2f -> %.2f, TP %.2f -> %.2f",
+            got.integrated_lufs,
+            got.true_peak_dbtp,
+            aim,
+            new_aim,
+            ceiling,
+            new_ceiling,
+        )
         aim, ceiling = new_aim, new_ceiling
 
     assert best is not None and best.encoded is not None
     notes: list[str] = []
     enc = best.encoded
     if enc.true_peak_dbtp > target_tp or abs(enc.integrated_lufs - target_lufs) > 1.0:
-        notes.append(f"music encodes at {enc.integrated_lufs:.2f} LUFS / {enc.true_peak_dbtp:.2f} dBTP "
-                     f"(targets {target_lufs:g} LUFS / {target_tp:g} dBTP) after {attempts} tries")
+        notes.append(
+            f"music encodes at {enc.integrated_lufs:.2f} LUFS / {enc.true_peak_dbtp:.2f} dBTP "
+            f"(targets {target_lufs:g} LUFS / {target_tp:g} dBTP) after {attempts} tries"
+        )
     return best, notes
 
 
 _OUT_TIME_RE = re.compile(r"^out_time_us=(\d+)\s*$")
 
 
-def _run_with_progress(args: Sequence[str], *, duration: float, progress: Callable[[float], None] | None,
-                       timeout: float | None, what: str) -> None:
+def _run_with_progress(
+    args: Sequence[str], *, duration: float, progress: Callable[[float], None] | None, timeout: float | None, what: str
+) -> None:
     """Run ffmpeg with ``-progress pipe:1``, reporting the fraction of `duration` encoded.
 
     stderr goes to a temporary file (never a second pipe, which could fill up and deadlock while we
     block on stdout); a timer kills ffmpeg at `timeout`. If the callback raises (e.g. a cancelled job),
     ffmpeg is killed and the exception propagates.
     """
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
-           "-progress", "pipe:1", *args]
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-progress", "pipe:1", *args]
     last = -1.0
     with tempfile.TemporaryFile() as err_file:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err_file)
@@ -590,24 +730,36 @@ def _check_footage(segments: Sequence[AssemblySegment], graph: FilterGraph, fps:
     """Warn about clips shorter than the footage they must supply (tpad would freeze their last frame)."""
     warnings: list[str] = []
     for k, (seg, (_, footage)) in enumerate(zip(segments, graph.segment_frames, strict=True)):
-        visible = footage - (_XFADE_TAIL_FRAMES if k < len(graph.transitions) and
-                             graph.transitions[k].frames else 0)
+        visible = footage - (_XFADE_TAIL_FRAMES if k < len(graph.transitions) and graph.transitions[k].frames else 0)
         info = probe(seg.clip_path)
         if info.video is None:
             raise FFmpegError(f"clip {seg.clip_path.name} has no video stream")
         have = info.video_duration - seg.clip_in
         need = visible / fps
         if have + 0.5 / fps < need:
-            warnings.append(f"segment {k}: {seg.clip_path.name} has {max(have, 0):.3f}s of footage after "
-                            f"clip_in={seg.clip_in:g}, {need:.3f}s needed; its last frame is held")
+            warnings.append(
+                f"segment {k}: {seg.clip_path.name} has {max(have, 0):.3f}s of footage after "
+                f"clip_in={seg.clip_in:g}, {need:.3f}s needed; its last frame is held"
+            )
     return warnings
 
 
-def assemble_video(segments: Sequence[AssemblySegment], out_path: Path, *, width: int = 1920,
-                   height: int = 1080, fps: float = 30, music: MusicBed | None, preset: str = "medium",
-                   crf: int = 20, target_lufs: float = -14.0, target_tp: float = -1.0,
-                   audio_bitrate: str = "192k", progress: Callable[[float], None] | None = None,
-                   timeout: float | None = 3600.0) -> AssemblyResult:
+def assemble_video(
+    segments: Sequence[AssemblySegment],
+    out_path: Path,
+    *,
+    width: int = 1920,
+    height: int = 1080,
+    fps: float = 30,
+    music: MusicBed | None,
+    preset: str = "medium",
+    crf: int = 20,
+    target_lufs: float = -14.0,
+    target_tp: float = -1.0,
+    audio_bitrate: str = "192k",
+    progress: Callable[[float], None] | None = None,
+    timeout: float | None = 3600.0,
+) -> AssemblyResult:
     """Cut, cross-fade, lay the music bed and encode the deliverable MP4 at `out_path`.
 
     Steps: plan (pure) -> check each clip has the footage it must supply -> loudnorm pass 1 on the bed
@@ -623,8 +775,9 @@ def assemble_video(segments: Sequence[AssemblySegment], out_path: Path, *, width
     out_path = Path(out_path)
     total = segments[-1].end if segments else 0.0
     _validate_targets(target_lufs, target_tp)
-    video_only = plan_filter_graph(segments, width=width, height=height, fps=fps, music=None,
-                                   total_duration=total, loudnorm_measured=None)
+    video_only = plan_filter_graph(
+        segments, width=width, height=height, fps=fps, music=None, total_duration=total, loudnorm_measured=None
+    )
     warnings = _check_footage(segments, video_only, fps)
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -634,41 +787,75 @@ def assemble_video(segments: Sequence[AssemblySegment], out_path: Path, *, width
         measured: Loudness | None = None
         targets: LoudnormTargets | None = None
         if music is not None:
-            measured = measure_music_bed(music, video_only.duration, target_lufs=target_lufs,
-                                         target_tp=target_tp)
+            measured = measure_music_bed(music, video_only.duration, target_lufs=target_lufs, target_tp=target_tp)
             if not _is_silent(measured):
                 targets, calibration_notes = calibrate_loudnorm(
-                    music, video_only.duration, measured, scratch, target_lufs=target_lufs,
-                    target_tp=target_tp, audio_bitrate=audio_bitrate)
+                    music,
+                    video_only.duration,
+                    measured,
+                    scratch,
+                    target_lufs=target_lufs,
+                    target_tp=target_tp,
+                    audio_bitrate=audio_bitrate,
+                )
                 warnings += calibration_notes
-        graph = plan_filter_graph(segments, width=width, height=height, fps=fps, music=music,
-                                  total_duration=total, loudnorm_measured=measured,
-                                  target_lufs=targets.integrated_lufs if targets else target_lufs,
-                                  target_tp=targets.true_peak_dbtp if targets else target_tp)
+        graph = plan_filter_graph(
+            segments,
+            width=width,
+            height=height,
+            fps=fps,
+            music=music,
+            total_duration=total,
+            loudnorm_measured=measured,
+            target_lufs=targets.integrated_lufs if targets else target_lufs,
+            target_tp=targets.true_peak_dbtp if targets else target_tp,
+        )
         warnings += graph.notes
         for w in warnings:
             logger.warning("assembling %s: %s", out_path.name, w)
 
         q = _fps_fraction(fps)
-        args: list[str] = [*graph.input_args, "-filter_complex", graph.filter_complex, *graph.output_maps,
-                           "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
-                           "-profile:v", "high", "-r", _fps_str(q)]
+        args: list[str] = [
+            *graph.input_args,
+            "-filter_complex",
+            graph.filter_complex,
+            *graph.output_maps,
+            "-c:v",
+            "libx264",
+            "-preset",
+            preset,
+            "-crf",
+            str(crf),
+            "-pix_fmt",
+            "yuv420p",
+            "-profile:v",
+            "high",
+            "-r",
+            _fps_str(q),
+        ]
         args += _audio_codec_args(audio_bitrate) if graph.has_audio else ["-an"]
         args += ["-movflags", "+faststart", "-f", "mp4", "-y", str(tmp)]
         t_enc = time.monotonic()
-        _run_with_progress(args, duration=graph.duration, progress=progress, timeout=timeout,
-                           what=f"assembling {out_path.name}")
+        _run_with_progress(
+            args, duration=graph.duration, progress=progress, timeout=timeout, what=f"assembling {out_path.name}"
+        )
         encode_seconds = time.monotonic() - t_enc
-        info = verify_output(tmp, expected_duration=graph.duration, width=width, height=height, fps=fps,
-                             expect_audio=graph.has_audio)
-        loudness = (measure_loudness(tmp, target_i=target_lufs, target_tp=target_tp)
-                    if graph.has_audio else None)
-        if (loudness is not None and targets is not None and targets.encoded is not None
-                and abs(loudness.true_peak_dbtp - targets.encoded.true_peak_dbtp) > 0.1):
+        info = verify_output(
+            tmp, expected_duration=graph.duration, width=width, height=height, fps=fps, expect_audio=graph.has_audio
+        )
+        loudness = measure_loudness(tmp, target_i=target_lufs, target_tp=target_tp) if graph.has_audio else None
+        if (
+            loudness is not None
+            and targets is not None
+            and targets.encoded is not None
+            and abs(loudness.true_peak_dbtp - targets.encoded.true_peak_dbtp) > 0.1
+        ):
             # the final encode did not reproduce the calibration encode (non-deterministic encoder?)
-            warnings.append(f"delivered audio {loudness.integrated_lufs:.2f} LUFS / "
-                            f"{loudness.true_peak_dbtp:.2f} dBTP differs from its calibration "
-                            f"({targets.encoded.integrated_lufs:.2f} / {targets.encoded.true_peak_dbtp:.2f})")
+            warnings.append(
+                f"delivered audio {loudness.integrated_lufs:.2f} LUFS / "
+                f"{loudness.true_peak_dbtp:.2f} dBTP differs from its calibration "
+                f"({targets.encoded.integrated_lufs:.2f} / {targets.encoded.true_peak_dbtp:.2f})"
+            )
             logger.warning("assembling %s: %s", out_path.name, warnings[-1])
         os.replace(tmp, out_path)
     finally:
@@ -676,12 +863,18 @@ def assemble_video(segments: Sequence[AssemblySegment], out_path: Path, *, width
         scratch.unlink(missing_ok=True)
 
     return AssemblyResult(
-        path=out_path, duration=info.video_duration, frame_count=info.frame_count, loudness=loudness,
-        music_measured=measured, loudnorm_targets=targets,
-        filter_graph=graph.filter_complex, encode_seconds=encode_seconds,
+        path=out_path,
+        duration=info.video_duration,
+        frame_count=info.frame_count,
+        loudness=loudness,
+        music_measured=measured,
+        loudnorm_targets=targets,
+        filter_graph=graph.filter_complex,
+        encode_seconds=encode_seconds,
         elapsed_seconds=time.monotonic() - t0,
         transitions=[(tr.centre_time(float(q)), tr.start_frame, tr.frames) for tr in graph.transitions],
-        warnings=tuple(warnings))
+        warnings=tuple(warnings),
+    )
 
 
 def extract_poster(video_path: Path, out_jpg: Path, at: float) -> Path:
@@ -702,9 +895,27 @@ def extract_poster(video_path: Path, out_jpg: Path, at: float) -> Path:
     out_jpg.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_jpg.with_name(f".{out_jpg.stem}.partial.jpg")
     try:
-        run_ffmpeg(["-v", "error", "-ss", f"{seek:.6f}", "-i", str(video_path), "-frames:v", "1",
-                    "-q:v", "2", "-f", "image2", "-update", "1", "-y", str(tmp)],
-                   what=f"poster of {video_path.name}")
+        run_ffmpeg(
+            [
+                "-v",
+                "error",
+                "-ss",
+                f"{seek:.6f}",
+                "-i",
+                str(video_path),
+                "-frames:v",
+                "1",
+                "-q:v",
+                "2",
+                "-f",
+                "image2",
+                "-update",
+                "1",
+                "-y",
+                str(tmp),
+            ],
+            what=f"poster of {video_path.name}",
+        )
         if not tmp.is_file() or tmp.stat().st_size == 0:
             raise FFmpegError(f"no poster frame at {at:.3f}s of {video_path.name}")
         os.replace(tmp, out_jpg)
@@ -713,8 +924,9 @@ def extract_poster(video_path: Path, out_jpg: Path, at: float) -> Path:
     return out_jpg
 
 
-def verify_output(path: Path, *, expected_duration: float, width: int, height: int, fps: float,
-                  expect_audio: bool) -> MediaInfo:
+def verify_output(
+    path: Path, *, expected_duration: float, width: int, height: int, fps: float, expect_audio: bool
+) -> MediaInfo:
     """Check an assembled file against its timeline; raise OutputVerificationError listing every problem.
 
     Checks: H.264 video of WxH at `fps`, frame count within 1 of ``round(expected_duration * fps)``,
@@ -738,8 +950,9 @@ def verify_output(path: Path, *, expected_duration: float, width: int, height: i
         if abs(v.fps - fps) > 0.01:
             problems.append(f"{v.fps:g} fps, expected {fps:g}")
         if abs(info.frame_count - expected_frames) > 1:
-            problems.append(f"{info.frame_count} frames, expected {expected_frames} "
-                            f"({expected_duration:.3f}s at {fps:g} fps)")
+            problems.append(
+                f"{info.frame_count} frames, expected {expected_frames} ({expected_duration:.3f}s at {fps:g} fps)"
+            )
     if abs(info.duration - expected_duration) > max(0.1, 2.0 / fps):
         problems.append(f"duration {info.duration:.3f}s, expected {expected_duration:.3f}s")
     if expect_audio:

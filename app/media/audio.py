@@ -225,15 +225,14 @@ def _exercise_librosa() -> None:
     burst = np.exp(-np.arange(400) / 60.0).astype(np.float32) * np.sin(np.arange(400) * 0.6).astype(np.float32)
     for k in range(20):
         start = int((0.25 + 0.5 * k) * sr)
-        clicks[start:start + burst.size] += burst * (1.0 if k % 4 == 0 else 0.6)
+        clicks[start : start + burst.size] += burst * (1.0 if k % 4 == 0 else 0.6)
     clicks += np.random.default_rng(0).normal(0.0, 0.003, clicks.size).astype(np.float32)
     analyze_samples(clicks, sr)
     analyze_samples(np.random.default_rng(1).normal(0.0, 0.1, sr * 6).astype(np.float32), sr)
     librosa.onset.onset_detect(y=clicks, sr=sr, hop_length=_HOP, units="time", backtrack=False)
 
 
-def default_grid(bpm: float, duration: float, *, beat_offset: float = 0.0,
-                 beats_per_bar: int = 4) -> BeatGrid:
+def default_grid(bpm: float, duration: float, *, beat_offset: float = 0.0, beats_per_bar: int = 4) -> BeatGrid:
     """A steady synthetic grid (`source="default_bpm"`), for videos without music.
 
     Beat k is at `beat_offset + k * 60 / bpm` (computed, not accumulated, so spacing is exact), for
@@ -250,8 +249,15 @@ def default_grid(bpm: float, duration: float, *, beat_offset: float = 0.0,
     period = 60.0 / bpm
     count = math.ceil((duration - beat_offset) / period - 1e-9)
     beats = [beat_offset + k * period for k in range(count)]
-    return BeatGrid(tempo=float(bpm), beats=beats, downbeats=beats[::beats_per_bar], duration=float(duration),
-                    beat_offset=float(beat_offset), source="default_bpm", confidence=1.0)
+    return BeatGrid(
+        tempo=float(bpm),
+        beats=beats,
+        downbeats=beats[::beats_per_bar],
+        duration=float(duration),
+        beat_offset=float(beat_offset),
+        source="default_bpm",
+        confidence=1.0,
+    )
 
 
 def nearest_beat_index(t: float, beats: Sequence[float]) -> int:
@@ -299,9 +305,9 @@ def _decode_failure(exc: PicaividError, path: Path) -> str:
 class _Run:
     """Consecutive tracked beats without a phase jump, and the beats fitted to them."""
 
-    times: np.ndarray          # tracked (snapped) beat times
-    numbers: np.ndarray        # their beat numbers, gaps counted (see `_beat_numbers`)
-    line: tuple[float, float] | None = None   # (phase, period) when the run is steady
+    times: np.ndarray  # tracked (snapped) beat times
+    numbers: np.ndarray  # their beat numbers, gaps counted (see `_beat_numbers`)
+    line: tuple[float, float] | None = None  # (phase, period) when the run is steady
     regularity: float = 0.0
 
     @property
@@ -348,8 +354,9 @@ class _BeatAnalysis:
             return self._fallback(pulse)
 
         period = 60.0 / tempo
-        _, frames = librosa.beat.beat_track(onset_envelope=self.oenv, sr=self.sr, hop_length=_HOP, bpm=tempo,
-                                            trim=True, units="frames")
+        _, frames = librosa.beat.beat_track(
+            onset_envelope=self.oenv, sr=self.sr, hop_length=_HOP, bpm=tempo, trim=True, units="frames"
+        )
         raw = librosa.frames_to_time(np.asarray(frames), sr=self.sr, hop_length=_HOP) - _COARSE_LATENCY
         tracked = _dedupe(np.array([self._snap(t, _TRACK_SNAP_WINDOW) for t in raw]), 0.5 * period)
         if tracked.size < 2 * _MIN_RUN:
@@ -363,18 +370,29 @@ class _BeatAnalysis:
         support = float(np.mean([self._has_onset(t) for t in beats]))
         confidence = math.sqrt(min(1.0, pulse / 0.5)) * regularity * (0.5 + 0.5 * support)
         downbeats = self._downbeats(beats)
-        return BeatGrid(tempo=float(tempo), beats=[float(b) for b in beats],
-                        downbeats=[float(b) for b in downbeats], duration=self.duration,
-                        beat_offset=float(beats[0]), source="librosa",
-                        confidence=float(np.clip(confidence, 0.0, 1.0)))
+        return BeatGrid(
+            tempo=float(tempo),
+            beats=[float(b) for b in beats],
+            downbeats=[float(b) for b in downbeats],
+            duration=self.duration,
+            beat_offset=float(beats[0]),
+            source="librosa",
+            confidence=float(np.clip(confidence, 0.0, 1.0)),
+        )
 
     def _fallback(self, pulse: float) -> BeatGrid:
         """Steady `DEFAULT_BPM` grid from where the music starts, flagged as a fallback."""
         start = round(self.audible[0], 3)
         grid = default_grid(DEFAULT_BPM, self.duration, beat_offset=start if start < self.duration else 0.0)
-        return BeatGrid(tempo=grid.tempo, beats=grid.beats, downbeats=grid.downbeats, duration=self.duration,
-                        beat_offset=grid.beat_offset, source="librosa_fallback",
-                        confidence=float(min(_FALLBACK_MAX_CONFIDENCE, max(0.0, pulse))))
+        return BeatGrid(
+            tempo=grid.tempo,
+            beats=grid.beats,
+            downbeats=grid.downbeats,
+            duration=self.duration,
+            beat_offset=grid.beat_offset,
+            source="librosa_fallback",
+            confidence=float(min(_FALLBACK_MAX_CONFIDENCE, max(0.0, pulse))),
+        )
 
     # -- envelopes -------------------------------------------------------------------------
 
@@ -398,8 +416,7 @@ class _BeatAnalysis:
             rms_parts.append(np.sqrt(np.mean(np.square(frames), axis=1)))
         mel = np.concatenate(mel_parts).T  # (128, frames), librosa's melspectrogram
         # the envelope librosa.onset.onset_strength(y=...) computes from that same spectrogram
-        self.oenv = librosa.onset.onset_strength(S=librosa.power_to_db(mel, ref=np.max), sr=sr,
-                                                 hop_length=_HOP)
+        self.oenv = librosa.onset.onset_strength(S=librosa.power_to_db(mel, ref=np.max), sr=sr, hop_length=_HOP)
         freqs = librosa.mel_frequencies(n_mels=mel.shape[0], fmax=sr / 2)
         self.low_energy = mel[freqs < _LOW_BAND_HZ].sum(axis=0)
         self.chroma = librosa.util.normalize(np.concatenate(chroma_parts).T, norm=np.inf, axis=0)
@@ -420,7 +437,7 @@ class _BeatAnalysis:
     def _fine_window(self, t: float, half: float) -> tuple[int, np.ndarray]:
         i0 = max(0, round((t - half - self.fine_t0) / self.fine_dt))
         i1 = min(self.fine.size, round((t + half - self.fine_t0) / self.fine_dt) + 1)
-        return i0, self.fine[i0:max(i0, i1)]
+        return i0, self.fine[i0 : max(i0, i1)]
 
     def _onset_peak(self, t: float, half: float) -> tuple[int, int, np.ndarray] | None:
         """(window start, peak offset, window) of a prominent fine-envelope peak within t +- half."""
@@ -452,7 +469,7 @@ class _BeatAnalysis:
         if times.size == 0:
             return 0.0
         idx = np.round((times + _COARSE_LATENCY) * self.sr / _HOP).astype(int)
-        vals = [self.oenv[max(0, i - 1): i + 2].max() for i in idx if 0 <= i < self.oenv.size]
+        vals = [self.oenv[max(0, i - 1) : i + 2].max() for i in idx if 0 <= i < self.oenv.size]
         return float(np.mean(vals)) if vals else 0.0
 
     # -- tempo -----------------------------------------------------------------------------
@@ -583,12 +600,13 @@ class _BeatAnalysis:
         period = float(np.median(np.diff(beats)))
         w = max(2, round(min(0.12, 0.4 * period) * self.sr / _HOP))
         energy = self.low_energy
-        low = np.array([float(energy[f:f + w].mean() - energy[max(0, f - w):f].mean()) if f > 0 else 0.0
-                        for f in frames]).clip(min=0.0)
+        low = np.array(
+            [float(energy[f : f + w].mean() - energy[max(0, f - w) : f].mean()) if f > 0 else 0.0 for f in frames]
+        ).clip(min=0.0)
         change = np.zeros(beats.size)
         for i in range(_CHORD_SPAN, beats.size - _CHORD_SPAN):
-            before = self.chroma[:, frames[i - _CHORD_SPAN]:frames[i]].mean(axis=1)
-            after = self.chroma[:, frames[i]:frames[i + _CHORD_SPAN]].mean(axis=1)
+            before = self.chroma[:, frames[i - _CHORD_SPAN] : frames[i]].mean(axis=1)
+            after = self.chroma[:, frames[i] : frames[i + _CHORD_SPAN]].mean(axis=1)
             norm = float(np.linalg.norm(before) * np.linalg.norm(after))
             change[i] = 1.0 - float(np.dot(before, after)) / norm if norm > 0 else 0.0
         low = low / low.mean() if low.mean() > 0 else low
@@ -609,8 +627,7 @@ class _BeatAnalysis:
 # --------------------------------------------------------------------------------------------
 
 
-def _spectra(y: np.ndarray, n_fft: int, hop: int,
-             block: int = 2048) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _spectra(y: np.ndarray, n_fft: int, hop: int, block: int = 2048) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(raw frames, power spectra) of centred, zero-padded Hann frames, `block` frames at a time.
 
     The frames are librosa.stft's (center=True, constant padding), so the results match librosa's
@@ -623,7 +640,7 @@ def _spectra(y: np.ndarray, n_fft: int, hop: int,
     view = librosa.util.frame(padded, frame_length=n_fft, hop_length=hop)  # (n_fft, frames), no copy
     window = librosa.filters.get_window("hann", n_fft, fftbins=True).astype(np.float32)
     for k0 in range(0, view.shape[1], block):
-        frames = np.ascontiguousarray(view[:, k0:k0 + block].T)
+        frames = np.ascontiguousarray(view[:, k0 : k0 + block].T)
         spec = np.abs(scipy.fft.rfft(frames * window, axis=1))  # float32 in, complex64 out
         yield frames, np.square(spec, out=spec)
 
@@ -734,8 +751,12 @@ def _merge_runs(runs: list[_Run]) -> list[_Run]:
         if prev.line is not None and prev.line == run.line:  # both put on the dominant grid
             size = prev.times.size + run.times.size
             regularity = (prev.regularity * prev.times.size + run.regularity * run.times.size) / size
-            merged[-1] = _Run(np.concatenate([prev.times, run.times]),
-                              np.concatenate([prev.numbers, run.numbers]), prev.line, regularity)
+            merged[-1] = _Run(
+                np.concatenate([prev.times, run.times]),
+                np.concatenate([prev.numbers, run.numbers]),
+                prev.line,
+                regularity,
+            )
             continue
         if prev.line is not None and run.line is not None:
             a, p = prev.line

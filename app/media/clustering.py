@@ -111,11 +111,11 @@ class PhotoFeatures:
     """What matching needs from one photo, computed once."""
 
     id: PhotoId
-    points: np.ndarray          # (n, 2) float32 keypoint positions in working-copy pixels
-    descriptors: np.ndarray     # (n, 128) float32 RootSIFT, unit L2 norm
-    histogram: np.ndarray       # flattened, L1-normalised HSV histogram
-    size: tuple[int, int]       # (width, height) of the working copy
-    pixels: int                 # width * height of the original photo
+    points: np.ndarray  # (n, 2) float32 keypoint positions in working-copy pixels
+    descriptors: np.ndarray  # (n, 128) float32 RootSIFT, unit L2 norm
+    histogram: np.ndarray  # flattened, L1-normalised HSV histogram
+    size: tuple[int, int]  # (width, height) of the working copy
+    pixels: int  # width * height of the original photo
 
 
 @dataclass(frozen=True)
@@ -124,14 +124,14 @@ class PairMetrics:
 
     a: PhotoId
     b: PhotoId
-    matches: int = 0            # tentative matches after mutual NN + ratio test
-    inliers: int = 0            # RANSAC inliers of the best model
-    inlier_ratio: float = 0.0   # inliers / matches
-    coverage: float = 0.0       # min over the two images of the inliers' convex hull area fraction
-    model: str = ""             # "fundamental" | "homography" | "translation" (near-duplicate) | ""
-    appearance: float = 0.0     # HSV histogram intersection, 0..1
+    matches: int = 0  # tentative matches after mutual NN + ratio test
+    inliers: int = 0  # RANSAC inliers of the best model
+    inlier_ratio: float = 0.0  # inliers / matches
+    coverage: float = 0.0  # min over the two images of the inliers' convex hull area fraction
+    model: str = ""  # "fundamental" | "homography" | "translation" (near-duplicate) | ""
+    appearance: float = 0.0  # HSV histogram intersection, 0..1
     verified: bool = False
-    reason: str = ""            # why not verified: few_features | few_matches | no_model | few_inliers |
+    reason: str = ""  # why not verified: few_features | few_matches | no_model | few_inliers |
     #                             inliers_clustered ("" when verified)
 
     @property
@@ -144,10 +144,18 @@ class PairMetrics:
         return self.verified and self.inliers >= _STRONG_INLIERS and self.inlier_ratio >= _STRONG_RATIO
 
     def to_dict(self) -> dict[str, Any]:
-        return {"a": self.a, "b": self.b, "matches": self.matches, "inliers": self.inliers,
-                "inlier_ratio": round(self.inlier_ratio, 4), "coverage": round(self.coverage, 4),
-                "model": self.model, "appearance": round(self.appearance, 4), "verified": self.verified,
-                "reason": self.reason}
+        return {
+            "a": self.a,
+            "b": self.b,
+            "matches": self.matches,
+            "inliers": self.inliers,
+            "inlier_ratio": round(self.inlier_ratio, 4),
+            "coverage": round(self.coverage, 4),
+            "model": self.model,
+            "appearance": round(self.appearance, 4),
+            "verified": self.verified,
+            "reason": self.reason,
+        }
 
 
 @dataclass
@@ -177,11 +185,16 @@ class RoomCluster:
         return len(self.member_ids)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"room_type": self.room_type, "member_ids": list(self.member_ids),
-                "overlap_score": round(self.overlap_score, 4), "confidence_tier": self.confidence_tier,
-                "sfm_eligible": self.sfm_eligible, "image_count": self.image_count,
-                "pair_metrics": self.pair_metrics,
-                "centrality": {str(k): round(v, 4) for k, v in self.centrality.items()}}
+        return {
+            "room_type": self.room_type,
+            "member_ids": list(self.member_ids),
+            "overlap_score": round(self.overlap_score, 4),
+            "confidence_tier": self.confidence_tier,
+            "sfm_eligible": self.sfm_eligible,
+            "image_count": self.image_count,
+            "pair_metrics": self.pair_metrics,
+            "centrality": {str(k): round(v, 4) for k, v in self.centrality.items()},
+        }
 
 
 # --- per-photo features ---------------------------------------------------------------------------
@@ -214,8 +227,9 @@ def extract_features(photo: ClusterInput, *, max_features: int = _MAX_FEATURES) 
     hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
     hist = cv2.calcHist([hsv], [0, 1], None, [18, 8], [0, 180, 0, 256]).ravel()
     hist = (hist / max(float(hist.sum()), 1.0)).astype(np.float32)
-    return PhotoFeatures(id=photo.id, points=points, descriptors=descriptors, histogram=hist,
-                         size=(w, h), pixels=int(w0 * h0))
+    return PhotoFeatures(
+        id=photo.id, points=points, descriptors=descriptors, histogram=hist, size=(w, h), pixels=int(w0 * h0)
+    )
 
 
 # --- pair matching --------------------------------------------------------------------------------
@@ -245,8 +259,15 @@ def match_pair(fa: PhotoFeatures, fb: PhotoFeatures) -> PairMetrics:
         count = int(group.sum())
         if coverage >= _MIN_COVERAGE:
             if count >= max(_F_MIN_INLIERS, 0.5 * n):
-                return _replace(base, matches=n, inliers=count, inlier_ratio=count / n, coverage=coverage,
-                                model="translation", verified=True)
+                return _replace(
+                    base,
+                    matches=n,
+                    inliers=count,
+                    inlier_ratio=count / n,
+                    coverage=coverage,
+                    model="translation",
+                    verified=True,
+                )
             break
         pa, pb = pa[~group], pb[~group]
     n = len(pa)
@@ -254,11 +275,10 @@ def match_pair(fa: PhotoFeatures, fb: PhotoFeatures) -> PairMetrics:
         return _replace(base, matches=n, reason="few_matches")
 
     scale = max(fa.size + fb.size) / WORK_SIDE
-    f_in = _ransac_mask(
-        lambda: cv2.findFundamentalMat(pa, pb, cv2.USAC_MAGSAC, _F_THRESHOLD * scale, 0.999, 2000))
+    f_in = _ransac_mask(lambda: cv2.findFundamentalMat(pa, pb, cv2.USAC_MAGSAC, _F_THRESHOLD * scale, 0.999, 2000))
     h_in = _ransac_mask(
-        lambda: cv2.findHomography(pa, pb, cv2.USAC_MAGSAC, _H_THRESHOLD * scale, maxIters=2000,
-                                   confidence=0.999))
+        lambda: cv2.findHomography(pa, pb, cv2.USAC_MAGSAC, _H_THRESHOLD * scale, maxIters=2000, confidence=0.999)
+    )
     f_count = int(f_in.sum()) if f_in is not None else 0
     h_count = int(h_in.sum()) if h_in is not None else 0
     f_ok = f_count >= max(_F_MIN_INLIERS, 8 + _F_INLIERS_PER_MATCH * n)
@@ -273,8 +293,7 @@ def match_pair(fa: PhotoFeatures, fb: PhotoFeatures) -> PairMetrics:
         if mask is None or count == 0:
             continue
         coverage = min(_hull_fraction(pa[mask], fa.size), _hull_fraction(pb[mask], fb.size))
-        result = _replace(base, matches=n, inliers=count, inlier_ratio=count / n, coverage=coverage,
-                          model=model)
+        result = _replace(base, matches=n, inliers=count, inlier_ratio=count / n, coverage=coverage, model=model)
         if ok and coverage >= _MIN_COVERAGE:
             return _replace(result, verified=True, reason="")
         if first is None:
@@ -436,8 +455,7 @@ def cluster_rooms(
     feats = list(features) if features is not None else [extract_features(p) for p in photos]
     if len(feats) != n or any(f.id != p.id for f, p in zip(feats, photos, strict=True)):
         raise ValueError("features must match photos one to one, in the same order")
-    hard = [_norm(p.label) if p.label and p.label_confidence >= min_label_confidence else None
-            for p in photos]
+    hard = [_norm(p.label) if p.label and p.label_confidence >= min_label_confidence else None for p in photos]
 
     pairs: dict[tuple[int, int], PairMetrics] = {}
     for i in range(n):
@@ -449,8 +467,9 @@ def cluster_rooms(
             pairs[(i, j)] = match_pair(feats[i], feats[j])
 
     uf = _UnionFind(hard, [p.is_exterior for p in photos])
-    edges = sorted(((pm.strength, i, j) for (i, j), pm in pairs.items() if pm.verified),
-                   key=lambda t: (-t[0], t[1], t[2]))
+    edges = sorted(
+        ((pm.strength, i, j) for (i, j), pm in pairs.items() if pm.verified), key=lambda t: (-t[0], t[1], t[2])
+    )
     verified = [(i, j) for _, i, j in edges]
     pending = [(i, j) for i, j in verified if not _decisive(pairs[(i, j)])]
     for i, j in verified:
@@ -487,8 +506,13 @@ def _norm(label: str | None) -> str | None:
     return label.strip().lower() if label else None
 
 
-def _make_cluster(members: list[int], photos: Sequence[ClusterInput], feats: Sequence[PhotoFeatures],
-                  pairs: Mapping[tuple[int, int], PairMetrics], hard: Sequence[str | None]) -> RoomCluster:
+def _make_cluster(
+    members: list[int],
+    photos: Sequence[ClusterInput],
+    feats: Sequence[PhotoFeatures],
+    pairs: Mapping[tuple[int, int], PairMetrics],
+    hard: Sequence[str | None],
+) -> RoomCluster:
     members = sorted(members)
     member_set = set(members)
     inside = [pm for (i, j), pm in pairs.items() if i in member_set and j in member_set]
@@ -517,9 +541,16 @@ def _make_cluster(members: list[int], photos: Sequence[ClusterInput], feats: Seq
     else:
         metrics = [pm.to_dict() for pm in sorted(inside, key=lambda pm: (-pm.inliers, str(pm.a), str(pm.b)))]
 
-    return RoomCluster(room_type=_room_type(members, photos, hard), member_ids=ids, overlap_score=overlap,
-                       confidence_tier=tier, sfm_eligible=sfm, pair_metrics=metrics, centrality=centrality,
-                       member_pixels={photos[i].id: feats[i].pixels for i in members})
+    return RoomCluster(
+        room_type=_room_type(members, photos, hard),
+        member_ids=ids,
+        overlap_score=overlap,
+        confidence_tier=tier,
+        sfm_eligible=sfm,
+        pair_metrics=metrics,
+        centrality=centrality,
+        member_pixels={photos[i].id: feats[i].pixels for i in members},
+    )
 
 
 def _largest_component(ids: Sequence[PhotoId], edges: Sequence[PairMetrics]) -> int:
@@ -565,8 +596,7 @@ def _room_type(members: Sequence[int], photos: Sequence[ClusterInput], hard: Seq
 # --- hero choice ---------------------------------------------------------------------------------------
 
 
-def choose_hero(cluster: RoomCluster, quality_by_id: Mapping[PhotoId, Any], *,
-                tie_tolerance: float = 0.02) -> PhotoId:
+def choose_hero(cluster: RoomCluster, quality_by_id: Mapping[PhotoId, Any], *, tie_tolerance: float = 0.02) -> PhotoId:
     """The member to show as the room's main shot.
 
     Highest score wins. `quality_by_id` values are floats or objects with `final_score` or
@@ -594,6 +624,6 @@ def choose_hero(cluster: RoomCluster, quality_by_id: Mapping[PhotoId, Any], *,
     best = max(scores.values())
     tied = [pid for pid in cluster.member_ids if scores[pid] >= best - tie_tolerance - 1e-12]
     order = {pid: k for k, pid in enumerate(cluster.member_ids)}
-    return min(tied, key=lambda pid: (-cluster.member_pixels.get(pid, 0), -cluster.centrality.get(pid, 0.0),
-                                      order[pid]))
-
+    return min(
+        tied, key=lambda pid: (-cluster.member_pixels.get(pid, 0), -cluster.centrality.get(pid, 0.0), order[pid])
+    )

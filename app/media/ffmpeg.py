@@ -56,8 +56,9 @@ def _tail(stderr: bytes | str) -> str:
     return "\n".join(lines[-6:])[-_STDERR_TAIL:]
 
 
-def run_ffmpeg(args: Sequence[str | os.PathLike[str]], *, timeout: float | None = 3600,
-               what: str = "ffmpeg") -> subprocess.CompletedProcess[bytes]:
+def run_ffmpeg(
+    args: Sequence[str | os.PathLike[str]], *, timeout: float | None = 3600, what: str = "ffmpeg"
+) -> subprocess.CompletedProcess[bytes]:
     """Run ffmpeg with `args` (without the executable); raise `FFmpegError` with stderr's tail."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", *[str(a) for a in args]]
     try:
@@ -120,8 +121,22 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
     path = Path(path)
     if not path.is_file():
         raise FFmpegError(f"{path} does not exist")
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0?", "-map", "0:a:0?",
-           "-c", "copy", "-f", "null", "-"]
+    cmd = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-i",
+        str(path),
+        "-map",
+        "0:v:0?",
+        "-map",
+        "0:a:0?",
+        "-c",
+        "copy",
+        "-f",
+        "null",
+        "-",
+    ]
     proc = subprocess.run(cmd, capture_output=True, timeout=600, check=False)
     err = proc.stderr.decode("utf-8", "replace")
     if "Invalid data found" in err or "Input #0" not in err:
@@ -132,17 +147,27 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
     video = None
     vm = _VIDEO_RE.search(err)
     if vm:
-        line = err[vm.start(): err.find("\n", vm.start())]
+        line = err[vm.start() : err.find("\n", vm.start())]
         fps_m = _FPS_RE.search(line)
-        video = VideoStream(codec=vm.group(1), pix_fmt=vm.group(2), width=int(vm.group(3)),
-                            height=int(vm.group(4)), fps=float(fps_m.group(1)) if fps_m else 0.0)
+        video = VideoStream(
+            codec=vm.group(1),
+            pix_fmt=vm.group(2),
+            width=int(vm.group(3)),
+            height=int(vm.group(4)),
+            fps=float(fps_m.group(1)) if fps_m else 0.0,
+        )
     audio = None
     am = _AUDIO_RE.search(err)
     if am:
         audio = AudioStream(codec=am.group(1), sample_rate=int(am.group(2)), channels=am.group(3).rstrip(","))
     frames = [int(x) for x in _FRAME_RE.findall(err)]
-    return MediaInfo(duration=duration, format_name=fm.group(1) if fm else "", video=video, audio=audio,
-                     frame_count=frames[-1] if (frames and video) else 0)
+    return MediaInfo(
+        duration=duration,
+        format_name=fm.group(1) if fm else "",
+        video=video,
+        audio=audio,
+        frame_count=frames[-1] if (frames and video) else 0,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,8 +175,9 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
 # --------------------------------------------------------------------------------------------
 
 
-def decode_audio(path: str | os.PathLike[str], sample_rate: int = 22050, mono: bool = True,
-                 max_seconds: float | None = None) -> np.ndarray:
+def decode_audio(
+    path: str | os.PathLike[str], sample_rate: int = 22050, mono: bool = True, max_seconds: float | None = None
+) -> np.ndarray:
     """Decode any audio ffmpeg reads (mp3, wav, flac, m4a, ...) to float32 PCM.
 
     Returns shape (n,) when `mono`, else (n, 2). Raises `AudioError` if nothing decodes.
@@ -183,29 +209,47 @@ class Loudness:
     target_offset: float
 
 
-def measure_loudness(path: str | os.PathLike[str], *, start: float | None = None,
-                     duration: float | None = None, target_i: float = -14.0, target_tp: float = -1.0,
-                     target_lra: float = 11.0) -> Loudness:
+def measure_loudness(
+    path: str | os.PathLike[str],
+    *,
+    start: float | None = None,
+    duration: float | None = None,
+    target_i: float = -14.0,
+    target_tp: float = -1.0,
+    target_lra: float = 11.0,
+) -> Loudness:
     """EBU R128 measurement (loudnorm's analysis pass) of a file's first audio stream."""
     args: list[str] = []
     if start is not None:
         args += ["-ss", f"{start:.3f}"]
     if duration is not None:
         args += ["-t", f"{duration:.3f}"]
-    args += ["-i", str(path), "-vn", "-af",
-             f"loudnorm=I={target_i}:TP={target_tp}:LRA={target_lra}:print_format=json", "-f", "null", "-"]
+    args += [
+        "-i",
+        str(path),
+        "-vn",
+        "-af",
+        f"loudnorm=I={target_i}:TP={target_tp}:LRA={target_lra}:print_format=json",
+        "-f",
+        "null",
+        "-",
+    ]
     proc = run_ffmpeg(args, what="loudness analysis")
     return parse_loudnorm_json(proc.stderr.decode("utf-8", "replace"))
 
 
 def parse_loudnorm_json(stderr: str, what: str = "loudness analysis") -> Loudness:
     """The measurement block `loudnorm=...:print_format=json` prints at the end of its stderr."""
-    block = stderr[stderr.rfind("{"): stderr.rfind("}") + 1]
+    block = stderr[stderr.rfind("{") : stderr.rfind("}") + 1]
     try:
         data = json.loads(block)
-        return Loudness(integrated_lufs=float(data["input_i"]), true_peak_dbtp=float(data["input_tp"]),
-                        lra=float(data["input_lra"]), threshold=float(data["input_thresh"]),
-                        target_offset=float(data["target_offset"]))
+        return Loudness(
+            integrated_lufs=float(data["input_i"]),
+            true_peak_dbtp=float(data["input_tp"]),
+            lra=float(data["input_lra"]),
+            threshold=float(data["input_thresh"]),
+            target_offset=float(data["target_offset"]),
+        )
     except (ValueError, KeyError) as exc:
         raise FFmpegError(f"could not parse the {what}", _tail(stderr)) from exc
 
@@ -222,16 +266,52 @@ class VideoWriter:
     ...     w.write(frame)  # (1080, 1920, 3) uint8, RGB
     """
 
-    def __init__(self, path: str | os.PathLike[str], width: int, height: int, fps: float, *,
-                 preset: str = "veryfast", crf: int = 18, extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        width: int,
+        height: int,
+        fps: float,
+        *,
+        preset: str = "veryfast",
+        crf: int = 18,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.path = Path(path)
         self.width, self.height, self.fps = width, height, fps
         self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
         self.frames_written = 0
-        self._cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
-                     "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps}",
-                     "-i", "-", "-an", "-c:v", "libx264", "-preset", preset, "-crf", str(crf),
-                     "-pix_fmt", "yuv420p", "-movflags", "+faststart", *extra_args, str(self._tmp)]
+        self._cmd = [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-y",
+            "-loglevel",
+            "error",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{width}x{height}",
+            "-r",
+            f"{fps}",
+            "-i",
+            "-",
+            "-an",
+            "-c:v",
+            "libx264",
+            "-preset",
+            preset,
+            "-crf",
+            str(crf),
+            "-pix_fmt",
+            "yuv420p",
+            "-movflags",
+            "+faststart",
+            *extra_args,
+            str(self._tmp),
+        ]
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> VideoWriter:
@@ -241,8 +321,7 @@ class VideoWriter:
 
     def write(self, frame: np.ndarray) -> None:
         if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
-            raise ValueError(f"frame must be ({self.height}, {self.width}, 3) uint8, got {frame.shape} "
-                             f"{frame.dtype}")
+            raise ValueError(f"frame must be ({self.height}, {self.width}, 3) uint8, got {frame.shape} {frame.dtype}")
         assert self._proc is not None and self._proc.stdin is not None
         try:
             self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())
@@ -251,8 +330,9 @@ class VideoWriter:
             raise FFmpegError("encoder exited early", _tail(stderr)) from exc
         self.frames_written += 1
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         assert self._proc is not None
         if exc_type is not None:
             # Abandoned (a failed frame, a cancelled render): stop at once instead of letting x264

@@ -63,7 +63,14 @@ ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF",
 
 #: The canonical room labels used across the media modules (scene guesses, clustering, timeline).
 ROOM_LABELS: tuple[str, ...] = (
-    "exterior", "living_room", "kitchen", "bedroom", "bathroom", "dining_room", "outdoor", "other",
+    "exterior",
+    "living_room",
+    "kitchen",
+    "bedroom",
+    "bathroom",
+    "dining_room",
+    "outdoor",
+    "other",
 )
 
 #: Modes that carry alpha: composited on white (listing photos are shown on a white page, and a
@@ -130,8 +137,10 @@ def load_photo(
     if size > max_bytes:
         raise ImageRejectedError(p, "file_too_big", f"{size} bytes > limit {max_bytes}")
     if ImageFile.LOAD_TRUNCATED_IMAGES:  # pragma: no cover - a global someone else flipped
-        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES must stay False: truncated uploads "
-                           "would be accepted as half-grey photos")
+        raise RuntimeError(
+            "PIL.ImageFile.LOAD_TRUNCATED_IMAGES must stay False: truncated uploads "
+            "would be accepted as half-grey photos"
+        )
 
     try:
         with warnings.catch_warnings():
@@ -179,8 +188,9 @@ def load_photo(
     height, width = rgb.shape[:2]
     if min(width, height) < min_side:
         raise ImageRejectedError(p, "too_small", f"{width}x{height}, short side < {min_side}")
-    return LoadedPhoto(rgb=rgb, width=width, height=height, original_mode=mode, format=fmt,
-                       exif_rotated=rotated, path=p, frames=frames)
+    return LoadedPhoto(
+        rgb=rgb, width=width, height=height, original_mode=mode, format=fmt, exif_rotated=rotated, path=p, frames=frames
+    )
 
 
 def _allowed_formats() -> list[str]:
@@ -328,47 +338,129 @@ def _grey(rgb: np.ndarray) -> np.ndarray:
 #: Collapsed folder name (lower case, no separators or digits) -> canonical label.
 _LABEL_ALIASES: dict[str, str] = {
     # exterior
-    "exterior": "exterior", "exteriors": "exterior", "frontal": "exterior", "front": "exterior",
-    "facade": "exterior", "façade": "exterior", "outside": "exterior", "street": "exterior",
-    "streetview": "exterior", "curbside": "exterior", "frontexterior": "exterior", "aerial": "exterior",
-    "drone": "exterior", "ext": "exterior", "elevation": "exterior",
+    "exterior": "exterior",
+    "exteriors": "exterior",
+    "frontal": "exterior",
+    "front": "exterior",
+    "facade": "exterior",
+    "façade": "exterior",
+    "outside": "exterior",
+    "street": "exterior",
+    "streetview": "exterior",
+    "curbside": "exterior",
+    "frontexterior": "exterior",
+    "aerial": "exterior",
+    "drone": "exterior",
+    "ext": "exterior",
+    "elevation": "exterior",
     # outdoor spaces
-    "outdoor": "outdoor", "outdoors": "outdoor", "backyard": "outdoor", "yard": "outdoor",
-    "frontyard": "outdoor", "garden": "outdoor", "patio": "outdoor", "pool": "outdoor",
-    "deck": "outdoor", "terrace": "outdoor", "balcony": "outdoor", "porch": "outdoor",
-    "lawn": "outdoor", "courtyard": "outdoor", "view": "outdoor", "views": "outdoor",
+    "outdoor": "outdoor",
+    "outdoors": "outdoor",
+    "backyard": "outdoor",
+    "yard": "outdoor",
+    "frontyard": "outdoor",
+    "garden": "outdoor",
+    "patio": "outdoor",
+    "pool": "outdoor",
+    "deck": "outdoor",
+    "terrace": "outdoor",
+    "balcony": "outdoor",
+    "porch": "outdoor",
+    "lawn": "outdoor",
+    "courtyard": "outdoor",
+    "view": "outdoor",
+    "views": "outdoor",
     # living
-    "living": "living_room", "livingroom": "living_room", "familyroom": "living_room",
-    "family": "living_room", "lounge": "living_room", "greatroom": "living_room", "den": "living_room",
-    "sittingroom": "living_room", "loungeroom": "living_room",
+    "living": "living_room",
+    "livingroom": "living_room",
+    "familyroom": "living_room",
+    "family": "living_room",
+    "lounge": "living_room",
+    "greatroom": "living_room",
+    "den": "living_room",
+    "sittingroom": "living_room",
+    "loungeroom": "living_room",
     # kitchen
-    "kitchen": "kitchen", "kitchens": "kitchen", "kitchenette": "kitchen",
+    "kitchen": "kitchen",
+    "kitchens": "kitchen",
+    "kitchenette": "kitchen",
     # bedrooms
-    "bedroom": "bedroom", "bedrooms": "bedroom", "bed": "bedroom", "masterbedroom": "bedroom",
-    "primarybedroom": "bedroom", "guestroom": "bedroom", "nursery": "bedroom", "br": "bedroom",
+    "bedroom": "bedroom",
+    "bedrooms": "bedroom",
+    "bed": "bedroom",
+    "masterbedroom": "bedroom",
+    "primarybedroom": "bedroom",
+    "guestroom": "bedroom",
+    "nursery": "bedroom",
+    "br": "bedroom",
     # bathrooms
-    "bathroom": "bathroom", "bathrooms": "bathroom", "bath": "bathroom", "baths": "bathroom",
-    "masterbath": "bathroom", "primarybath": "bathroom", "ensuite": "bathroom", "washroom": "bathroom",
-    "restroom": "bathroom", "toilet": "bathroom", "wc": "bathroom", "powderroom": "bathroom",
-    "shower": "bathroom", "ba": "bathroom",
+    "bathroom": "bathroom",
+    "bathrooms": "bathroom",
+    "bath": "bathroom",
+    "baths": "bathroom",
+    "masterbath": "bathroom",
+    "primarybath": "bathroom",
+    "ensuite": "bathroom",
+    "washroom": "bathroom",
+    "restroom": "bathroom",
+    "toilet": "bathroom",
+    "wc": "bathroom",
+    "powderroom": "bathroom",
+    "shower": "bathroom",
+    "ba": "bathroom",
     # dining
-    "dining": "dining_room", "diningroom": "dining_room", "diningarea": "dining_room",
-    "breakfastnook": "dining_room", "nook": "dining_room",
+    "dining": "dining_room",
+    "diningroom": "dining_room",
+    "diningarea": "dining_room",
+    "breakfastnook": "dining_room",
+    "nook": "dining_room",
     # rooms we recognise but do not model separately
-    "other": "other", "office": "other", "study": "other", "laundry": "other", "laundryroom": "other",
-    "garage": "other", "hallway": "other", "hall": "other", "entry": "other", "entryway": "other",
-    "foyer": "other", "closet": "other", "basement": "other", "attic": "other", "gym": "other",
-    "stairs": "other", "staircase": "other", "utility": "other", "mudroom": "other", "loft": "other",
-    "bonusroom": "other", "playroom": "other", "library": "other", "interior": "other",
+    "other": "other",
+    "office": "other",
+    "study": "other",
+    "laundry": "other",
+    "laundryroom": "other",
+    "garage": "other",
+    "hallway": "other",
+    "hall": "other",
+    "entry": "other",
+    "entryway": "other",
+    "foyer": "other",
+    "closet": "other",
+    "basement": "other",
+    "attic": "other",
+    "gym": "other",
+    "stairs": "other",
+    "staircase": "other",
+    "utility": "other",
+    "mudroom": "other",
+    "loft": "other",
+    "bonusroom": "other",
+    "playroom": "other",
+    "library": "other",
+    "interior": "other",
 }
 #: Substrings tried in order when the whole name is not an alias ("master_bedroom_2", "guest-bath").
 #: Order matters: "bedroom" before "bed", "yard" before "front".
 _LABEL_KEYWORDS: tuple[tuple[str, str], ...] = (
-    ("bedroom", "bedroom"), ("bathroom", "bathroom"), ("kitchen", "kitchen"), ("dining", "dining_room"),
-    ("living", "living_room"), ("family", "living_room"), ("yard", "outdoor"), ("garden", "outdoor"),
-    ("patio", "outdoor"), ("pool", "outdoor"), ("deck", "outdoor"), ("balcony", "outdoor"),
-    ("exterior", "exterior"), ("facade", "exterior"), ("frontal", "exterior"), ("bath", "bathroom"),
-    ("bed", "bedroom"), ("front", "exterior"),
+    ("bedroom", "bedroom"),
+    ("bathroom", "bathroom"),
+    ("kitchen", "kitchen"),
+    ("dining", "dining_room"),
+    ("living", "living_room"),
+    ("family", "living_room"),
+    ("yard", "outdoor"),
+    ("garden", "outdoor"),
+    ("patio", "outdoor"),
+    ("pool", "outdoor"),
+    ("deck", "outdoor"),
+    ("balcony", "outdoor"),
+    ("exterior", "exterior"),
+    ("facade", "exterior"),
+    ("frontal", "exterior"),
+    ("bath", "bathroom"),
+    ("bed", "bedroom"),
+    ("front", "exterior"),
 )
 _SKIP_DIRS = frozenset({"__MACOSX"})
 

@@ -177,8 +177,14 @@ class KenBurnsCamera:
 
     def render(self, t_norm: float, dst: np.ndarray | None = None) -> np.ndarray:
         """The output frame at `t_norm`, written into `dst` when given (avoids a 6 MB allocation)."""
-        return cv2.warpAffine(self.src, self.matrix_at(t_norm), (self.width, self.height), dst=dst,
-                              flags=_INTERP | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT_101)
+        return cv2.warpAffine(
+            self.src,
+            self.matrix_at(t_norm),
+            (self.width, self.height),
+            dst=dst,
+            flags=_INTERP | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REFLECT_101,
+        )
 
 
 def frame_count(duration: float, fps: float) -> int:
@@ -267,9 +273,19 @@ class _Producer(threading.Thread):
         self.free.put(buf)
 
 
-def render_ken_burns(rgb: np.ndarray, plan: MotionPlan, out_path: Path, *, width: int = 1920,
-                     height: int = 1080, fps: int = 30, duration: float, preset: str = "veryfast",
-                     crf: int = 18, progress: Callable[[int, int], None] | None = None) -> RenderStats:
+def render_ken_burns(
+    rgb: np.ndarray,
+    plan: MotionPlan,
+    out_path: Path,
+    *,
+    width: int = 1920,
+    height: int = 1080,
+    fps: int = 30,
+    duration: float,
+    preset: str = "veryfast",
+    crf: int = 18,
+    progress: Callable[[int, int], None] | None = None,
+) -> RenderStats:
     """Render a Ken Burns clip of exactly round(duration * fps) frames to `out_path` (H.264 mp4).
 
     Frame i shows `frame_at(rgb, plan, i / (n - 1), width, height)` exactly. The file appears

@@ -223,8 +223,14 @@ _MUCH_ROOM = 0.3
 _MAX_SCREENS = 1.0
 
 
-def max_zoom_for(img_w: int, img_h: int, *, output_aspect: float = 16 / 9, output_height: int = 1080,
-                 max_upscale: float = MAX_UPSCALE) -> float:
+def max_zoom_for(
+    img_w: int,
+    img_h: int,
+    *,
+    output_aspect: float = 16 / 9,
+    output_height: int = 1080,
+    max_upscale: float = MAX_UPSCALE,
+) -> float:
     """Deepest zoom this photo tolerates in an output `output_height` px tall.
 
     At zoom 1 the window is (cover fraction x photo) pixels tall; the renderer scales it to the
@@ -241,8 +247,9 @@ def max_zoom_for(img_w: int, img_h: int, *, output_aspect: float = 16 / 9, outpu
     return float(min(ZOOM_CAP, max(MIN_MOTION_ZOOM, max_upscale / upscale_at_1)))
 
 
-def allowed_motion_types(img_w: int, img_h: int, *, output_aspect: float = 16 / 9, output_height: int = 1080,
-                         max_zoom: float | None = None) -> tuple[MotionType, ...]:
+def allowed_motion_types(
+    img_w: int, img_h: int, *, output_aspect: float = 16 / 9, output_height: int = 1080, max_zoom: float | None = None
+) -> tuple[MotionType, ...]:
     """Motions this photo can carry without showing softness or running out of room.
 
     DRIFT always; PUSH_IN / PULL_OUT when the photo allows a zoom of at least 1.08; PAN_* when the
@@ -250,8 +257,11 @@ def allowed_motion_types(img_w: int, img_h: int, *, output_aspect: float = 16 / 
     thanks to the zoom room); TILT_* likewise vertically. PARALLAX and I2V depend on depth maps and
     a GPU, which phase 2 decides; they are never listed here.
     """
-    zmax = max_zoom if max_zoom is not None else max_zoom_for(img_w, img_h, output_aspect=output_aspect,
-                                                              output_height=output_height)
+    zmax = (
+        max_zoom
+        if max_zoom is not None
+        else max_zoom_for(img_w, img_h, output_aspect=output_aspect, output_height=output_height)
+    )
     fw, fh = _cover_fraction(img_w / img_h, output_aspect)
     out: list[MotionType] = []
     if zmax >= 1.08:
@@ -335,18 +345,17 @@ def plan_motion(
     def drift(why: str) -> MotionPlan:
         # Drift a little toward the interest, never more than a few percent of the frame.
         end = vp(0.5 + 0.25 * (region.x - 0.5), 0.5 + 0.25 * (region.y - 0.5), min(zmax, 1.05))
-        return _plan(MotionType.DRIFT, vp(0.5, 0.5, 1.0), end, Easing.LINEAR, allowed, 3.0, is_hero,
-                     f"drift: {why}; {focus}")
+        return _plan(
+            MotionType.DRIFT, vp(0.5, 0.5, 1.0), end, Easing.LINEAR, allowed, 3.0, is_hero, f"drift: {why}; {focus}"
+        )
 
     if weak:
         return drift("weak photo quality")
     # Pans and tilts at zoom 1.0 magnify nothing, so they suit low-resolution photos too.
     if 1.0 - fw >= _MUCH_ROOM:
-        return _pan(region, aspect, output_aspect, 1.0, allowed, is_hero,
-                    f"photo much wider than output; {focus}")
+        return _pan(region, aspect, output_aspect, 1.0, allowed, is_hero, f"photo much wider than output; {focus}")
     if 1.0 - fh >= _MUCH_ROOM:
-        return _tilt(region, aspect, output_aspect, 1.0, allowed, is_hero,
-                     f"photo much taller than output; {focus}")
+        return _tilt(region, aspect, output_aspect, 1.0, allowed, is_hero, f"photo much taller than output; {focus}")
     if zmax < 1.08:
         return drift(f"low resolution (max zoom {zmax:.2f})")
 
@@ -355,36 +364,90 @@ def plan_motion(
         target = vp(0.5 + 0.6 * (region.x - 0.5), 0.5 + 0.6 * (region.y - 0.5), z_end)
         wide = vp(0.5, 0.5, 1.0)
         if rng.random() < 0.35:
-            return _plan(MotionType.PULL_OUT, target, wide, Easing.EASE_IN_OUT, allowed, 4.5, is_hero,
-                         f"exterior: reveal from the house; {focus}")
-        return _plan(MotionType.PUSH_IN, wide, target, Easing.EASE_IN_OUT, allowed, 4.5, is_hero,
-                     f"exterior: slow push-in on the house; {focus}")
+            return _plan(
+                MotionType.PULL_OUT,
+                target,
+                wide,
+                Easing.EASE_IN_OUT,
+                allowed,
+                4.5,
+                is_hero,
+                f"exterior: reveal from the house; {focus}",
+            )
+        return _plan(
+            MotionType.PUSH_IN,
+            wide,
+            target,
+            Easing.EASE_IN_OUT,
+            allowed,
+            4.5,
+            is_hero,
+            f"exterior: slow push-in on the house; {focus}",
+        )
 
     if region.concentration >= 0.3:
         z_end = min(zmax, 1.25 + jitter)
-        return _plan(MotionType.PUSH_IN, vp(0.5, 0.5, 1.0), vp(region.x, region.y, z_end), Easing.EASE_IN_OUT,
-                     allowed, 4.0, is_hero, f"interior: push in toward the salient region; {focus}")
+        return _plan(
+            MotionType.PUSH_IN,
+            vp(0.5, 0.5, 1.0),
+            vp(region.x, region.y, z_end),
+            Easing.EASE_IN_OUT,
+            allowed,
+            4.0,
+            is_hero,
+            f"interior: push in toward the salient region; {focus}",
+        )
 
     if region.spread_x >= 0.22 and zmax >= 1.15 and 1.0 - fw / min(zmax, 1.2) >= 0.12:
-        return _pan(region, aspect, output_aspect, min(zmax, 1.2), allowed, is_hero,
-                    f"interest spread horizontally; {focus}")
+        return _pan(
+            region, aspect, output_aspect, min(zmax, 1.2), allowed, is_hero, f"interest spread horizontally; {focus}"
+        )
 
     z_end = min(zmax, 1.12 + jitter)
     end = vp(0.5 + 0.5 * (region.x - 0.5), 0.5 + 0.5 * (region.y - 0.5), z_end)
-    return _plan(MotionType.PUSH_IN, vp(0.5, 0.5, 1.0), end, Easing.EASE_IN_OUT, allowed, 3.5, is_hero,
-                 f"gentle push-in; {focus}")
+    return _plan(
+        MotionType.PUSH_IN,
+        vp(0.5, 0.5, 1.0),
+        end,
+        Easing.EASE_IN_OUT,
+        allowed,
+        3.5,
+        is_hero,
+        f"gentle push-in; {focus}",
+    )
 
 
-def _plan(kind: MotionType, start: Viewport, end: Viewport, easing: Easing, allowed: Sequence[MotionType],
-          duration: float, is_hero: bool, rationale: str) -> MotionPlan:
+def _plan(
+    kind: MotionType,
+    start: Viewport,
+    end: Viewport,
+    easing: Easing,
+    allowed: Sequence[MotionType],
+    duration: float,
+    is_hero: bool,
+    rationale: str,
+) -> MotionPlan:
     duration = duration + (1.0 if is_hero else 0.0)
-    return MotionPlan(motion_type=kind, start=start, end=end, easing=easing,
-                      recommended_duration=round(float(np.clip(duration, 2.5, 6.5)), 2),
-                      allowed=tuple(allowed), rationale=rationale)
+    return MotionPlan(
+        motion_type=kind,
+        start=start,
+        end=end,
+        easing=easing,
+        recommended_duration=round(float(np.clip(duration, 2.5, 6.5)), 2),
+        allowed=tuple(allowed),
+        rationale=rationale,
+    )
 
 
-def _pan(region: SalientRegion, aspect: float, output_aspect: float, zoom: float,
-         allowed: Sequence[MotionType], is_hero: bool, why: str) -> MotionPlan:
+def _pan(
+    region: SalientRegion,
+    aspect: float,
+    output_aspect: float,
+    zoom: float,
+    allowed: Sequence[MotionType],
+    is_hero: bool,
+    why: str,
+) -> MotionPlan:
     """Horizontal travel at constant zoom, ending on the salient side, at most `_MAX_SCREENS`
     window widths long (a longer pan would rush)."""
     fw, _ = _cover_fraction(aspect, output_aspect)
@@ -401,12 +464,27 @@ def _pan(region: SalientRegion, aspect: float, output_aspect: float, zoom: float
     screens = travel / (2.0 * half)
     start = clamp_viewport(Viewport(start_x, cy, zoom), aspect, output_aspect)
     end = clamp_viewport(Viewport(end_x, cy, zoom), aspect, output_aspect)
-    return _plan(kind, start, end, Easing.EASE_IN_OUT, allowed, 3.5 + 2.0 * screens, is_hero,
-                 f"{kind.value}: {why}; travels {screens:.2f} screen widths")
+    return _plan(
+        kind,
+        start,
+        end,
+        Easing.EASE_IN_OUT,
+        allowed,
+        3.5 + 2.0 * screens,
+        is_hero,
+        f"{kind.value}: {why}; travels {screens:.2f} screen widths",
+    )
 
 
-def _tilt(region: SalientRegion, aspect: float, output_aspect: float, zoom: float,
-          allowed: Sequence[MotionType], is_hero: bool, why: str) -> MotionPlan:
+def _tilt(
+    region: SalientRegion,
+    aspect: float,
+    output_aspect: float,
+    zoom: float,
+    allowed: Sequence[MotionType],
+    is_hero: bool,
+    why: str,
+) -> MotionPlan:
     """Vertical travel at constant zoom, ending on the salient side (see `_pan`)."""
     _, fh = _cover_fraction(aspect, output_aspect)
     half = fh / zoom / 2.0
@@ -422,5 +500,13 @@ def _tilt(region: SalientRegion, aspect: float, output_aspect: float, zoom: floa
     screens = travel / (2.0 * half)
     start = clamp_viewport(Viewport(cx, start_y, zoom), aspect, output_aspect)
     end = clamp_viewport(Viewport(cx, end_y, zoom), aspect, output_aspect)
-    return _plan(kind, start, end, Easing.EASE_IN_OUT, allowed, 3.5 + 2.0 * screens, is_hero,
-                 f"{kind.value}: {why}; travels {screens:.2f} screen heights")
+    return _plan(
+        kind,
+        start,
+        end,
+        Easing.EASE_IN_OUT,
+        allowed,
+        3.5 + 2.0 * screens,
+        is_hero,
+        f"{kind.value}: {why}; travels {screens:.2f} screen heights",
+    )

@@ -248,8 +248,9 @@ def main() -> int:
     started = time.monotonic()
     state = warm_numba_cache()
     if state.mode != "shared" or "-v" in sys.argv[1:]:
-        print(f"numba cache ready ({state.mode}) at {state.path} in {time.monotonic() - started:.1f} s",
-              file=sys.stderr)
+        print(
+            f"numba cache ready ({state.mode}) at {state.path} in {time.monotonic() - started:.1f} s", file=sys.stderr
+        )
     return 0
 
 

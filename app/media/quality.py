@@ -67,9 +67,19 @@ class QualityScores:
         return self.composition
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {k: round(float(getattr(self, k)), 4) for k in (
-            "sharpness", "exposure", "tilt_score", "tilt_degrees", "composition", "base_score",
-            "clipped_highlights", "clipped_shadows")}
+        out: dict[str, Any] = {
+            k: round(float(getattr(self, k)), 4)
+            for k in (
+                "sharpness",
+                "exposure",
+                "tilt_score",
+                "tilt_degrees",
+                "composition",
+                "base_score",
+                "clipped_highlights",
+                "clipped_shadows",
+            )
+        }
         out["raw"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.raw.items()}
         return out
 
@@ -90,13 +100,25 @@ def score_quality(rgb: np.ndarray) -> QualityScores:
     tilt_deg, tilt_score = _tilt(lines, grey8.shape, raw)
     composition = _composition(work, grey, lines, raw)
 
-    weighted = (_WEIGHTS["sharpness"] * sharp + _WEIGHTS["exposure"] * exposure
-                + _WEIGHTS["tilt"] * tilt_score + _WEIGHTS["composition"] * composition)
+    weighted = (
+        _WEIGHTS["sharpness"] * sharp
+        + _WEIGHTS["exposure"] * exposure
+        + _WEIGHTS["tilt"] * tilt_score
+        + _WEIGHTS["composition"] * composition
+    )
     # A weakest-link term: a blurred or black photo must not be rescued by good framing.
     base = 0.8 * weighted + 0.2 * min(sharp, exposure)
-    return QualityScores(sharpness=sharp, exposure=exposure, tilt_score=tilt_score, tilt_degrees=tilt_deg,
-                         composition=composition, base_score=float(np.clip(base, 0.0, 1.0)),
-                         clipped_highlights=hi_clip, clipped_shadows=lo_clip, raw=raw)
+    return QualityScores(
+        sharpness=sharp,
+        exposure=exposure,
+        tilt_score=tilt_score,
+        tilt_degrees=tilt_deg,
+        composition=composition,
+        base_score=float(np.clip(base, 0.0, 1.0)),
+        clipped_highlights=hi_clip,
+        clipped_shadows=lo_clip,
+        raw=raw,
+    )
 
 
 def _logistic(x: float, mid: float, width: float) -> float:
@@ -152,8 +174,7 @@ def _exposure(rgb: np.ndarray, raw: dict[str, Any]) -> tuple[float, float, float
     hi_clip = float((rgb.max(axis=2) >= 250).mean())
     lo_clip = float((rgb.max(axis=2) <= 8).mean())
     p05, p95 = (float(v) for v in np.quantile(luma, [0.05, 0.95]))
-    raw.update(mean_luma=round(mean, 4), luma_std=round(std, 4), p05_luma=round(p05, 4),
-               p95_luma=round(p95, 4))
+    raw.update(mean_luma=round(mean, 4), luma_std=round(std, 4), p05_luma=round(p05, 4), p95_luma=round(p95, 4))
     if mean < 0.42:
         mean_term = math.exp(-(((0.42 - mean) / 0.16) ** 2))
     elif mean > 0.62:
@@ -198,8 +219,14 @@ def _measure_tilt(lines: np.ndarray, shape: tuple[int, int]) -> dict[str, float]
     outlier rejection); otherwise it is the length-weighted median lean.
     """
     h, w = shape
-    out = {"tilt_degrees": 0.0, "vertical_lines": 0.0, "vertical_length": 0.0, "keystone": 0.0,
-           "median_lean": 0.0, "confident": 0.0}
+    out = {
+        "tilt_degrees": 0.0,
+        "vertical_lines": 0.0,
+        "vertical_length": 0.0,
+        "keystone": 0.0,
+        "median_lean": 0.0,
+        "confident": 0.0,
+    }
     if len(lines) == 0:
         return out
     x1, y1, x2, y2 = lines[:, 0], lines[:, 1], lines[:, 2], lines[:, 3]
@@ -257,8 +284,12 @@ def _tilt(lines: np.ndarray, shape: tuple[int, int], raw: dict[str, Any]) -> tup
     t = _measure_tilt(lines, shape)
     h = shape[0]
     confident = bool(t["confident"]) and t["vertical_lines"] >= 8 and t["vertical_length"] >= 1.5 * h
-    raw.update(tilt_vertical_lines=int(t["vertical_lines"]), tilt_keystone=round(t["keystone"], 3),
-               tilt_median_lean=round(t["median_lean"], 3), tilt_confident=confident)
+    raw.update(
+        tilt_vertical_lines=int(t["vertical_lines"]),
+        tilt_keystone=round(t["keystone"], 3),
+        tilt_median_lean=round(t["median_lean"], 3),
+        tilt_confident=confident,
+    )
     deg = t["tilt_degrees"]
     score = float(math.exp(-0.5 * (deg / 2.0) ** 2))
     if not confident:
@@ -298,9 +329,14 @@ def _composition(rgb: np.ndarray, grey: np.ndarray, lines: np.ndarray, raw: dict
     horizon = _horizon_angle(lines, grey.shape)
     horizon_term = 1.0 if horizon is None else math.exp(-0.5 * (horizon / 3.0) ** 2)
 
-    raw.update(salient_x=round(region.x, 4), salient_y=round(region.y, 4),
-               salient_concentration=round(region.concentration, 4), balance=round(balance, 4),
-               empty_fraction=round(empty, 4), horizon_degrees=None if horizon is None else round(horizon, 3))
+    raw.update(
+        salient_x=round(region.x, 4),
+        salient_y=round(region.y, 4),
+        salient_concentration=round(region.concentration, 4),
+        balance=round(balance, 4),
+        empty_fraction=round(empty, 4),
+        horizon_degrees=None if horizon is None else round(horizon, 3),
+    )
     score = 0.35 * placement + 0.2 * balance + 0.25 * empty_term + 0.2 * horizon_term
     return float(np.clip(score, 0.0, 1.0))
 

@@ -30,7 +30,12 @@ import numpy as np
 from app.media.images import ROOM_LABELS, normalize_room_label, resize_max
 
 __all__ = [
-    "HEURISTIC_SOURCE", "WORK_SIDE", "SceneGuess", "classify_scene", "resolve_room_label", "scene_features",
+    "HEURISTIC_SOURCE",
+    "WORK_SIDE",
+    "SceneGuess",
+    "classify_scene",
+    "resolve_room_label",
+    "scene_features",
 ]
 
 HEURISTIC_SOURCE = "heuristic:v1"
@@ -57,9 +62,14 @@ class SceneGuess:
     features: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"is_exterior": self.is_exterior, "exterior_probability": round(self.exterior_probability, 4),
-                "room_label": self.room_label, "label_confidence": round(self.label_confidence, 4),
-                "source": self.source, "features": {k: round(v, 4) for k, v in self.features.items()}}
+        return {
+            "is_exterior": self.is_exterior,
+            "exterior_probability": round(self.exterior_probability, 4),
+            "room_label": self.room_label,
+            "label_confidence": round(self.label_confidence, 4),
+            "source": self.source,
+            "features": {k: round(v, 4) for k, v in self.features.items()},
+        }
 
 
 def scene_features(rgb: np.ndarray) -> dict[str, float]:
@@ -123,7 +133,7 @@ def scene_features(rgb: np.ndarray) -> dict[str, float]:
         "wood": float(wood.mean()),
         "soft_block": _soft_block(small, texture),
         "porcelain": _porcelain_blobs(small, texture),
-        "water": float(water[h // 2:].mean()),
+        "water": float(water[h // 2 :].mean()),
         "texture": float(texture.mean()),
         "saturation": float(sat.mean()),
     }
@@ -221,8 +231,14 @@ def _exterior_logit(f: dict[str, float]) -> float:
 #: Prior plausibility of each interior room type in listing photo sets (bedrooms are the most
 #: photographed rooms). When no cue fires, the prior decides, which is the Bayes choice for an
 #: uninformative observation; the low confidence then says "we do not really know".
-_ROOM_PRIOR = {"bedroom": 0.30, "living_room": 0.26, "kitchen": 0.22, "bathroom": 0.22,
-               "dining_room": 0.15, "other": 0.10}
+_ROOM_PRIOR = {
+    "bedroom": 0.30,
+    "living_room": 0.26,
+    "kitchen": 0.22,
+    "bathroom": 0.22,
+    "dining_room": 0.15,
+    "other": 0.10,
+}
 
 
 def _clip01(x: float) -> float:
@@ -239,13 +255,19 @@ def _room_scores(f: dict[str, float]) -> dict[str, float]:
     """
     hv_frac = f["hv_density"] / (f["line_density"] + 1e-6)
     scores = dict(_ROOM_PRIOR)
-    scores["kitchen"] += (0.45 * _clip01((f["hv_density"] - 3.8) / 1.5)
-                          + 0.2 * _clip01((f["texture"] - 60.0) / 40.0) + 0.1 * _clip01(f["wood"] / 0.3))
-    scores["bathroom"] += (0.25 * _clip01(f["porcelain"] / 2.0)
-                           + 0.2 * _clip01((f["white"] - 0.2) / 0.2) * _clip01((f["hv_density"] - 2.5) / 1.5)
-                           + 0.1 * _clip01((0.05 - f["soft_block"]) / 0.05))
-    scores["bedroom"] += (0.3 * _clip01((f["soft_block"] - 0.05) / 0.2)
-                          + 0.15 * _clip01((0.6 - hv_frac) / 0.15) * _clip01((4.0 - f["hv_density"]) / 1.0))
+    scores["kitchen"] += (
+        0.45 * _clip01((f["hv_density"] - 3.8) / 1.5)
+        + 0.2 * _clip01((f["texture"] - 60.0) / 40.0)
+        + 0.1 * _clip01(f["wood"] / 0.3)
+    )
+    scores["bathroom"] += (
+        0.25 * _clip01(f["porcelain"] / 2.0)
+        + 0.2 * _clip01((f["white"] - 0.2) / 0.2) * _clip01((f["hv_density"] - 2.5) / 1.5)
+        + 0.1 * _clip01((0.05 - f["soft_block"]) / 0.05)
+    )
+    scores["bedroom"] += 0.3 * _clip01((f["soft_block"] - 0.05) / 0.2) + 0.15 * _clip01(
+        (0.6 - hv_frac) / 0.15
+    ) * _clip01((4.0 - f["hv_density"]) / 1.0)
     scores["living_room"] += 0.15 * _clip01((f["line_density"] - 7.0) / 3.0) * _clip01((0.55 - hv_frac) / 0.1)
     return scores
 
@@ -273,8 +295,14 @@ def classify_scene(rgb: np.ndarray) -> SceneGuess:
         confidence = min(_MAX_ROOM_CONFIDENCE, share) * (1.0 - p_ext)
         f.update({f"score_{k}": v for k, v in scores.items()})
     f["exterior_logit"] = z
-    return SceneGuess(is_exterior=is_ext, exterior_probability=p_ext, room_label=label,
-                      label_confidence=float(confidence), source=HEURISTIC_SOURCE, features=f)
+    return SceneGuess(
+        is_exterior=is_ext,
+        exterior_probability=p_ext,
+        room_label=label,
+        label_confidence=float(confidence),
+        source=HEURISTIC_SOURCE,
+        features=f,
+    )
 
 
 def resolve_room_label(given: str | None, guess: SceneGuess) -> tuple[str, str]:

@@ -52,11 +52,23 @@ _TITLE_BG = (28, 33, 45)
 _HERO = (245, 166, 35)
 _GRID = (200, 205, 214)
 #: Tableau 10: distinguishable, print-safe, and readable with white text.
-_PALETTE = [(78, 121, 167), (242, 142, 43), (225, 87, 89), (118, 183, 178), (89, 161, 79),
-            (237, 201, 72), (176, 122, 161), (255, 157, 167), (156, 117, 95), (186, 176, 172)]
+_PALETTE = [
+    (78, 121, 167),
+    (242, 142, 43),
+    (225, 87, 89),
+    (118, 183, 178),
+    (89, 161, 79),
+    (237, 201, 72),
+    (176, 122, 161),
+    (255, 157, 167),
+    (156, 117, 95),
+    (186, 176, 172),
+]
 
-_FONT_FILES = {False: ("DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
-               True: ("DejaVuSans-Bold.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")}
+_FONT_FILES = {
+    False: ("DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
+    True: ("DejaVuSans-Bold.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"),
+}
 
 
 @dataclass(frozen=True)
@@ -152,8 +164,15 @@ def _thumb_geometry(img: Image.Image, thumb: Image.Image) -> tuple[float, float,
     return (thumb.width - drawn_w) / 2.0, 0.0, s, s
 
 
-def _dashed_line(draw: ImageDraw.ImageDraw, p0: tuple[float, float], p1: tuple[float, float],
-                 fill: tuple[int, ...], width: int = 1, dash: float = 6.0, gap: float = 4.0) -> None:
+def _dashed_line(
+    draw: ImageDraw.ImageDraw,
+    p0: tuple[float, float],
+    p1: tuple[float, float],
+    fill: tuple[int, ...],
+    width: int = 1,
+    dash: float = 6.0,
+    gap: float = 4.0,
+) -> None:
     x0, y0 = p0
     x1, y1 = p1
     length = math.hypot(x1 - x0, y1 - y0)
@@ -167,15 +186,23 @@ def _dashed_line(draw: ImageDraw.ImageDraw, p0: tuple[float, float], p1: tuple[f
         pos = end + gap
 
 
-def _dashed_rect(draw: ImageDraw.ImageDraw, box: tuple[float, float, float, float], fill: tuple[int, ...],
-                 width: int = 1) -> None:
+def _dashed_rect(
+    draw: ImageDraw.ImageDraw, box: tuple[float, float, float, float], fill: tuple[int, ...], width: int = 1
+) -> None:
     x0, y0, x1, y1 = box
     for a, b in (((x0, y0), (x1, y0)), ((x1, y0), (x1, y1)), ((x1, y1), (x0, y1)), ((x0, y1), (x0, y0))):
         _dashed_line(draw, a, b, fill, width)
 
 
-def _arrow(draw: ImageDraw.ImageDraw, p0: tuple[float, float], p1: tuple[float, float],
-           fill: tuple[int, ...], width: int = 3, head: float = 11.0, outline: bool = True) -> None:
+def _arrow(
+    draw: ImageDraw.ImageDraw,
+    p0: tuple[float, float],
+    p1: tuple[float, float],
+    fill: tuple[int, ...],
+    width: int = 3,
+    head: float = 11.0,
+    outline: bool = True,
+) -> None:
     """Line with a filled arrowhead at `p1`; a dark halo keeps it visible on any photo."""
     x0, y0 = p0
     x1, y1 = p1
@@ -206,8 +233,7 @@ def _motion_kind(label: str) -> MotionType | None:
         return None
 
 
-def _draw_motion_glyph(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int],
-                       kind: MotionType | None) -> None:
+def _draw_motion_glyph(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], kind: MotionType | None) -> None:
     """A symbol of the camera move for a photo without a plan: an arrow for pans and tilts, a dashed
     box shrinking to / growing from a solid one for push-in / pull-out, a short arrow for drift."""
     x0, y0, x1, y1 = box
@@ -216,8 +242,12 @@ def _draw_motion_glyph(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int]
     half_w = (x1 - x0) * 0.3
     half_h = (y1 - y0) * 0.28
     if kind in (MotionType.PAN_LEFT, MotionType.PAN_RIGHT, MotionType.TILT_UP, MotionType.TILT_DOWN):
-        d = {MotionType.PAN_LEFT: (-1, 0), MotionType.PAN_RIGHT: (1, 0),
-             MotionType.TILT_UP: (0, -1), MotionType.TILT_DOWN: (0, 1)}[kind]
+        d = {
+            MotionType.PAN_LEFT: (-1, 0),
+            MotionType.PAN_RIGHT: (1, 0),
+            MotionType.TILT_UP: (0, -1),
+            MotionType.TILT_DOWN: (0, 1),
+        }[kind]
         dx, dy = d[0] * half_w, d[1] * half_h
         _arrow(draw, (cx - dx, cy - dy), (cx + dx, cy + dy), white)
     elif kind in (MotionType.PUSH_IN, MotionType.PULL_OUT):
@@ -235,8 +265,15 @@ def _draw_motion_glyph(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int]
         _arrow(draw, (cx - half_w * 0.35, cy), (cx + half_w * 0.35, cy), white, width=2, head=8.0)
 
 
-def _draw_plan_windows(draw: ImageDraw.ImageDraw, plan: MotionPlan, geom: tuple[float, float, float, float],
-                       img_size: tuple[int, int], aspect: float, *, hero: bool) -> None:
+def _draw_plan_windows(
+    draw: ImageDraw.ImageDraw,
+    plan: MotionPlan,
+    geom: tuple[float, float, float, float],
+    img_size: tuple[int, int],
+    aspect: float,
+    *,
+    hero: bool,
+) -> None:
     """The camera as the renderer will frame it: start window thin and dashed, end window solid, an
     arrow between their centres. The hero's end window is thick amber; other photos get a lighter
     white version so the hero stands out."""
@@ -262,8 +299,15 @@ def _draw_plan_windows(draw: ImageDraw.ImageDraw, plan: MotionPlan, geom: tuple[
         draw.ellipse((cb[0] - r, cb[1] - r, cb[0] + r, cb[1] + r), fill=end_colour, outline=(0, 0, 0))
 
 
-def _badge(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, bg: tuple[int, int, int],
-           fg: tuple[int, int, int], font: FontT, pad: int = 5) -> float:
+def _badge(
+    draw: ImageDraw.ImageDraw,
+    xy: tuple[float, float],
+    text: str,
+    bg: tuple[int, int, int],
+    fg: tuple[int, int, int],
+    font: FontT,
+    pad: int = 5,
+) -> float:
     """A rounded label at `xy` (top-left); returns its width."""
     tw = _text_w(draw, text, font)
     bbox = font.getbbox("Hg")
@@ -302,8 +346,9 @@ class _PlacedThumb:
     y: int
 
 
-def _layout_room(room: StoryboardRoom, images: dict[int | str, Image.Image],
-                 top: int) -> tuple[list[_PlacedThumb], int]:
+def _layout_room(
+    room: StoryboardRoom, images: dict[int | str, Image.Image], top: int
+) -> tuple[list[_PlacedThumb], int]:
     """Place a room's thumbnails left to right, wrapping; return them and the card's height."""
     x_start = _MARGIN + _CARD_PAD + _ROOM_LABEL_W
     x_end = WIDTH - _MARGIN - _CARD_PAD
@@ -337,9 +382,16 @@ def _nice_step(span: float, target_ticks: int) -> float:
     return 10 * mag
 
 
-def _draw_timeline(img: Image.Image, draw: ImageDraw.ImageDraw, top: int, beat_grid: BeatGrid | None,
-                   segments: Sequence[StoryboardSegment], images: dict[int | str, Image.Image],
-                   colours: dict[str, tuple[int, int, int]], photo_room: dict[int | str, str]) -> None:
+def _draw_timeline(
+    img: Image.Image,
+    draw: ImageDraw.ImageDraw,
+    top: int,
+    beat_grid: BeatGrid | None,
+    segments: Sequence[StoryboardSegment],
+    images: dict[int | str, Image.Image],
+    colours: dict[str, tuple[int, int, int]],
+    photo_room: dict[int | str, str],
+) -> None:
     """Beat ticks, clip blocks and transition markers across the full width, starting at `top`.
 
     A clip takes the colour of the room card that holds its photo (labels may be spelt differently
@@ -395,13 +447,20 @@ def _draw_timeline(img: Image.Image, draw: ImageDraw.ImageDraw, top: int, beat_g
             img.paste(th, (int(x0 + 5), int(ty)))
             ty += th_h + 4
         if inner_w >= 14:
-            draw.text((x0 + 5, ty), _fit_text(draw, seg.label.replace("_", " "), f_label, inner_w),
-                      fill=(255, 255, 255), font=f_label)
-            draw.text((x0 + 5, ty + 18), _fit_text(draw, seg.motion.replace("_", " "), f_small, inner_w),
-                      fill=(255, 255, 255), font=f_small)
+            draw.text(
+                (x0 + 5, ty),
+                _fit_text(draw, seg.label.replace("_", " "), f_label, inner_w),
+                fill=(255, 255, 255),
+                font=f_label,
+            )
+            draw.text(
+                (x0 + 5, ty + 18),
+                _fit_text(draw, seg.motion.replace("_", " "), f_small, inner_w),
+                fill=(255, 255, 255),
+                font=f_small,
+            )
             facts = f"{seg.end - seg.start:.2f}s · #{seg.photo_id}"
-            draw.text((x0 + 5, ty + 34), _fit_text(draw, facts, f_tiny, inner_w),
-                      fill=(240, 240, 240), font=f_tiny)
+            draw.text((x0 + 5, ty + 34), _fit_text(draw, facts, f_tiny, inner_w), fill=(240, 240, 240), font=f_tiny)
 
     # Transition markers at cuts (and at 0 when the first clip fades in).
     for i, seg in enumerate(segments):
@@ -411,8 +470,10 @@ def _draw_timeline(img: Image.Image, draw: ImageDraw.ImageDraw, top: int, beat_g
         x = x_of(seg.start)
         draw.line([(x, block_top - 6), (x, block_bot + 6)], fill=_INK, width=2)
         s = 6
-        draw.polygon([(x, block_bot + 4), (x - s, block_bot + 4 + s * 1.4), (x + s, block_bot + 4 + s * 1.4)],
-                     fill=_INK if kind == "cut" else _HERO)
+        draw.polygon(
+            [(x, block_bot + 4), (x - s, block_bot + 4 + s * 1.4), (x + s, block_bot + 4 + s * 1.4)],
+            fill=_INK if kind == "cut" else _HERO,
+        )
         label = kind.replace("_", " ")
         tw = _text_w(draw, label, f_tiny)
         draw.text((min(max(x - tw / 2, left), right - tw), block_bot + 15), label, fill=_INK, font=f_tiny)
@@ -434,9 +495,15 @@ def _draw_timeline(img: Image.Image, draw: ImageDraw.ImageDraw, top: int, beat_g
 _TIMELINE_H = 16 + 34 + 36 + 16 + _TIMELINE_BLOCK_H + 36 + 24 + _MARGIN
 
 
-def render_storyboard(out_path: Path, rooms: Sequence[StoryboardRoom], *, beat_grid: BeatGrid | None,
-                      segments: Sequence[StoryboardSegment], title: str = "",
-                      output_aspect: float = 16 / 9) -> Path:
+def render_storyboard(
+    out_path: Path,
+    rooms: Sequence[StoryboardRoom],
+    *,
+    beat_grid: BeatGrid | None,
+    segments: Sequence[StoryboardSegment],
+    title: str = "",
+    output_aspect: float = 16 / 9,
+) -> Path:
     """Draw the storyboard PNG (1600 px wide) to `out_path` and return the path.
 
     `output_aspect` is the video's width / height, needed to draw the camera windows the way the
@@ -471,8 +538,9 @@ def render_storyboard(out_path: Path, rooms: Sequence[StoryboardRoom], *, beat_g
     # Title bar.
     draw.rectangle((0, 0, WIDTH, _TITLE_H), fill=_TITLE_BG)
     f_title, f_sub = _font(30, True), _font(15)
-    draw.text((_MARGIN, 18), _fit_text(draw, title or "Storyboard", f_title, WIDTH * 0.6),
-              fill=(255, 255, 255), font=f_title)
+    draw.text(
+        (_MARGIN, 18), _fit_text(draw, title or "Storyboard", f_title, WIDTH * 0.6), fill=(255, 255, 255), font=f_title
+    )
     n_photos = sum(len(r.photos) for r in rooms)
     facts = [f"{len(rooms)} rooms", f"{n_photos} photos", f"{len(segments)} clips"]
     if segments:
@@ -513,10 +581,9 @@ def render_storyboard(out_path: Path, rooms: Sequence[StoryboardRoom], *, beat_g
             else:
                 draw.rectangle(box, outline=(210, 214, 222), width=1)
             cap_w = pt.thumb.width
-            motion = (pt.photo.motion_label or (pt.photo.plan.motion_type.value if pt.photo.plan else ""))
+            motion = pt.photo.motion_label or (pt.photo.plan.motion_type.value if pt.photo.plan else "")
             line1 = f"#{pt.photo.photo_id}" + (f"  {motion.replace('_', ' ')}" if motion else "")
-            draw.text((pt.x, pt.y + _THUMB_H + 6), _fit_text(draw, line1, f_cap, cap_w), fill=_INK,
-                      font=f_cap)
+            draw.text((pt.x, pt.y + _THUMB_H + 6), _fit_text(draw, line1, f_cap, cap_w), fill=_INK, font=f_cap)
             if pt.photo.score is not None:
                 sc = max(0.0, min(1.0, pt.photo.score))
                 bar_w = min(cap_w - 48, 120)

@@ -11,20 +11,20 @@ from typing import Any
 
 
 class MotionType(StrEnum):
-    PUSH_IN = "push_in"        # zoom toward the salient region
-    PULL_OUT = "pull_out"      # start close on the salient region, reveal the room
-    PAN_LEFT = "pan_left"      # viewport travels right-to-left along the wide axis
+    PUSH_IN = "push_in"  # zoom toward the salient region
+    PULL_OUT = "pull_out"  # start close on the salient region, reveal the room
+    PAN_LEFT = "pan_left"  # viewport travels right-to-left along the wide axis
     PAN_RIGHT = "pan_right"
-    TILT_UP = "tilt_up"        # viewport travels bottom-to-top (portrait photos)
+    TILT_UP = "tilt_up"  # viewport travels bottom-to-top (portrait photos)
     TILT_DOWN = "tilt_down"
-    DRIFT = "drift"            # near-static, slow zoom: for small or weak photos
-    PARALLAX = "parallax"      # 2.5D depth parallax (phase 2 renderer, when depth is available)
-    I2V = "i2v"                # generative image-to-video (LTX-2), GPU only
+    DRIFT = "drift"  # near-static, slow zoom: for small or weak photos
+    PARALLAX = "parallax"  # 2.5D depth parallax (phase 2 renderer, when depth is available)
+    I2V = "i2v"  # generative image-to-video (LTX-2), GPU only
 
 
 class Easing(StrEnum):
     LINEAR = "linear"
-    EASE_IN_OUT = "ease_in_out"    # smootherstep: zero velocity and acceleration at both ends
+    EASE_IN_OUT = "ease_in_out"  # smootherstep: zero velocity and acceleration at both ends
     EASE_OUT = "ease_out"
 
 
@@ -75,34 +75,48 @@ class MotionPlan:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MotionPlan:
-        return cls(motion_type=MotionType(d["motion_type"]), start=Viewport.from_dict(d["start"]),
-                   end=Viewport.from_dict(d["end"]), easing=Easing(d.get("easing", "ease_in_out")),
-                   recommended_duration=float(d.get("recommended_duration", 4.0)),
-                   allowed=tuple(MotionType(m) for m in d.get("allowed", [])),
-                   rationale=str(d.get("rationale", "")))
+        return cls(
+            motion_type=MotionType(d["motion_type"]),
+            start=Viewport.from_dict(d["start"]),
+            end=Viewport.from_dict(d["end"]),
+            easing=Easing(d.get("easing", "ease_in_out")),
+            recommended_duration=float(d.get("recommended_duration", 4.0)),
+            allowed=tuple(MotionType(m) for m in d.get("allowed", [])),
+            rationale=str(d.get("rationale", "")),
+        )
 
 
 @dataclass(frozen=True)
 class BeatGrid:
     """Music timing. All times in seconds from the start of the track."""
 
-    tempo: float                     # beats per minute
-    beats: list[float]               # every beat
-    downbeats: list[float]           # first beat of each bar (subset of beats)
-    duration: float                  # length of the track (or of the synthetic grid)
-    beat_offset: float               # time of the first beat
-    source: str                      # "librosa" | "default_bpm" | ...
-    confidence: float = 1.0          # 0..1, how regular the detected grid is
+    tempo: float  # beats per minute
+    beats: list[float]  # every beat
+    downbeats: list[float]  # first beat of each bar (subset of beats)
+    duration: float  # length of the track (or of the synthetic grid)
+    beat_offset: float  # time of the first beat
+    source: str  # "librosa" | "default_bpm" | ...
+    confidence: float = 1.0  # 0..1, how regular the detected grid is
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tempo": round(self.tempo, 3), "beats": [round(b, 4) for b in self.beats],
-                "downbeats": [round(b, 4) for b in self.downbeats], "duration": round(self.duration, 4),
-                "beat_offset": round(self.beat_offset, 4), "source": self.source,
-                "confidence": round(self.confidence, 3)}
+        return {
+            "tempo": round(self.tempo, 3),
+            "beats": [round(b, 4) for b in self.beats],
+            "downbeats": [round(b, 4) for b in self.downbeats],
+            "duration": round(self.duration, 4),
+            "beat_offset": round(self.beat_offset, 4),
+            "source": self.source,
+            "confidence": round(self.confidence, 3),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BeatGrid:
-        return cls(tempo=float(d["tempo"]), beats=[float(b) for b in d["beats"]],
-                   downbeats=[float(b) for b in d["downbeats"]], duration=float(d["duration"]),
-                   beat_offset=float(d["beat_offset"]), source=str(d["source"]),
-                   confidence=float(d.get("confidence", 1.0)))
+        return cls(
+            tempo=float(d["tempo"]),
+            beats=[float(b) for b in d["beats"]],
+            downbeats=[float(b) for b in d["downbeats"]],
+            duration=float(d["duration"]),
+            beat_offset=float(d["beat_offset"]),
+            source=str(d["source"]),
+            confidence=float(d.get("confidence", 1.0)),
+        )

@@ -169,17 +169,34 @@ def _match_photo(frame_gray: np.ndarray, photo_gray: np.ndarray, camera: KenBurn
     return best
 
 
-def _decode_frame(path: os.PathLike[str] | str, index: int, fps: float, width: int,
-                  height: int) -> np.ndarray | None:
+def _decode_frame(path: os.PathLike[str] | str, index: int, fps: float, width: int, height: int) -> np.ndarray | None:
     """Frame `index` as RGB, or None when nothing decodes there.
 
     Seeks to half a frame before the frame's timestamp: ffmpeg's accurate seek returns the first
     frame whose pts is >= the seek time, so the half-frame margin absorbs timestamp rounding.
     """
     t = max(0.0, (index - 0.5) / fps)
-    proc = run_ffmpeg(["-v", "error", "-ss", f"{t:.6f}", "-i", str(path), "-frames:v", "1",
-                       "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-"],
-                      timeout=120, what=f"decoding frame {index}")
+    proc = run_ffmpeg(
+        [
+            "-v",
+            "error",
+            "-ss",
+            f"{t:.6f}",
+            "-i",
+            str(path),
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{width}x{height}",
+            "-",
+        ],
+        timeout=120,
+        what=f"decoding frame {index}",
+    )
     expected = width * height * 3
     if len(proc.stdout) < expected:
         return None
@@ -198,8 +215,16 @@ def _finish(score: float, hard: list[str], reasons: list[str], metrics: dict[str
     return ValidationResult(score=score, passed=passed, reasons=reasons, metrics=metrics)
 
 
-def validate_clip(video_path: os.PathLike[str] | str, source_rgb: np.ndarray, plan: MotionPlan, *,
-                  width: int, height: int, fps: int, duration: float) -> ValidationResult:
+def validate_clip(
+    video_path: os.PathLike[str] | str,
+    source_rgb: np.ndarray,
+    plan: MotionPlan,
+    *,
+    width: int,
+    height: int,
+    fps: int,
+    duration: float,
+) -> ValidationResult:
     """Score a rendered clip against the photo and plan it was rendered from (see module docstring).
 
     Never raises for a bad clip (an unreadable file scores 0 with a reason); raises ValueError only
@@ -265,8 +290,14 @@ def validate_clip(video_path: os.PathLike[str] | str, source_rgb: np.ndarray, pl
         m = _match_photo(got_gray, photo_gray, camera)
         sim = max(0.0, c, m)
         luma, exp_luma = float(got_gray.mean()), float(expected.mean())
-        fm.update(ncc=round(c, 4), ssim=round(ssim(got_gray, expected), 4), match=round(m, 4),
-                  similarity=round(sim, 4), luma=round(luma, 1), expected_luma=round(exp_luma, 1))
+        fm.update(
+            ncc=round(c, 4),
+            ssim=round(ssim(got_gray, expected), 4),
+            match=round(m, 4),
+            similarity=round(sim, 4),
+            luma=round(luma, 1),
+            expected_luma=round(exp_luma, 1),
+        )
         if luma < _BLACK_LUMA and exp_luma > _BLACK_EXPECTED_LUMA:
             hard.append("black")
             reasons.append(f"frame {idx} is black (mean luma {luma:.1f}, expected {exp_luma:.0f})")
@@ -282,15 +313,19 @@ def validate_clip(video_path: os.PathLike[str] | str, source_rgb: np.ndarray, pl
         metrics.update(first_last_diff=round(got_diff, 3), expected_first_last_diff=round(want_diff, 3))
         if got_diff < _FROZEN_DIFF and want_diff > _MOVING_DIFF:
             hard.append("frozen")
-            reasons.append(f"clip is frozen: first and last frames are identical (diff {got_diff:.2f}) "
-                           f"but the plan moves (expected diff {want_diff:.1f})")
+            reasons.append(
+                f"clip is frozen: first and last frames are identical (diff {got_diff:.2f}) "
+                f"but the plan moves (expected diff {want_diff:.1f})"
+            )
 
     score = 0.5 * float(np.mean(sims)) + 0.5 * float(np.min(sims))
     metrics["similarity_mean"] = round(float(np.mean(sims)), 4)
     metrics["similarity_min"] = round(float(np.min(sims)), 4)
     if score < PASS_SCORE:
         worst = frames_metrics[int(np.argmin(sims))]
-        reasons.append(f"clip does not show the planned view of the photo: score {score:.2f} < {PASS_SCORE} "
-                       f"(worst frame {worst['index']}: ncc {worst.get('ncc', 0):.2f}, "
-                       f"match {worst.get('match', 0):.2f})")
+        reasons.append(
+            f"clip does not show the planned view of the photo: score {score:.2f} < {PASS_SCORE} "
+            f"(worst frame {worst['index']}: ncc {worst.get('ncc', 0):.2f}, "
+            f"match {worst.get('match', 0):.2f})"
+        )
     return _finish(score, hard, reasons, metrics)

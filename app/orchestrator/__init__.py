@@ -18,5 +18,15 @@ from app.orchestrator.core import (
     run_phase,
 )
 
-__all__ = ["ALL_PHASES", "JobOutcome", "ensure_phase_rows", "get_job", "invalidate_from", "job_summary",
-           "phase_runner", "prepare_run", "run_job", "run_phase"]
+__all__ = [
+    "ALL_PHASES",
+    "JobOutcome",
+    "ensure_phase_rows",
+    "get_job",
+    "invalidate_from",
+    "job_summary",
+    "phase_runner",
+    "prepare_run",
+    "run_job",
+    "run_phase",
+]

@@ -46,15 +46,19 @@ def phase_runner(phase: int) -> PhaseRunner:
     # Imported lazily: phase modules pull in heavy media libraries a status query does not need.
     if phase == 1:
         from app.phases.analyze import run as analyze
+
         return analyze
     if phase == 2:
         from app.phases.render import run as render
+
         return render
     if phase == 3:
         from app.phases.timeline import run as timeline
+
         return timeline
     if phase == 4:
         from app.phases.assemble import run as assemble
+
         return assemble
     raise PhaseOrderError(f"there is no phase {phase}; phases are 1-4")
 
@@ -105,7 +109,8 @@ def invalidate_from(session: Session, job: Job, start_phase: int, *, reset_clips
         if rows[phase].status != PhaseStatus.COMPLETED:
             raise PhaseOrderError(
                 f"cannot run job {job.id} from phase {start_phase}: phase {phase} "
-                f"({PHASE_NAMES[phase]}) has not completed")
+                f"({PHASE_NAMES[phase]}) has not completed"
+            )
     for phase in range(start_phase, 5):
         row = rows[phase]
         row.status = PhaseStatus.PENDING
@@ -115,8 +120,11 @@ def invalidate_from(session: Session, job: Job, start_phase: int, *, reset_clips
     if reset_clips:
         # An explicit re-render: every clip goes back to pending. (From phase 1, phase 1 itself sends back
         # exactly the clips whose plan changed; unchanged ones keep their render.)
-        session.execute(update(Clip).where(Clip.job_id == job.id)
-                        .values(status=ClipStatus.PENDING, lease_owner=None, lease_expires_at=None))
+        session.execute(
+            update(Clip)
+            .where(Clip.job_id == job.id)
+            .values(status=ClipStatus.PENDING, lease_owner=None, lease_expires_at=None)
+        )
     job.generation = (job.generation or 1) + 1
     job.status = JobStatus.PENDING
     job.error = None
@@ -132,8 +140,7 @@ def _start_phase(ctx: PhaseContext, job_id: int, phase: int) -> bool:
             return False
         for earlier in range(1, phase):
             if rows[earlier].status != PhaseStatus.COMPLETED:
-                raise PhaseOrderError(f"phase {phase} cannot start: phase {earlier} is "
-                                      f"{rows[earlier].status}")
+                raise PhaseOrderError(f"phase {phase} cannot start: phase {earlier} is {rows[earlier].status}")
         row = rows[phase]
         row.status = PhaseStatus.RUNNING
         row.started_at = utcnow()
@@ -147,8 +154,16 @@ def _start_phase(ctx: PhaseContext, job_id: int, phase: int) -> bool:
     return True
 
 
-def _end_phase(ctx: PhaseContext, job_id: int, phase: int, status: PhaseStatus, seconds: float, *,
-               error: str | None = None, result: PhaseResult | None = None) -> None:
+def _end_phase(
+    ctx: PhaseContext,
+    job_id: int,
+    phase: int,
+    status: PhaseStatus,
+    seconds: float,
+    *,
+    error: str | None = None,
+    result: PhaseResult | None = None,
+) -> None:
     """Record how an attempt at `phase` ended, in one transaction with the job row locked:
     COMPLETED (with the phase's summary and warnings), FAILED (the job fails with the reason), or back to
     PENDING (fleet mode: a transient failure the queue will retry; the job stays running)."""
@@ -161,8 +176,7 @@ def _end_phase(ctx: PhaseContext, job_id: int, phase: int, status: PhaseStatus, 
         if status == PhaseStatus.COMPLETED and result is not None:
             row.details = result.details
             if result.warnings:
-                job.warnings = [*(job.warnings or []),
-                                *({"phase": phase, "message": w} for w in result.warnings)]
+                job.warnings = [*(job.warnings or []), *({"phase": phase, "message": w} for w in result.warnings)]
         elif status == PhaseStatus.FAILED:
             row.error = error
             job.status = JobStatus.FAILED
@@ -201,16 +215,20 @@ def run_phase(ctx: PhaseContext, job_id: int, phase: int, *, retry_transient: bo
             log.exception("job %s phase %s crashed", job_id, phase)
         if retry_transient and not is_permanent(exc):
             _end_phase(ctx, job_id, phase, PhaseStatus.PENDING, seconds, error=message)
-            safe_emit(ctx.progress_sink, ProgressEvent(job_id, "phase_failed", phase, message=message,
-                                                       data={"retrying": True}))
+            safe_emit(
+                ctx.progress_sink,
+                ProgressEvent(job_id, "phase_failed", phase, message=message, data={"retrying": True}),
+            )
             raise
         _end_phase(ctx, job_id, phase, PhaseStatus.FAILED, seconds, error=message)
         safe_emit(ctx.progress_sink, ProgressEvent(job_id, "phase_failed", phase, message=message))
         raise
     seconds = time.perf_counter() - t0
     _end_phase(ctx, job_id, phase, PhaseStatus.COMPLETED, seconds, result=result)
-    safe_emit(ctx.progress_sink, ProgressEvent(job_id, "phase_completed", phase, 1, 1,
-                                               data={"seconds": seconds, **result.details}))
+    safe_emit(
+        ctx.progress_sink,
+        ProgressEvent(job_id, "phase_completed", phase, 1, 1, data={"seconds": seconds, **result.details}),
+    )
     return True, seconds
 
 
@@ -223,8 +241,9 @@ def prepare_run(ctx: PhaseContext, job_id: int, start_phase: int | None) -> None
             invalidate_from(s, job, start_phase)
 
 
-def run_job(ctx: PhaseContext, job_id: int, *, start_phase: int | None = None,
-            phases: Iterable[int] = ALL_PHASES) -> JobOutcome:
+def run_job(
+    ctx: PhaseContext, job_id: int, *, start_phase: int | None = None, phases: Iterable[int] = ALL_PHASES
+) -> JobOutcome:
     """Run (or resume) a job in-process through `phases`. Errors are recorded on the job and
     returned in the outcome, never raised, except `JobNotFoundError` / `PhaseOrderError`."""
     prepare_run(ctx, job_id, start_phase)
@@ -284,9 +303,16 @@ def job_summary(session: Session, job_id: int) -> dict[str, Any]:
         "beat_offset": job.beat_offset,
         "warnings": job.warnings or [],
         "phases": [
-            {"phase": p, "name": PHASE_NAMES[p], "status": phases[p].status, "attempts": phases[p].attempts,
-             "started_at": iso(phases[p].started_at), "finished_at": iso(phases[p].finished_at),
-             "duration_s": phases[p].duration_s, "error": phases[p].error}
+            {
+                "phase": p,
+                "name": PHASE_NAMES[p],
+                "status": phases[p].status,
+                "attempts": phases[p].attempts,
+                "started_at": iso(phases[p].started_at),
+                "finished_at": iso(phases[p].finished_at),
+                "duration_s": phases[p].duration_s,
+                "error": phases[p].error,
+            }
             for p in ALL_PHASES
         ],
     }

@@ -90,8 +90,11 @@ def _renew_lease(ctx: PhaseContext, model: type[Job] | type[Clip], row_id: int, 
     """Extend our lease on a job or clip row. False when it is no longer ours (it expired and someone
     took over)."""
     with session_scope(ctx.sessions) as s:
-        result = s.execute(update(model).where(model.id == row_id, model.lease_owner == owner)
-                           .values(lease_expires_at=utcnow() + timedelta(seconds=ttl)))
+        result = s.execute(
+            update(model)
+            .where(model.id == row_id, model.lease_owner == owner)
+            .values(lease_expires_at=utcnow() + timedelta(seconds=ttl))
+        )
         return bool(getattr(result, "rowcount", 0))
 
 
@@ -101,8 +104,11 @@ def renew_job_lease(ctx: PhaseContext, job_id: int, owner: str, ttl: float) -> b
 
 def release_job_lease(ctx: PhaseContext, job_id: int, owner: str) -> None:
     with session_scope(ctx.sessions) as s:
-        s.execute(update(Job).where(Job.id == job_id, Job.lease_owner == owner)
-                  .values(lease_owner=None, lease_expires_at=None))
+        s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.lease_owner == owner)
+            .values(lease_owner=None, lease_expires_at=None)
+        )
 
 
 def apply_start_phase_once(ctx: PhaseContext, job_id: int, start_phase: int, message_id: str) -> bool:
@@ -165,12 +171,16 @@ def last_error(ctx: PhaseContext, job_id: int) -> str | None:
         job = get_job(s, job_id)
         if job.error:
             return job.error
-        row = s.scalars(select(JobPhase).where(JobPhase.job_id == job_id, JobPhase.error.is_not(None))
-                        .order_by(JobPhase.finished_at.desc().nulls_last(), JobPhase.phase.desc())).first()
+        row = s.scalars(
+            select(JobPhase)
+            .where(JobPhase.job_id == job_id, JobPhase.error.is_not(None))
+            .order_by(JobPhase.finished_at.desc().nulls_last(), JobPhase.phase.desc())
+        ).first()
         if row is not None:
             return f"phase {row.phase} ({PHASE_NAMES[row.phase]}): {row.error}"
-        clip = s.scalars(select(Clip).where(Clip.job_id == job_id, Clip.error.is_not(None))
-                         .order_by(Clip.id.desc())).first()
+        clip = s.scalars(
+            select(Clip).where(Clip.job_id == job_id, Clip.error.is_not(None)).order_by(Clip.id.desc())
+        ).first()
         return f"clip {clip.id}: {clip.error}" if clip is not None else None
 
 
@@ -190,8 +200,9 @@ class FanOut:
 
 
 def _pending_clips(s: Session, job_id: int) -> list[Clip]:
-    return list(s.scalars(select(Clip).where(Clip.job_id == job_id, Clip.status != ClipStatus.RENDERED)
-                          .order_by(Clip.id)))
+    return list(
+        s.scalars(select(Clip).where(Clip.job_id == job_id, Clip.status != ClipStatus.RENDERED).order_by(Clip.id))
+    )
 
 
 def begin_render_fanout(ctx: PhaseContext, job_id: int, owner: str, *, nonce: str) -> FanOut:
@@ -239,10 +250,12 @@ def begin_render_fanout(ctx: PhaseContext, job_id: int, owner: str, *, nonce: st
             if lease_seconds_left(clip.lease_owner, clip.lease_expires_at, now) > 0:
                 in_flight += 1
                 continue
-            message = JobMessage(job_id=job_id, start_phase=RENDER_PHASE, clip_id=clip.id,
-                                 generation=job.generation, reason="fan-out")
-            if stage(s, queue="gpu", message=message,
-                     dedup_key=f"render:{job_id}:g{job.generation}:c{clip.id}:{nonce}"):
+            message = JobMessage(
+                job_id=job_id, start_phase=RENDER_PHASE, clip_id=clip.id, generation=job.generation, reason="fan-out"
+            )
+            if stage(
+                s, queue="gpu", message=message, dedup_key=f"render:{job_id}:g{job.generation}:c{clip.id}:{nonce}"
+            ):
                 staged.append(clip.id)
             else:
                 in_flight += 1
@@ -272,8 +285,12 @@ def render_progress(ctx: PhaseContext, job_id: int) -> tuple[int, int]:
     """(rendered clips, all clips) of a job."""
     with session_scope(ctx.sessions) as s:
         total = s.scalar(select(func.count()).select_from(Clip).where(Clip.job_id == job_id)) or 0
-        done = s.scalar(select(func.count()).select_from(Clip).where(Clip.job_id == job_id,
-                                                                      Clip.status == ClipStatus.RENDERED)) or 0
+        done = (
+            s.scalar(
+                select(func.count()).select_from(Clip).where(Clip.job_id == job_id, Clip.status == ClipStatus.RENDERED)
+            )
+            or 0
+        )
     return int(done), int(total)
 
 
@@ -292,9 +309,12 @@ def complete_render_phase_if_done(ctx: PhaseContext, job_id: int) -> bool:
             return False
         _complete_render_phase(s, job, row)
         job.current_phase = RENDER_PHASE
-        stage(s, queue="cpu", message=JobMessage(job_id=job_id, generation=job.generation,
-                                                 reason="phase 2 complete"),
-              dedup_key=f"after-render:{job_id}:g{job.generation}")
+        stage(
+            s,
+            queue="cpu",
+            message=JobMessage(job_id=job_id, generation=job.generation, reason="phase 2 complete"),
+            dedup_key=f"after-render:{job_id}:g{job.generation}",
+        )
         return True
 
 
@@ -316,10 +336,10 @@ def fail_render_phase(ctx: PhaseContext, job_id: int, reason: str) -> None:
 
 
 class ClaimStatus(StrEnum):
-    CLAIMED = "claimed"        # the lease is ours: render it
-    DONE = "done"              # already rendered: nothing to do (check phase completion)
-    BUSY = "busy"              # another worker holds it: try again after `seconds_left`
-    STALE = "stale"            # the clip or its run is gone (job re-run, failed, or clip removed): drop
+    CLAIMED = "claimed"  # the lease is ours: render it
+    DONE = "done"  # already rendered: nothing to do (check phase completion)
+    BUSY = "busy"  # another worker holds it: try again after `seconds_left`
+    STALE = "stale"  # the clip or its run is gone (job re-run, failed, or clip removed): drop
 
 
 @dataclass(frozen=True)
@@ -347,8 +367,10 @@ def claim_clip(ctx: PhaseContext, message: JobMessage, owner: str, ttl: float) -
         job = get_job(s, clip.job_id)
         phase_row = ensure_phase_rows(s, job)[RENDER_PHASE]
         if message.generation is not None and job.generation != message.generation:
-            return ClipClaim(ClaimStatus.STALE, f"job {job.id} was re-run (generation {job.generation}, "
-                                                f"message for {message.generation})")
+            return ClipClaim(
+                ClaimStatus.STALE,
+                f"job {job.id} was re-run (generation {job.generation}, message for {message.generation})",
+            )
         if job.status == JobStatus.FAILED or phase_row.status != PhaseStatus.RUNNING:
             return ClipClaim(ClaimStatus.STALE, f"phase 2 of job {job.id} is {phase_row.status}")
         if clip.status == ClipStatus.RENDERED:

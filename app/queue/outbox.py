@@ -36,8 +36,14 @@ Publisher = Callable[[JobMessage], None]
 def stage(session: Session, *, queue: QueueName, message: JobMessage, dedup_key: str) -> bool:
     """Stage `message` for `queue` unless a message with `dedup_key` was ever staged. Returns whether
     this call staged it. Runs inside the caller's transaction."""
-    values = {"queue": queue, "body": message.model_dump(exclude_none=True), "dedup_key": dedup_key,
-              "job_id": message.job_id, "created_at": utcnow(), "attempts": 0}
+    values = {
+        "queue": queue,
+        "body": message.model_dump(exclude_none=True),
+        "dedup_key": dedup_key,
+        "job_id": message.job_id,
+        "created_at": utcnow(),
+        "attempts": 0,
+    }
     # INSERT ... ON CONFLICT DO NOTHING: the unique dedup_key decides, without a race between check and insert.
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = insert(OutboxMessage).values(**values).on_conflict_do_nothing(index_elements=["dedup_key"])
@@ -58,8 +64,7 @@ class OutboxRelay:
         staged (with its error) for the next flush."""
         sent = 0
         with session_scope(self.sessions) as s:
-            stmt = (select(OutboxMessage).where(OutboxMessage.sent_at.is_(None))
-                    .order_by(OutboxMessage.id).limit(limit))
+            stmt = select(OutboxMessage).where(OutboxMessage.sent_at.is_(None)).order_by(OutboxMessage.id).limit(limit)
             if s.get_bind().dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True)
             for row in s.scalars(stmt):

@@ -49,21 +49,32 @@ class SqsQueue:
     def name(self) -> str:
         return self.url.rstrip("/").rsplit("/", 1)[-1]
 
-    def receive(self, *, max_messages: int = 1, wait_seconds: int = 10,
-                visibility_timeout: int | None = None) -> list[ReceivedMessage]:
-        kwargs: dict[str, Any] = {"QueueUrl": self.url, "MaxNumberOfMessages": max_messages,
-                                  "WaitTimeSeconds": wait_seconds,
-                                  "MessageSystemAttributeNames": ["ApproximateReceiveCount"]}
+    def receive(
+        self, *, max_messages: int = 1, wait_seconds: int = 10, visibility_timeout: int | None = None
+    ) -> list[ReceivedMessage]:
+        kwargs: dict[str, Any] = {
+            "QueueUrl": self.url,
+            "MaxNumberOfMessages": max_messages,
+            "WaitTimeSeconds": wait_seconds,
+            "MessageSystemAttributeNames": ["ApproximateReceiveCount"],
+        }
         if visibility_timeout is not None:
             kwargs["VisibilityTimeout"] = visibility_timeout
         response = self.client.receive_message(**kwargs)
-        return [ReceivedMessage(message_id=m["MessageId"], receipt_handle=m["ReceiptHandle"], body=m.get("Body", ""),
-                                receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)))
-                for m in response.get("Messages", [])]
+        return [
+            ReceivedMessage(
+                message_id=m["MessageId"],
+                receipt_handle=m["ReceiptHandle"],
+                body=m.get("Body", ""),
+                receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+            )
+            for m in response.get("Messages", [])
+        ]
 
     def send(self, body: str, *, delay_seconds: int = 0) -> str:
-        response = self.client.send_message(QueueUrl=self.url, MessageBody=body,
-                                            DelaySeconds=max(0, min(MAX_DELAY_SECONDS, int(delay_seconds))))
+        response = self.client.send_message(
+            QueueUrl=self.url, MessageBody=body, DelaySeconds=max(0, min(MAX_DELAY_SECONDS, int(delay_seconds)))
+        )
         return str(response["MessageId"])
 
     def delete(self, message: ReceivedMessage) -> None:
@@ -71,17 +82,26 @@ class SqsQueue:
 
     def change_visibility(self, message: ReceivedMessage, seconds: float) -> None:
         """Hide the message for `seconds` more from now (0: visible again at once)."""
-        self.client.change_message_visibility(QueueUrl=self.url, ReceiptHandle=message.receipt_handle,
-                                              VisibilityTimeout=max(0, min(MAX_VISIBILITY_SECONDS, int(seconds))))
+        self.client.change_message_visibility(
+            QueueUrl=self.url,
+            ReceiptHandle=message.receipt_handle,
+            VisibilityTimeout=max(0, min(MAX_VISIBILITY_SECONDS, int(seconds))),
+        )
 
     def depth(self) -> QueueDepth:
         attrs = self.client.get_queue_attributes(
-            QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessages",
-                                               "ApproximateNumberOfMessagesNotVisible",
-                                               "ApproximateNumberOfMessagesDelayed"])["Attributes"]
-        return QueueDepth(visible=int(attrs.get("ApproximateNumberOfMessages", 0)),
-                          in_flight=int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
-                          delayed=int(attrs.get("ApproximateNumberOfMessagesDelayed", 0)))
+            QueueUrl=self.url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+        return QueueDepth(
+            visible=int(attrs.get("ApproximateNumberOfMessages", 0)),
+            in_flight=int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
+            delayed=int(attrs.get("ApproximateNumberOfMessagesDelayed", 0)),
+        )
 
     def dead_letter_queue(self) -> SqsQueue | None:
         """The queue this one redrives to, from its RedrivePolicy, if any."""
@@ -97,8 +117,9 @@ class SqsQueue:
 def provision_queue(client: Any, name: str, *, max_receives: int, visibility_timeout: int) -> tuple[str, str]:
     """Create (or update) queue `name` and its dead-letter queue `name-dlq`, with a redrive policy.
     Idempotent. Returns (queue URL, DLQ URL)."""
-    dlq_url = client.create_queue(QueueName=f"{name}-dlq",
-                                  Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)})["QueueUrl"]
+    dlq_url = client.create_queue(QueueName=f"{name}-dlq", Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)})[
+        "QueueUrl"
+    ]
     dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     attributes = {
         "VisibilityTimeout": str(visibility_timeout),

@@ -27,8 +27,9 @@ from app.queue.sqs import SqsQueue, sqs_client
 log = logging.getLogger(__name__)
 
 
-def stage_run(session: Session, job_id: int, *, start_phase: int | None = None, reason: str,
-              dedup_key: str | None = None) -> None:
+def stage_run(
+    session: Session, job_id: int, *, start_phase: int | None = None, reason: str, dedup_key: str | None = None
+) -> None:
     """Stage "run job `job_id`" on the CPU queue, in `session`'s transaction. Without `start_phase` the
     worker resumes at the job's first unfinished phase, which is what callers that have already
     invalidated phases themselves (edits, API re-runs) want."""
@@ -51,6 +52,7 @@ def fleet_publishers(settings: Settings, client: Any | None = None) -> dict[str,
 def _sender(queue: SqsQueue) -> Publisher:
     def send(message: JobMessage) -> None:
         queue.send(message.body())
+
     return send
 
 
@@ -70,6 +72,7 @@ class InlineRunner:
 
     def _run(self, message: JobMessage) -> None:
         from app.orchestrator import run_job
+
         try:
             run_job(self.ctx, message.job_id, start_phase=message.start_phase)
         except Exception:  # recorded on the job by the orchestrator; keep the thread alive
@@ -112,4 +115,3 @@ class Dispatcher:
     def close(self) -> None:
         if self.inline is not None:
             self.inline.shutdown()
-

@@ -23,7 +23,7 @@ class DrainedMessage:
     queue: str
     message_id: str
     job_id: int | None
-    outcome: str          # "job failed" | "already completed" | "already failed" | "malformed" | "unknown job"
+    outcome: str  # "job failed" | "already completed" | "already failed" | "malformed" | "unknown job"
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -50,9 +50,9 @@ def _drain_one(ctx: PhaseContext, label: str, message_id: str, body: str, delive
     try:
         last = fleet.last_error(ctx, msg.job_id)
         what = f"clip {msg.clip_id}" if msg.clip_id else "its message"
-        reason = (f"{what} went to the dead-letter queue after repeated failures"
-                  + (f"; last error: {last}" if last else "; no error was recorded (the worker may have "
-                                                          "crashed or been killed)"))
+        reason = f"{what} went to the dead-letter queue after repeated failures" + (
+            f"; last error: {last}" if last else "; no error was recorded (the worker may have crashed or been killed)"
+        )
         changed = fleet.fail_job(ctx, msg.job_id, last if last and "gave up after" in last else reason)
     except JobNotFoundError:
         return DrainedMessage(label, message_id, msg.job_id, "unknown job", f"job {msg.job_id} does not exist")

@@ -186,13 +186,27 @@ class SetTargetLengthEdit(_EditModel):
 
 
 EditPayload = Annotated[
-    ReorderEdit | TrimEdit | SetTransitionEdit | ExcludePhotoEdit | RoomOverrideEdit | SwapHeroEdit
-    | SetMusicEdit | SetTargetLengthEdit,
+    ReorderEdit
+    | TrimEdit
+    | SetTransitionEdit
+    | ExcludePhotoEdit
+    | RoomOverrideEdit
+    | SwapHeroEdit
+    | SetMusicEdit
+    | SetTargetLengthEdit,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[EditPayload] = TypeAdapter(EditPayload)
-EDIT_TYPES: tuple[str, ...] = ("reorder", "trim", "set_transition", "exclude_photo", "room_override",
-                               "swap_hero", "set_music", "set_target_length")
+EDIT_TYPES: tuple[str, ...] = (
+    "reorder",
+    "trim",
+    "set_transition",
+    "exclude_photo",
+    "room_override",
+    "swap_hero",
+    "set_music",
+    "set_target_length",
+)
 
 
 def _reason(exc: ValidationError) -> str:
@@ -262,8 +276,13 @@ class _State:
     def record(self) -> int:
         """Write the Edit row (after validation, before the change: swap_hero stores its id, and a timeline
         edit must be in the log that the re-plan replays)."""
-        row = Edit(job_id=self.job.id, timeline_id=self.timeline.id if self.timeline else None,
-                   user_id=self.user_id, edit_type=self.edit.type, payload=self.edit.model_dump(mode="json"))
+        row = Edit(
+            job_id=self.job.id,
+            timeline_id=self.timeline.id if self.timeline else None,
+            user_id=self.user_id,
+            edit_type=self.edit.type,
+            payload=self.edit.model_dump(mode="json"),
+        )
         self.s.add(row)
         self.s.flush()
         self.edit_id = row.id
@@ -291,8 +310,9 @@ class _State:
         if self.timeline is None:
             raise EditRejectedError(f"job {self.job.id} has no timeline yet; {self.edit.type} edits a timeline")
         if not self.timeline.beat_grid:
-            raise EditRejectedError(f"timeline v{self.timeline.version} of job {self.job.id} has no beat grid; "
-                                    "re-run phase 3 first")
+            raise EditRejectedError(
+                f"timeline v{self.timeline.version} of job {self.job.id} has no beat grid; re-run phase 3 first"
+            )
         return self.timeline
 
     def timeline_clip(self, clip_id: int, field_name: str = "clip_id") -> int:
@@ -303,8 +323,9 @@ class _State:
             raise EditRejectedError(f"{field_name}: job {self.job.id} has no clip {clip_id}")
         ids = [tc.clip_id for tc in timeline.clips]
         if clip_id not in ids:
-            raise EditRejectedError(f"{field_name}: clip {clip_id} is not on the current timeline "
-                                    f"(v{timeline.version})")
+            raise EditRejectedError(
+                f"{field_name}: clip {clip_id} is not on the current timeline (v{timeline.version})"
+            )
         return ids.index(clip_id)
 
     @property
@@ -312,8 +333,9 @@ class _State:
         return self.job.target_length or self.ctx.settings.DEFAULT_TARGET_LENGTH
 
 
-def apply_edit(ctx: PhaseContext, job_id: int, edit: EditPayload | dict[str, Any], *,
-               user_id: str | None = None) -> EditOutcome:
+def apply_edit(
+    ctx: PhaseContext, job_id: int, edit: EditPayload | dict[str, Any], *, user_id: str | None = None
+) -> EditOutcome:
     """Validate, record and apply one edit, and stage the re-run, in one transaction. The caller flushes
     its dispatcher after this returns (the run request is in the outbox).
 
@@ -325,16 +347,22 @@ def apply_edit(ctx: PhaseContext, job_id: int, edit: EditPayload | dict[str, Any
         busy = job_busy_reason(job)
         if busy:
             raise JobBusyError(f"{busy}; edit it when the run stops")
-        timeline = s.scalars(select(Timeline).where(Timeline.job_id == job_id)
-                             .order_by(Timeline.version.desc())).first()
-        st = _State(ctx=ctx, s=s, job=job, phases=ensure_phase_rows(s, job), timeline=timeline, edit=payload,
-                    user_id=user_id)
+        timeline = s.scalars(
+            select(Timeline).where(Timeline.job_id == job_id).order_by(Timeline.version.desc())
+        ).first()
+        st = _State(
+            ctx=ctx, s=s, job=job, phases=ensure_phase_rows(s, job), timeline=timeline, edit=payload, user_id=user_id
+        )
         applied = _HANDLERS[payload.type](st, payload)
         assert st.edit_id is not None, f"{payload.type} handler did not record the edit"
         stage_run(s, job_id, reason=f"edit {st.edit_id}: {payload.type}")
-        return EditOutcome(edit_id=st.edit_id, edit_type=payload.type, rerun_from=applied.rerun_from,
-                           timeline_version=applied.timeline_version,
-                           rerender_clip_ids=applied.rerender_clip_ids)
+        return EditOutcome(
+            edit_id=st.edit_id,
+            edit_type=payload.type,
+            rerun_from=applied.rerun_from,
+            timeline_version=applied.timeline_version,
+            rerender_clip_ids=applied.rerender_clip_ids,
+        )
 
 
 # --- timeline edits ---------------------------------------------------------------------------------
@@ -354,9 +382,13 @@ def _replan(st: _State, *, check: Callable[[TimelinePlan], None] | None = None) 
     candidates = clip_candidates(st.s, st.job.id)
     if not candidates:
         raise EditRejectedError(f"job {st.job.id} has no rendered clips to place")
-    plan = plan_timeline(candidates, grid, target_length=st.target,
-                         transition_beats=st.ctx.settings.TRANSITION_BEATS,
-                         directives=timeline_directives(st.s, st.job.id))
+    plan = plan_timeline(
+        candidates,
+        grid,
+        target_length=st.target,
+        transition_beats=st.ctx.settings.TRANSITION_BEATS,
+        directives=timeline_directives(st.s, st.job.id),
+    )
     if check is not None:
         check(plan)
     if _same_cuts(plan, timeline):
@@ -367,8 +399,7 @@ def _replan(st: _State, *, check: Callable[[TimelinePlan], None] | None = None) 
 
 
 def _same_cuts(plan: TimelinePlan, timeline: Timeline) -> bool:
-    now = [(tc.clip_id, tc.beats, tc.transition_type, round(tc.transition_duration or 0.0, 4))
-           for tc in timeline.clips]
+    now = [(tc.clip_id, tc.beats, tc.transition_type, round(tc.transition_duration or 0.0, 4)) for tc in timeline.clips]
     new = [(c.clip_id, c.beats, c.transition, round(c.transition_duration, 4)) for c in plan.clips]
     return now == new
 
@@ -383,8 +414,9 @@ def _reorder(st: _State, edit: ReorderEdit) -> _Applied:
     unknown = [c for c in edit.clip_ids if c not in current]
     if missing or unknown:
         parts = ([f"missing {missing}"] if missing else []) + ([f"not on it {unknown}"] if unknown else [])
-        raise EditRejectedError(f"clip_ids must be a permutation of timeline v{timeline.version}'s clips "
-                                f"{current}: {', '.join(parts)}")
+        raise EditRejectedError(
+            f"clip_ids must be a permutation of timeline v{timeline.version}'s clips {current}: {', '.join(parts)}"
+        )
     if edit.clip_ids == current:
         raise EditRejectedError(f"clip_ids: timeline v{timeline.version} is already in this order")
     return _replan(st)
@@ -399,8 +431,10 @@ def _trim(st: _State, edit: TrimEdit) -> _Applied:
     asked = f"beats={edit.beats}" if edit.beats is not None else f"seconds={edit.seconds:g} ({beats} beats)"
     bpm = 60.0 / period
     if beats < timing.k_min:
-        raise EditRejectedError(f"{asked}: below the minimum of {timing.k_min} beats per clip "
-                                f"({timing.k_min * period:.2f} s at {bpm:.0f} BPM)")
+        raise EditRejectedError(
+            f"{asked}: below the minimum of {timing.k_min} beats per clip "
+            f"({timing.k_min * period:.2f} s at {bpm:.0f} BPM)"
+        )
     clips = timeline.clips
     clip = st.s.get(Clip, edit.clip_id)
     assert clip is not None
@@ -408,8 +442,10 @@ def _trim(st: _State, edit: TrimEdit) -> _Applied:
     d_out = (clips[index].transition_duration or 0.0) if index < len(clips) - 1 else 0.0
     most = footage_beats(clip.duration or 0.0, period, d_in, d_out)
     if beats > most:
-        raise EditRejectedError(f"{asked}: clip {edit.clip_id}'s rendered footage ({clip.duration or 0.0:.2f} s) "
-                                f"allows at most {max(most, 0)} beats at {bpm:.0f} BPM")
+        raise EditRejectedError(
+            f"{asked}: clip {edit.clip_id}'s rendered footage ({clip.duration or 0.0:.2f} s) "
+            f"allows at most {max(most, 0)} beats at {bpm:.0f} BPM"
+        )
 
     def check(plan: TimelinePlan) -> None:
         got = next((c.beats for c in plan.clips if c.clip_id == edit.clip_id), None)
@@ -425,8 +461,10 @@ def _set_transition(st: _State, edit: SetTransitionEdit) -> _Applied:
     if edit.clip_id is not None:
         index = st.timeline_clip(edit.clip_id)
         if index == len(timeline.clips) - 1:
-            raise EditRejectedError(f"clip_id: clip {edit.clip_id} is the last clip of timeline "
-                                    f"v{timeline.version}; there is no cut after it")
+            raise EditRejectedError(
+                f"clip_id: clip {edit.clip_id} is the last clip of timeline "
+                f"v{timeline.version}; there is no cut after it"
+            )
     return _replan(st)
 
 
@@ -434,8 +472,11 @@ def _set_transition(st: _State, edit: SetTransitionEdit) -> _Applied:
 
 
 def _hero_photo_ids(st: _State) -> set[int]:
-    return {h for h in st.s.scalars(select(AnalysisResult.hero_photo_id)
-                                    .where(AnalysisResult.job_id == st.job.id)) if h is not None}
+    return {
+        h
+        for h in st.s.scalars(select(AnalysisResult.hero_photo_id).where(AnalysisResult.job_id == st.job.id))
+        if h is not None
+    }
 
 
 def _exclude_photo(st: _State, edit: ExcludePhotoEdit) -> _Applied:
@@ -450,18 +491,31 @@ def _exclude_photo(st: _State, edit: ExcludePhotoEdit) -> _Applied:
     if photo.exclude:
         raise EditRejectedError(f"photo_id: photo {photo.id} is already excluded")
     if photo.status == PhotoStatus.REJECTED:
-        raise EditRejectedError(f"photo_id: photo {photo.id} is not shown anyway (analysis rejected it: "
-                                f"{photo.reject_reason})")
-    others = st.s.scalar(select(func.count()).select_from(Photo).where(
-        Photo.job_id == st.job.id, Photo.id != photo.id, Photo.exclude.is_(False),
-        (Photo.status.is_(None)) | (Photo.status != PhotoStatus.REJECTED))) or 0
+        raise EditRejectedError(
+            f"photo_id: photo {photo.id} is not shown anyway (analysis rejected it: {photo.reject_reason})"
+        )
+    others = (
+        st.s.scalar(
+            select(func.count())
+            .select_from(Photo)
+            .where(
+                Photo.job_id == st.job.id,
+                Photo.id != photo.id,
+                Photo.exclude.is_(False),
+                (Photo.status.is_(None)) | (Photo.status != PhotoStatus.REJECTED),
+            )
+        )
+        or 0
+    )
     if not others:
         raise EditRejectedError(f"photo_id: photo {photo.id} is the last photo shown; a video needs one")
     clip = st.clip_of(photo.id)
     hero = (clip is not None and clip.is_hero) or photo.id in _hero_photo_ids(st)
     # A shot phase 1 hid as a duplicate of this one must come back: only phase 1 gives it a clip.
-    shadowed = any((p.analysis or {}).get("duplicate_of") == photo.id
-                   for p in st.s.scalars(select(Photo).where(Photo.job_id == st.job.id, Photo.exclude.is_(False))))
+    shadowed = any(
+        (p.analysis or {}).get("duplicate_of") == photo.id
+        for p in st.s.scalars(select(Photo).where(Photo.job_id == st.job.id, Photo.exclude.is_(False)))
+    )
     st.record()
     photo.exclude = True
     return _Applied(rerun_from=st.rerun(1 if hero or shadowed else 3))
@@ -483,15 +537,19 @@ def _swap_hero(st: _State, edit: SwapHeroEdit) -> _Applied:
     s, job = st.s, st.job
     photo = st.photo(edit.photo_id)
     if photo.status == PhotoStatus.REJECTED:
-        raise EditRejectedError(f"photo_id: photo {photo.id} was rejected by analysis ({photo.reject_reason}); "
-                                "it cannot be a hero")
+        raise EditRejectedError(
+            f"photo_id: photo {photo.id} was rejected by analysis ({photo.reject_reason}); it cannot be a hero"
+        )
     if photo.exclude:
         raise EditRejectedError(f"photo_id: photo {photo.id} is excluded; include it before making it a hero")
     clip = st.clip_of(photo.id)
     if clip is None:
         duplicate_of = (photo.analysis or {}).get("duplicate_of")
-        why = (f"it duplicates photo {duplicate_of}, which is shown instead" if duplicate_of
-               else "the job has not been analysed yet")
+        why = (
+            f"it duplicates photo {duplicate_of}, which is shown instead"
+            if duplicate_of
+            else "the job has not been analysed yet"
+        )
         raise EditRejectedError(f"photo_id: photo {photo.id} has no clip ({why})")
     if clip.is_hero:
         raise EditRejectedError(f"photo_id: photo {photo.id} is already the hero of its room")
@@ -505,36 +563,58 @@ def _swap_hero(st: _State, edit: SwapHeroEdit) -> _Applied:
         raise EditRejectedError(f"photo_id: photo {photo.id} cannot be read ({exc})") from exc
     # Planned exactly as phase 1 plans a hero (same image copy, scores, clip count and target), so a later
     # phase-1 re-run, which honours the choice, finds the same plan and keeps this render.
-    shown = s.scalar(select(func.count()).select_from(Clip).join(Photo, Photo.id == Clip.photo_id)
-                     .where(Clip.job_id == job.id, Photo.exclude.is_(False))) or 1
-    plan, seconds = clip_plan(st.ctx.settings, rgb, photo_id=photo.id, size=(width, height),
-                              is_exterior=bool(photo.is_exterior), quality=score_quality(rgb), is_hero=True,
-                              target=st.target, clip_count=shown)
+    shown = (
+        s.scalar(
+            select(func.count())
+            .select_from(Clip)
+            .join(Photo, Photo.id == Clip.photo_id)
+            .where(Clip.job_id == job.id, Photo.exclude.is_(False))
+        )
+        or 1
+    )
+    plan, seconds = clip_plan(
+        st.ctx.settings,
+        rgb,
+        photo_id=photo.id,
+        size=(width, height),
+        is_exterior=bool(photo.is_exterior),
+        quality=score_quality(rgb),
+        is_hero=True,
+        target=st.target,
+        clip_count=shown,
+    )
     edit_id = st.record()
     # The old hero keeps its plan and render (its render key still matches): only the new hero renders.
-    for other in s.scalars(select(Clip).where(Clip.job_id == job.id, Clip.room_cluster_id == cluster.id,
-                                              Clip.id != clip.id, Clip.is_hero.is_(True))):
+    for other in s.scalars(
+        select(Clip).where(
+            Clip.job_id == job.id, Clip.room_cluster_id == cluster.id, Clip.id != clip.id, Clip.is_hero.is_(True)
+        )
+    ):
         other.is_hero = False
     clip.is_hero = True
     clip.motion_plan, clip.motion_type, clip.duration = plan, plan["motion_type"], seconds
     clip.status, clip.error = ClipStatus.PENDING, None
     clip.lease_owner = clip.lease_expires_at = None
-    result = s.scalars(select(AnalysisResult).where(AnalysisResult.job_id == job.id,
-                                                    AnalysisResult.room_cluster_id == cluster.id)).first()
+    result = s.scalars(
+        select(AnalysisResult).where(AnalysisResult.job_id == job.id, AnalysisResult.room_cluster_id == cluster.id)
+    ).first()
     if result is not None:
         result.hero_photo_id = photo.id
         result.recommended_motion = plan["motion_type"]
         result.allowed_motion_types = plan.get("allowed", [])
         result.recommended_duration = seconds
-        result.debug_metrics = {**(result.debug_metrics or {}), "rationale": plan.get("rationale", ""),
-                                "hero_chosen_by": f"edit {edit_id}"}
+        result.debug_metrics = {
+            **(result.debug_metrics or {}),
+            "rationale": plan.get("rationale", ""),
+            "hero_chosen_by": f"edit {edit_id}",
+        }
     # Persist the choice where phase 1 looks for it, so re-analysing never undoes it; the room's other
     # photos lose an older choice. (JSON columns are not mutation-tracked: assign new dicts.)
-    for member in s.scalars(select(Photo).where(Photo.job_id == job.id, Photo.room_cluster_id == cluster.id,
-                                                Photo.id != photo.id)):
+    for member in s.scalars(
+        select(Photo).where(Photo.job_id == job.id, Photo.room_cluster_id == cluster.id, Photo.id != photo.id)
+    ):
         if member.manual_metadata and ("hero" in member.manual_metadata or "hero_edit" in member.manual_metadata):
-            member.manual_metadata = {k: v for k, v in member.manual_metadata.items()
-                                      if k not in ("hero", "hero_edit")}
+            member.manual_metadata = {k: v for k, v in member.manual_metadata.items() if k not in ("hero", "hero_edit")}
     photo.manual_metadata = {**(photo.manual_metadata or {}), "hero": True, "hero_edit": edit_id}
     return _Applied(rerun_from=st.rerun(2), rerender_clip_ids=[clip.id])
 
@@ -542,8 +622,9 @@ def _swap_hero(st: _State, edit: SwapHeroEdit) -> _Applied:
 def _set_music(st: _State, edit: SetMusicEdit) -> _Applied:
     uri = edit.music_uri
     if uri == st.job.music_uri:
-        raise EditRejectedError("music_uri: the job has no music" if uri is None
-                                else f"music_uri: the job already uses {uri!r}")
+        raise EditRejectedError(
+            "music_uri: the job has no music" if uri is None else f"music_uri: the job already uses {uri!r}"
+        )
     if uri is not None:
         _check_music_uri(st.ctx, uri)
     st.record()
@@ -596,11 +677,28 @@ def _footage_fills(st: _State, target: float) -> bool:
 
 #: Each handler validates (raising before any change), calls `record()`, applies, and says what re-runs.
 _HANDLERS: dict[str, Callable[[_State, Any], _Applied]] = {
-    "reorder": _reorder, "trim": _trim, "set_transition": _set_transition, "exclude_photo": _exclude_photo,
-    "room_override": _room_override, "swap_hero": _swap_hero, "set_music": _set_music,
+    "reorder": _reorder,
+    "trim": _trim,
+    "set_transition": _set_transition,
+    "exclude_photo": _exclude_photo,
+    "room_override": _room_override,
+    "swap_hero": _swap_hero,
+    "set_music": _set_music,
     "set_target_length": _set_target_length,
 }
 
-__all__ = ["EDIT_TYPES", "EditOutcome", "EditPayload", "ExcludePhotoEdit", "ReorderEdit", "RoomOverrideEdit",
-           "SetMusicEdit", "SetTargetLengthEdit", "SetTransitionEdit", "SwapHeroEdit", "TrimEdit", "apply_edit",
-           "parse_edit"]
+__all__ = [
+    "EDIT_TYPES",
+    "EditOutcome",
+    "EditPayload",
+    "ExcludePhotoEdit",
+    "ReorderEdit",
+    "RoomOverrideEdit",
+    "SetMusicEdit",
+    "SetTargetLengthEdit",
+    "SetTransitionEdit",
+    "SwapHeroEdit",
+    "TrimEdit",
+    "apply_edit",
+    "parse_edit",
+]

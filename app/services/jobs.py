@@ -55,18 +55,39 @@ def photos_from_folder(folder: Path) -> list[PhotoInput]:
     return found
 
 
-def new_job(settings: Settings, *, listing_id: str, target_length: float | None, enable_beat_sync: bool | None,
-            template_type: str | None, metadata: dict[str, Any] | None) -> Job:
+def new_job(
+    settings: Settings,
+    *,
+    listing_id: str,
+    target_length: float | None,
+    enable_beat_sync: bool | None,
+    template_type: str | None,
+    metadata: dict[str, Any] | None,
+) -> Job:
     """A pending job row with the deployment's defaults filled in."""
-    return Job(listing_id=listing_id, status=JobStatus.PENDING, current_phase=0, template_type=template_type,
-               target_length=target_length or settings.DEFAULT_TARGET_LENGTH,
-               enable_beat_sync=settings.ENABLE_BEAT_SYNC if enable_beat_sync is None else enable_beat_sync,
-               job_metadata=metadata or {}, warnings=[])
+    return Job(
+        listing_id=listing_id,
+        status=JobStatus.PENDING,
+        current_phase=0,
+        template_type=template_type,
+        target_length=target_length or settings.DEFAULT_TARGET_LENGTH,
+        enable_beat_sync=settings.ENABLE_BEAT_SYNC if enable_beat_sync is None else enable_beat_sync,
+        job_metadata=metadata or {},
+        warnings=[],
+    )
 
 
-def create_job(ctx: PhaseContext, *, listing_id: str, photos: list[PhotoInput], music: Path | None,
-               target_length: float | None = None, enable_beat_sync: bool | None = None,
-               template_type: str | None = None, metadata: dict[str, Any] | None = None) -> int:
+def create_job(
+    ctx: PhaseContext,
+    *,
+    listing_id: str,
+    photos: list[PhotoInput],
+    music: Path | None,
+    target_length: float | None = None,
+    enable_beat_sync: bool | None = None,
+    template_type: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> int:
     """Register a job and copy its inputs into storage. Returns the job id."""
     if not photos:
         raise NoUsablePhotosError("a job needs at least one photo")
@@ -76,15 +97,30 @@ def create_job(ctx: PhaseContext, *, listing_id: str, photos: list[PhotoInput], 
         check_music(music)
     settings = ctx.settings
     with session_scope(ctx.sessions) as s:
-        job = new_job(settings, listing_id=listing_id, target_length=target_length,
-                      enable_beat_sync=enable_beat_sync, template_type=template_type, metadata=metadata)
+        job = new_job(
+            settings,
+            listing_id=listing_id,
+            target_length=target_length,
+            enable_beat_sync=enable_beat_sync,
+            template_type=template_type,
+            metadata=metadata,
+        )
         s.add(job)
         s.flush()
         job_id = job.id
         for position, item in enumerate(photos):
             uri = ctx.storage.put_file(keys.input_photo(job_id, position, item.path.name), item.path)
-            s.add(Photo(job_id=job_id, s3_uri=uri, room_label=item.room_label, exclude=item.exclude,
-                        manual_metadata=item.manual_metadata, position=position, filename=item.path.name))
+            s.add(
+                Photo(
+                    job_id=job_id,
+                    s3_uri=uri,
+                    room_label=item.room_label,
+                    exclude=item.exclude,
+                    manual_metadata=item.manual_metadata,
+                    position=position,
+                    filename=item.path.name,
+                )
+            )
         if music is not None:
             job.music_uri = ctx.storage.put_file(keys.input_music(job_id, music.name), music)
         ensure_phase_rows(s, job)
@@ -157,11 +193,19 @@ def _check_callback_url(url: str) -> None:
         raise InvalidInputError(f"callback_url {url!r} is not an http(s) URL")
 
 
-def create_job_from_uris(ctx: PhaseContext, *, listing_id: str, photos: list[PhotoRef],
-                         music_uri: str | None = None, target_length: float | None = None,
-                         enable_beat_sync: bool | None = None, template_type: str | None = None,
-                         metadata: dict[str, Any] | None = None, callback_url: str | None = None,
-                         enqueue: bool = False) -> int:
+def create_job_from_uris(
+    ctx: PhaseContext,
+    *,
+    listing_id: str,
+    photos: list[PhotoRef],
+    music_uri: str | None = None,
+    target_length: float | None = None,
+    enable_beat_sync: bool | None = None,
+    template_type: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    callback_url: str | None = None,
+    enqueue: bool = False,
+) -> int:
     """Register a job whose inputs already sit in storage, referencing them in place (no copy: Rails
     owns the uploads). Every URI is validated (`Storage.resolve_key`) and checked to exist, and the music
     is decoded, before anything is written. With `enqueue`, "run this job" is staged in the outbox in the
@@ -181,20 +225,29 @@ def create_job_from_uris(ctx: PhaseContext, *, listing_id: str, photos: list[Pho
             ctx.storage.resolve_key(ref.uri)
         except (InvalidInputError, StorageError) as exc:
             text = str(exc)
-            raise InvalidInputError(f"photos[{i}].uri: {text}" if ref.uri in text
-                                    else f"photos[{i}].uri {ref.uri!r}: {text}") from exc
-    with ThreadPoolExecutor(max_workers=min(_EXISTS_CHECK_THREADS, len(photos)),
-                            thread_name_prefix="picaivid-exists") as pool:
-        photo_keys = list(pool.map(lambda item: _input_key(ctx, item[1].uri, f"photos[{item[0]}].uri"),
-                                   enumerate(photos)))
+            raise InvalidInputError(
+                f"photos[{i}].uri: {text}" if ref.uri in text else f"photos[{i}].uri {ref.uri!r}: {text}"
+            ) from exc
+    with ThreadPoolExecutor(
+        max_workers=min(_EXISTS_CHECK_THREADS, len(photos)), thread_name_prefix="picaivid-exists"
+    ) as pool:
+        photo_keys = list(
+            pool.map(lambda item: _input_key(ctx, item[1].uri, f"photos[{item[0]}].uri"), enumerate(photos))
+        )
     music_key = _check_music_uri(ctx, music_uri) if music_uri else None
 
     from app.services.dispatch import stage_run  # the queue plumbing (boto3) only where it is used
 
     settings = ctx.settings
     with session_scope(ctx.sessions) as s:
-        job = new_job(settings, listing_id=listing_id, target_length=target_length,
-                      enable_beat_sync=enable_beat_sync, template_type=template_type, metadata=metadata)
+        job = new_job(
+            settings,
+            listing_id=listing_id,
+            target_length=target_length,
+            enable_beat_sync=enable_beat_sync,
+            template_type=template_type,
+            metadata=metadata,
+        )
         # Canonical URIs, so that workers on other machines resolve them the same way.
         job.music_uri = ctx.storage.uri(music_key) if music_key else None
         job.callback_url = callback_url
@@ -202,9 +255,17 @@ def create_job_from_uris(ctx: PhaseContext, *, listing_id: str, photos: list[Pho
         s.flush()
         job_id = job.id
         for position, (ref, key) in enumerate(zip(photos, photo_keys, strict=True)):
-            s.add(Photo(job_id=job_id, s3_uri=ctx.storage.uri(key), room_label=ref.room_label,
-                        exclude=ref.exclude, manual_metadata=ref.manual_metadata, position=position,
-                        filename=key.rsplit("/", 1)[-1]))
+            s.add(
+                Photo(
+                    job_id=job_id,
+                    s3_uri=ctx.storage.uri(key),
+                    room_label=ref.room_label,
+                    exclude=ref.exclude,
+                    manual_metadata=ref.manual_metadata,
+                    position=position,
+                    filename=key.rsplit("/", 1)[-1],
+                )
+            )
         ensure_phase_rows(s, job)
         if enqueue:
             stage_run(s, job_id, reason="created")

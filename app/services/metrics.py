@@ -69,8 +69,9 @@ def _bucket_label(bound: float) -> str:
     return f"{float(bound):g}"
 
 
-def _histograms(session: Session, value: Any, group: Any, where: ColumnElement[bool],
-                buckets: Sequence[float]) -> dict[Any, tuple[list[tuple[str, float]], float]]:
+def _histograms(
+    session: Session, value: Any, group: Any, where: ColumnElement[bool], buckets: Sequence[float]
+) -> dict[Any, tuple[list[tuple[str, float]], float]]:
     """Cumulative histogram buckets per `group` value, counted by the database (one row per group, never
     one row per observation)."""
     columns = [func.count(value), func.coalesce(func.sum(value), 0.0)]
@@ -92,8 +93,9 @@ def _empty_histogram(buckets: Sequence[float]) -> tuple[list[tuple[str, float]],
 class PicaividCollector:
     """A custom collector (`prometheus_client` calls `collect()` on every scrape)."""
 
-    def __init__(self, sessions: sessionmaker[Session], queues: Mapping[str, SqsQueue], *,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], queues: Mapping[str, SqsQueue], *, clock: Callable[[], datetime] = utcnow
+    ) -> None:
         self.sessions = sessions
         self.queues = dict(queues)
         self.clock = clock
@@ -116,41 +118,51 @@ class PicaividCollector:
             jobs.add_metric([str(other)], float(count))
         yield jobs
 
-        phases = HistogramMetricFamily("picaivid_phase_duration_seconds",
-                                       "Duration of completed phases (job_phases.duration_s).",
-                                       labels=["phase", "name"])
-        rows = _histograms(s, JobPhase.duration_s, JobPhase.phase, JobPhase.status == PhaseStatus.COMPLETED,
-                           PHASE_DURATION_BUCKETS)
+        phases = HistogramMetricFamily(
+            "picaivid_phase_duration_seconds",
+            "Duration of completed phases (job_phases.duration_s).",
+            labels=["phase", "name"],
+        )
+        rows = _histograms(
+            s, JobPhase.duration_s, JobPhase.phase, JobPhase.status == PhaseStatus.COMPLETED, PHASE_DURATION_BUCKETS
+        )
         for phase, name in PHASE_NAMES.items():
             buckets, total = rows.get(phase) or _empty_histogram(PHASE_DURATION_BUCKETS)
             phases.add_metric([str(phase), name], buckets, total)
         yield phases
 
-        clips = HistogramMetricFamily("picaivid_clip_render_seconds", "Render time of clips, by renderer.",
-                                      labels=["renderer"])
+        clips = HistogramMetricFamily(
+            "picaivid_clip_render_seconds", "Render time of clips, by renderer.", labels=["renderer"]
+        )
         renderer = func.coalesce(Clip.model_used, "unknown")
-        for name, (buckets, total) in sorted(_histograms(s, Clip.render_seconds, renderer,
-                                                         Clip.render_seconds >= 0,
-                                                         CLIP_RENDER_BUCKETS).items()):
+        for name, (buckets, total) in sorted(
+            _histograms(s, Clip.render_seconds, renderer, Clip.render_seconds >= 0, CLIP_RENDER_BUCKETS).items()
+        ):
             clips.add_metric([str(name)], buckets, total)
         yield clips
 
         unsent = s.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.sent_at.is_(None)))
-        outbox = GaugeMetricFamily("picaivid_outbox_unsent",
-                                   "Staged queue messages not sent yet (a growing number means the relay is stuck).")
+        outbox = GaugeMetricFamily(
+            "picaivid_outbox_unsent", "Staged queue messages not sent yet (a growing number means the relay is stuck)."
+        )
         outbox.add_metric([], float(unsent or 0))
         yield outbox
 
     def _live_workers(self, s: Session) -> dict[tuple[str, str], int]:
         cutoff = self.clock() - timedelta(seconds=WORKER_LIVE_SECONDS)
-        stmt = (select(Worker.worker_type, Worker.state, func.count())
-                .where(Worker.last_seen_at >= cutoff).group_by(Worker.worker_type, Worker.state))
+        stmt = (
+            select(Worker.worker_type, Worker.state, func.count())
+            .where(Worker.last_seen_at >= cutoff)
+            .group_by(Worker.worker_type, Worker.state)
+        )
         return {(str(t), str(state)): int(n) for t, state, n in s.execute(stmt)}
 
     def _worker_metrics(self, s: Session, live: Mapping[tuple[str, str], int]) -> Iterator[Metric]:
-        workers = GaugeMetricFamily("picaivid_workers",
-                                    f"Workers seen in the last {WORKER_LIVE_SECONDS} s, by type and state.",
-                                    labels=["type", "state"])
+        workers = GaugeMetricFamily(
+            "picaivid_workers",
+            f"Workers seen in the last {WORKER_LIVE_SECONDS} s, by type and state.",
+            labels=["type", "state"],
+        )
         for (worker_type, state), n in sorted(live.items()):
             workers.add_metric([worker_type, state], float(n))
         yield workers
@@ -163,9 +175,11 @@ class PicaividCollector:
                 if isinstance(value, int | float) and not isinstance(value, bool):
                     key = (str(worker_type), str(outcome))
                     totals[key] = totals.get(key, 0.0) + float(value)
-        messages = CounterMetricFamily("picaivid_worker_messages_total",
-                                       "Queue messages handled by workers, by outcome (sum of workers.counts).",
-                                       labels=["type", "outcome"])
+        messages = CounterMetricFamily(
+            "picaivid_worker_messages_total",
+            "Queue messages handled by workers, by outcome (sum of workers.counts).",
+            labels=["type", "outcome"],
+        )
         for (worker_type, outcome), total in sorted(totals.items()):
             messages.add_metric([worker_type, outcome], total)
         yield messages
@@ -173,14 +187,16 @@ class PicaividCollector:
     # --- SQS ---------------------------------------------------------------------------------
 
     def _queue_metrics(self, live: Mapping[tuple[str, str], int]) -> Iterator[Metric]:
-        up = GaugeMetricFamily("picaivid_queue_up", "1 when the queue answered this scrape, else 0.",
-                               labels=["queue"])
-        depth = GaugeMetricFamily("picaivid_queue_messages", "Approximate messages in the queue, by state.",
-                                  labels=["queue", "state"])
+        up = GaugeMetricFamily("picaivid_queue_up", "1 when the queue answered this scrape, else 0.", labels=["queue"])
+        depth = GaugeMetricFamily(
+            "picaivid_queue_messages", "Approximate messages in the queue, by state.", labels=["queue", "state"]
+        )
         backlog = GaugeMetricFamily(
             "picaivid_queue_backlog_per_worker",
             "Visible messages per live worker of the queue's type (the visible count itself with no worker); "
-            "the target-tracking scaling metric.", labels=["queue"])
+            "the target-tracking scaling metric.",
+            labels=["queue"],
+        )
         for name, queue in sorted(self.queues.items()):
             try:
                 d = queue.depth()

@@ -33,16 +33,17 @@ def job_report(ctx: PhaseContext, job_id: int, *, output: Path | None = None) ->
         summary = job_summary(s, job_id)
         photos = {p.id: p for p in s.scalars(select(Photo).where(Photo.job_id == job_id))}
         clips = {c.id: c for c in s.scalars(select(Clip).where(Clip.job_id == job_id))}
-        timeline = s.scalars(select(Timeline).where(Timeline.job_id == job_id)
-                             .order_by(Timeline.version.desc())).first()
-        versions = list(s.scalars(select(Timeline.version).where(Timeline.job_id == job_id)
-                                  .order_by(Timeline.version)))
+        timeline = s.scalars(
+            select(Timeline).where(Timeline.job_id == job_id).order_by(Timeline.version.desc())
+        ).first()
+        versions = list(s.scalars(select(Timeline.version).where(Timeline.job_id == job_id).order_by(Timeline.version)))
         tl: dict[str, Any] | None = None
         if timeline is not None:
             offset = timeline.music_offset or 0.0
             total = timeline.total_duration or 0.0
-            grid = (video_time_grid(BeatGrid.from_dict(timeline.beat_grid), offset, total)
-                    if timeline.beat_grid else None)
+            grid = (
+                video_time_grid(BeatGrid.from_dict(timeline.beat_grid), offset, total) if timeline.beat_grid else None
+            )
             tl = {
                 "version": timeline.version,
                 "versions": versions,
@@ -59,18 +60,27 @@ def job_report(ctx: PhaseContext, job_id: int, *, output: Path | None = None) ->
             for tc in timeline.clips:
                 clip = clips.get(tc.clip_id) if tc.clip_id else None
                 photo = photos.get(clip.photo_id) if clip and clip.photo_id else None
-                tl["clips"].append({
-                    "order": tc.order_index, "clip_id": tc.clip_id,
-                    "photo": photo.filename if photo else None, "photo_id": photo.id if photo else None,
-                    "room": photo.resolved_room_label if photo else None,
-                    "start": tc.start_time, "end": tc.end_time, "beats": tc.beats,
-                    "in_time": tc.in_time, "out_time": tc.out_time,
-                    "motion": clip.motion_type if clip else None,
-                    "renderer": clip.model_used if clip else None,
-                    "transition": tc.transition_type, "transition_duration": tc.transition_duration,
-                })
-        skipped = [{"file": p.filename, "reason": p.reject_reason} for p in photos.values()
-                   if p.status == PhotoStatus.REJECTED]
+                tl["clips"].append(
+                    {
+                        "order": tc.order_index,
+                        "clip_id": tc.clip_id,
+                        "photo": photo.filename if photo else None,
+                        "photo_id": photo.id if photo else None,
+                        "room": photo.resolved_room_label if photo else None,
+                        "start": tc.start_time,
+                        "end": tc.end_time,
+                        "beats": tc.beats,
+                        "in_time": tc.in_time,
+                        "out_time": tc.out_time,
+                        "motion": clip.motion_type if clip else None,
+                        "renderer": clip.model_used if clip else None,
+                        "transition": tc.transition_type,
+                        "transition_duration": tc.transition_duration,
+                    }
+                )
+        skipped = [
+            {"file": p.filename, "reason": p.reject_reason} for p in photos.values() if p.status == PhotoStatus.REJECTED
+        ]
     summary["timeline"] = tl
     summary["skipped_photos"] = sorted(skipped, key=lambda x: x["file"] or "")
     summary["phase_timings"] = {str(p["phase"]): p["duration_s"] for p in summary["phases"]}
@@ -78,6 +88,7 @@ def job_report(ctx: PhaseContext, job_id: int, *, output: Path | None = None) ->
     summary["output"] = str(output) if output else summary.get("output_uri")
     folder = output.parent if output else None
     summary["poster"] = _local_copy(ctx, summary.get("poster_uri"), folder / "poster.jpg" if folder else None)
-    summary["storyboard"] = _local_copy(ctx, summary.get("storyboard_uri"),
-                                        folder / "storyboard.png" if folder else None)
+    summary["storyboard"] = _local_copy(
+        ctx, summary.get("storyboard_uri"), folder / "storyboard.png" if folder else None
+    )
     return summary

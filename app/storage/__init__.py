@@ -60,12 +60,13 @@ class LocalStorage:
 
     def resolve_key(self, uri: str) -> str:
         if uri.startswith("file://"):
-            path = Path(uri[len("file://"):])
+            path = Path(uri[len("file://") :])
         elif uri.startswith("/"):
             path = Path(uri)
         elif "://" in uri:
-            raise InvalidInputError(f"unsupported URI scheme in {uri!r}: local storage takes file:// paths "
-                                    "under its root")
+            raise InvalidInputError(
+                f"unsupported URI scheme in {uri!r}: local storage takes file:// paths under its root"
+            )
         else:
             path = self.root / uri
         path = path.resolve()
@@ -139,7 +140,7 @@ class S3Storage:
             raise InvalidInputError(f"unsupported URI {uri!r}: expected s3://{self.bucket}/...")
         if not uri.startswith(prefix):
             raise InvalidInputError(f"{uri!r} is not in the bucket {self.bucket}")
-        return _check_key(uri[len(prefix):])
+        return _check_key(uri[len(prefix) :])
 
     def put_file(self, key: str, path: Path, content_type: str | None = None) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -199,12 +200,14 @@ class S3Storage:
         return count
 
     def url_for(self, key: str, expires: int = 3600) -> str:
-        return str(self._client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": _check_key(key)}, ExpiresIn=expires))
+        return str(
+            self._client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": _check_key(key)}, ExpiresIn=expires
+            )
+        )
 
 
 def get_storage(settings: Settings) -> Storage:
     if settings.S3_BUCKET:
-        return S3Storage(settings.S3_BUCKET, region=settings.AWS_REGION,
-                         endpoint_url=settings.AWS_ENDPOINT_URL or None)
+        return S3Storage(settings.S3_BUCKET, region=settings.AWS_REGION, endpoint_url=settings.AWS_ENDPOINT_URL or None)
     return LocalStorage(settings.LOCAL_STORAGE_PATH)

@@ -33,11 +33,11 @@ log = logging.getLogger(__name__)
 
 
 class Action(StrEnum):
-    ACK = "ack"            # done (or nothing to do): delete the message
-    REJECT = "reject"      # can never succeed (malformed, unknown job/action): log, delete, count
-    RETRY = "retry"        # transient failure: visible again after a backoff; DLQ after max receives
-    DEFER = "defer"        # someone else holds the job/clip: re-send with a delay, delete this copy
-    RELEASE = "release"    # shutting down: visible again at once (or at the Spot interruption time)
+    ACK = "ack"  # done (or nothing to do): delete the message
+    REJECT = "reject"  # can never succeed (malformed, unknown job/action): log, delete, count
+    RETRY = "retry"  # transient failure: visible again after a backoff; DLQ after max receives
+    DEFER = "defer"  # someone else holds the job/clip: re-send with a delay, delete this copy
+    RELEASE = "release"  # shutting down: visible again at once (or at the Spot interruption time)
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,9 @@ def handle_cpu(hctx: HandlerContext, inflight: InFlight) -> Disposition:
         return Disposition(Action.REJECT, str(exc), job_id=job_id)
     inflight.job_id = job_id
     if not lease.acquired:
-        return Disposition(Action.DEFER, f"job {job_id} is leased by {lease.holder}",
-                           delay=lease.seconds_left + 1.0, job_id=job_id)
+        return Disposition(
+            Action.DEFER, f"job {job_id} is leased by {lease.holder}", delay=lease.seconds_left + 1.0, job_id=job_id
+        )
     with inflight.lock:
         inflight.holds_job_lease = True
     try:
@@ -114,8 +115,12 @@ def handle_cpu(hctx: HandlerContext, inflight: InFlight) -> Disposition:
                 applied = fleet.apply_start_phase_once(ctx, job_id, msg.start_phase, inflight.message.message_id)
             except PhaseOrderError as exc:
                 return Disposition(Action.REJECT, str(exc), job_id=job_id)
-            log.info("job %s: %s from phase %s", job_id, "re-run" if applied else "redelivered re-run, resuming",
-                     msg.start_phase)
+            log.info(
+                "job %s: %s from phase %s",
+                job_id,
+                "re-run" if applied else "redelivered re-run, resuming",
+                msg.start_phase,
+            )
         return _run_cpu_phases(hctx, inflight, msg)
     finally:
         with inflight.lock:
@@ -128,8 +133,9 @@ def _run_cpu_phases(hctx: HandlerContext, inflight: InFlight, msg: JobMessage) -
     ctx, job_id = hctx.ctx, msg.job_id
     while True:
         if hctx.cancel.is_set():
-            return Disposition(Action.RELEASE, "shutting down between phases", delay=hctx.release_delay(),
-                               job_id=job_id)
+            return Disposition(
+                Action.RELEASE, "shutting down between phases", delay=hctx.release_delay(), job_id=job_id
+            )
         phase, status = fleet.next_phase(ctx, job_id)
         if phase is None:
             final = fleet.complete_job_if_done(ctx, job_id)
@@ -137,19 +143,31 @@ def _run_cpu_phases(hctx: HandlerContext, inflight: InFlight, msg: JobMessage) -
                 _emit(hctx, ProgressEvent(job_id, "job_completed"))
             return Disposition(Action.ACK, f"job {job_id} {final}", job_id=job_id)
         if status == PhaseStatus.FAILED:
-            return Disposition(Action.ACK, f"job {job_id} failed earlier (phase {phase}); re-run it to retry",
-                               job_id=job_id)
+            return Disposition(
+                Action.ACK, f"job {job_id} failed earlier (phase {phase}); re-run it to retry", job_id=job_id
+            )
         if phase == fleet.RENDER_PHASE:
             fan = fleet.begin_render_fanout(ctx, job_id, hctx.owner, nonce=inflight.message.message_id)
             if fan.completed:
                 continue
-            _emit(hctx, ProgressEvent(job_id, "phase_started", fleet.RENDER_PHASE, message=PHASE_NAMES[2],
-                                      data={"clips_queued": len(fan.staged), "clips_in_flight": fan.in_flight}))
+            _emit(
+                hctx,
+                ProgressEvent(
+                    job_id,
+                    "phase_started",
+                    fleet.RENDER_PHASE,
+                    message=PHASE_NAMES[2],
+                    data={"clips_queued": len(fan.staged), "clips_in_flight": fan.in_flight},
+                ),
+            )
             with inflight.lock:
                 inflight.holds_job_lease = False  # released in the fan-out's transaction
             _flush(hctx)
-            return Disposition(Action.ACK, f"phase 2 fanned out: {len(fan.staged)} clip message(s), "
-                                           f"{fan.in_flight} in flight", job_id=job_id)
+            return Disposition(
+                Action.ACK,
+                f"phase 2 fanned out: {len(fan.staged)} clip message(s), {fan.in_flight} in flight",
+                job_id=job_id,
+            )
         try:
             core.run_phase(ctx, job_id, phase, retry_transient=True)
         except PicaividError as exc:
@@ -188,8 +206,9 @@ def handle_gpu(hctx: HandlerContext, inflight: InFlight) -> Disposition:
         outcome = render_clip(ctx, clip_id, cancel=hctx.cancel)
     except RenderCancelled:
         _release_clip(hctx, inflight)
-        return Disposition(Action.RELEASE, f"clip {clip_id} handed back: shutting down",
-                           delay=hctx.release_delay(), job_id=job_id)
+        return Disposition(
+            Action.RELEASE, f"clip {clip_id} handed back: shutting down", delay=hctx.release_delay(), job_id=job_id
+        )
     except Exception as exc:
         if is_permanent(exc):
             fleet.fail_render_phase(ctx, job_id, str(exc))
@@ -205,8 +224,9 @@ def handle_gpu(hctx: HandlerContext, inflight: InFlight) -> Disposition:
         inflight.clip_id = None
     _finish_clip(hctx, job_id)
     verb = "rendered" if outcome.rendered else "reused"
-    return Disposition(Action.ACK, f"clip {clip_id} {verb} by {outcome.renderer} in {outcome.seconds:.1f} s",
-                       job_id=job_id)
+    return Disposition(
+        Action.ACK, f"clip {clip_id} {verb} by {outcome.renderer} in {outcome.seconds:.1f} s", job_id=job_id
+    )
 
 
 def _release_clip(hctx: HandlerContext, inflight: InFlight) -> None:

@@ -67,9 +67,16 @@ def backoff_seconds(receive_count: int, base: float, cap: float) -> float:
 class Worker:
     """One process's consumer of one queue. `run()` until stopped; tests drive `poll_once()`."""
 
-    def __init__(self, ctx: PhaseContext, worker_type: WorkerType, queue: SqsQueue, *,
-                 relay: OutboxRelay | None = None, worker_id: str | None = None,
-                 callbacks: CallbackSink | None = None) -> None:
+    def __init__(
+        self,
+        ctx: PhaseContext,
+        worker_type: WorkerType,
+        queue: SqsQueue,
+        *,
+        relay: OutboxRelay | None = None,
+        worker_id: str | None = None,
+        callbacks: CallbackSink | None = None,
+    ) -> None:
         self.settings = ctx.settings
         self.worker_type = worker_type
         self.queue = queue
@@ -118,8 +125,9 @@ class Worker:
         if install_signals:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
-        poller = SpotNoticePoller(self.settings.SPOT_TERMINATION_ENDPOINT, self.settings.SPOT_POLL_SECONDS,
-                                  self._on_spot_notice)
+        poller = SpotNoticePoller(
+            self.settings.SPOT_TERMINATION_ENDPOINT, self.settings.SPOT_POLL_SECONDS, self._on_spot_notice
+        )
         poller.start()
         self.record.save()
         log.info("worker %s consuming %s", self.worker_id, self.queue.name)
@@ -132,8 +140,12 @@ class Worker:
             poller.stop()
             self._shutdown()
         if self.stop_requested.is_set():
-            log.info("worker %s stopped (%s) %.2f s after the stop request", self.worker_id, self.stop_reason,
-                     time.monotonic() - self.stop_at)
+            log.info(
+                "worker %s stopped (%s) %.2f s after the stop request",
+                self.worker_id,
+                self.stop_reason,
+                time.monotonic() - self.stop_at,
+            )
         else:
             log.info("worker %s stopped (done)", self.worker_id)
         return 0
@@ -146,8 +158,9 @@ class Worker:
             self._sweep_outbox()
         self.record.state = "idle"
         wait = min(self.settings.SQS_WAIT_SECONDS, 5) if wait_seconds is None else wait_seconds
-        messages = self.queue.receive(max_messages=1, wait_seconds=wait,
-                                      visibility_timeout=self.settings.SQS_VISIBILITY_TIMEOUT)
+        messages = self.queue.receive(
+            max_messages=1, wait_seconds=wait, visibility_timeout=self.settings.SQS_VISIBILITY_TIMEOUT
+        )
         if not messages:
             return None
         message = messages[0]
@@ -199,11 +212,15 @@ class Worker:
         self.queue.change_visibility(inflight.message, settings.SQS_VISIBILITY_TIMEOUT)
         with inflight.lock:
             job_id, clip_id, holds = inflight.job_id, inflight.clip_id, inflight.holds_job_lease
-        if holds and job_id is not None and not fleet.renew_job_lease(self.ctx, job_id, self.worker_id,
-                                                                      settings.JOB_LEASE_SECONDS):
+        if (
+            holds
+            and job_id is not None
+            and not fleet.renew_job_lease(self.ctx, job_id, self.worker_id, settings.JOB_LEASE_SECONDS)
+        ):
             log.warning("lost the lease on job %s", job_id)
-        if clip_id is not None and not fleet.renew_clip_lease(self.ctx, clip_id, self.worker_id,
-                                                              settings.CLIP_LEASE_SECONDS):
+        if clip_id is not None and not fleet.renew_clip_lease(
+            self.ctx, clip_id, self.worker_id, settings.CLIP_LEASE_SECONDS
+        ):
             log.warning("lost the lease on clip %s", clip_id)
         self.record.job_id, self.record.clip_id = job_id, clip_id
         self.record.save()
@@ -233,14 +250,19 @@ class Worker:
         else:  # RETRY
             if message.receive_count >= settings.SQS_MAX_RECEIVES:
                 if d.job_id is not None:
-                    give_up(HandlerContext(self.ctx, self.worker_id, self.relay, self.cancel), d.job_id, d.reason,
-                            message.receive_count)
+                    give_up(
+                        HandlerContext(self.ctx, self.worker_id, self.relay, self.cancel),
+                        d.job_id,
+                        d.reason,
+                        message.receive_count,
+                    )
                 self.queue.change_visibility(message, 0)  # the next receive moves it to the DLQ
                 log.error("%s: failed for the last time, on to the dead-letter queue: %s", where, d.reason)
                 self.record.count("failed")
             else:
-                delay = backoff_seconds(message.receive_count, settings.RETRY_BACKOFF_BASE_SECONDS,
-                                        settings.RETRY_BACKOFF_MAX_SECONDS)
+                delay = backoff_seconds(
+                    message.receive_count, settings.RETRY_BACKOFF_BASE_SECONDS, settings.RETRY_BACKOFF_MAX_SECONDS
+                )
                 self.queue.change_visibility(message, delay)
                 log.warning("%s: will retry in %.0f s: %s", where, delay, d.reason)
                 self.record.count("retried")
@@ -250,8 +272,11 @@ class Worker:
     def _abandon(self, inflight: InFlight) -> None:
         """The in-flight work did not stop within the grace period: hand everything back ourselves and
         leave now. Runs on the main thread while the handler thread is still busy."""
-        log.warning("work on message %s did not stop within %.0f s; handing it back and exiting",
-                    inflight.message.message_id, self.settings.SHUTDOWN_GRACE_SECONDS)
+        log.warning(
+            "work on message %s did not stop within %.0f s; handing it back and exiting",
+            inflight.message.message_id,
+            self.settings.SHUTDOWN_GRACE_SECONDS,
+        )
         with inflight.lock:
             job_id, clip_id, holds = inflight.job_id, inflight.clip_id, inflight.holds_job_lease
         try:
@@ -300,13 +325,16 @@ def _tee(first: ProgressSink, second: ProgressSink) -> ProgressSink:
     def sink(event: ProgressEvent) -> None:
         safe_emit(first, event)
         safe_emit(second, event)
+
     return sink
 
 
 def callback_url_lookup(ctx: PhaseContext) -> Callable[[int], str | None]:
     """Each job's own callback URL (it wins over BACKEND_URL)."""
+
     def lookup(job_id: int) -> str | None:
         with session_scope(ctx.sessions) as s:
             job = s.get(Job, job_id)
             return job.callback_url if job is not None else None
+
     return lookup

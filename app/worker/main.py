@@ -33,14 +33,19 @@ def build_worker(worker_type: WorkerType, settings: Settings | None = None) -> W
     url = settings.SQS_QUEUE_URL if worker_type == "cpu" else settings.SQS_GPU_QUEUE_URL
     if not url:
         name = "SQS_QUEUE_URL" if worker_type == "cpu" else "SQS_GPU_QUEUE_URL"
-        raise InvalidInputError(f"a {worker_type} worker needs {name} (run `picaivid queues create` to make "
-                                "the queues, or see scripts/fleet.sh)")
+        raise InvalidInputError(
+            f"a {worker_type} worker needs {name} (run `picaivid queues create` to make "
+            "the queues, or see scripts/fleet.sh)"
+        )
     if settings.is_sqlite:
-        raise InvalidInputError("fleet workers need PostgreSQL (DATABASE_URL=postgresql://...); SQLite is "
-                                "the embedded single-machine mode (`picaivid render`)")
+        raise InvalidInputError(
+            "fleet workers need PostgreSQL (DATABASE_URL=postgresql://...); SQLite is "
+            "the embedded single-machine mode (`picaivid render`)"
+        )
     ensure_schema(settings.DATABASE_URL)
-    ctx = PhaseContext(settings=settings, sessions=session_factory(settings.DATABASE_URL),
-                       storage=get_storage(settings))
+    ctx = PhaseContext(
+        settings=settings, sessions=session_factory(settings.DATABASE_URL), storage=get_storage(settings)
+    )
     client = sqs_client(settings)
     callbacks = CallbackSink(settings, url_for_job=callback_url_lookup(ctx))
     return Worker(ctx, worker_type, SqsQueue(client, url), callbacks=callbacks)

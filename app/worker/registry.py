@@ -37,8 +37,13 @@ class WorkerRecord:
             with session_scope(self.ctx.sessions) as s:
                 row = s.get(Worker, self.worker_id)
                 if row is None:
-                    row = Worker(id=self.worker_id, worker_type=self.worker_type, hostname=socket.gethostname(),
-                                 pid=os.getpid(), started_at=utcnow())
+                    row = Worker(
+                        id=self.worker_id,
+                        worker_type=self.worker_type,
+                        hostname=socket.gethostname(),
+                        pid=os.getpid(),
+                        started_at=utcnow(),
+                    )
                     s.add(row)
                 row.state = self.state
                 row.job_id = self.job_id

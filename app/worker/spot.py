@@ -159,9 +159,16 @@ class SpotNoticePoller(threading.Thread):
     ``on_notice`` should only signal (set an event, flag the worker loop): it runs on the poll thread.
     """
 
-    def __init__(self, base_url: str, interval_s: float | None, on_notice: Callable[[SpotNotice], None], *,
-                 timeout: float = 1.0, client: httpx.Client | None = None,
-                 token_ttl_s: int = TOKEN_TTL_SECONDS) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        interval_s: float | None,
+        on_notice: Callable[[SpotNotice], None],
+        *,
+        timeout: float = 1.0,
+        client: httpx.Client | None = None,
+        token_ttl_s: int = TOKEN_TTL_SECONDS,
+    ) -> None:
         super().__init__(name="spot-notice-poller", daemon=True)
         self.base_url = base_url.strip().rstrip("/")
         self.interval_s = interval_s if interval_s is not None else get_settings().SPOT_POLL_SECONDS
@@ -219,8 +226,12 @@ class SpotNoticePoller(threading.Thread):
                 notice = self._poll(session)
                 if notice is not None:
                     self.notice = notice
-                    log.warning("Spot interruption notice: %s at %s (%.0f s left)", notice.action,
-                                notice.time.isoformat() if notice.time else "unknown time", notice.seconds_left())
+                    log.warning(
+                        "Spot interruption notice: %s at %s (%.0f s left)",
+                        notice.action,
+                        notice.time.isoformat() if notice.time else "unknown time",
+                        notice.seconds_left(),
+                    )
                     self._stop_event.set()  # exactly once: no further polls, no second callback
                     try:
                         self.on_notice(notice)

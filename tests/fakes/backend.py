@@ -74,5 +74,3 @@ def serve_backend() -> Iterator[Backend]:
     state.gate.set()
     server.shutdown()
     server.server_close()
-
-

@@ -92,8 +92,9 @@ class FakeImds:
 
     def start(self) -> FakeImds:
         # A short poll interval keeps stop() (and so every test's teardown) quick.
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-imds", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-imds", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -107,8 +108,9 @@ class FakeImds:
     def __enter__(self) -> FakeImds:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     # --- request handling --------------------------------------------------------------------
@@ -185,11 +187,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Fake EC2 instance metadata service (IMDSv2) for Spot drills.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
-    parser.add_argument("--terminate-after", type=float, default=None, metavar="SECONDS",
-                        help="schedule an interruption this many seconds after start (default: never)")
+    parser.add_argument(
+        "--terminate-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="schedule an interruption this many seconds after start (default: never)",
+    )
     parser.add_argument("--action", default="terminate", choices=["terminate", "stop", "hibernate"])
-    parser.add_argument("--warning", type=float, default=DEFAULT_WARNING.total_seconds(), metavar="SECONDS",
-                        help="the notice's time is this far after it appears (AWS: 120)")
+    parser.add_argument(
+        "--warning",
+        type=float,
+        default=DEFAULT_WARNING.total_seconds(),
+        metavar="SECONDS",
+        help="the notice's time is this far after it appears (AWS: 120)",
+    )
     args = parser.parse_args(argv)
 
     done = threading.Event()
@@ -202,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     with FakeImds(args.host, args.port) as imds:
         print(f"fake IMDS listening on {imds.url}", flush=True)
         if args.terminate_after is not None:
+
             def _fire() -> None:
                 imds.schedule(args.action, datetime.now(UTC) + timedelta(seconds=args.warning))
                 print(f"scheduled Spot {args.action} (in {args.warning:.0f} s)", flush=True)

@@ -17,14 +17,27 @@ from app.services.edits import EditPayload, apply_edit
 router = APIRouter(prefix="/jobs", tags=["edits"])
 
 
-@router.post("/{job_id}/edits", status_code=status.HTTP_202_ACCEPTED, response_model=EditResult,
-             summary="Edit a job or its timeline",
-             responses={404: {"model": ErrorOut, "description": "No such job."},
-                        409: {"model": ErrorOut, "description": "The job is busy or not far enough along."},
-                        422: {"model": ErrorOut, "description": "The edit cannot be applied (unknown clip, "
-                              "not a permutation, trim too short, ...)."}})
-def post_edit(job_id: int, edit: Annotated[EditPayload, Body()], ctx: ContextDep, dispatcher: DispatcherDep,
-              x_user_id: UserIdDep = None) -> EditResult:
+@router.post(
+    "/{job_id}/edits",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=EditResult,
+    summary="Edit a job or its timeline",
+    responses={
+        404: {"model": ErrorOut, "description": "No such job."},
+        409: {"model": ErrorOut, "description": "The job is busy or not far enough along."},
+        422: {
+            "model": ErrorOut,
+            "description": "The edit cannot be applied (unknown clip, not a permutation, trim too short, ...).",
+        },
+    },
+)
+def post_edit(
+    job_id: int,
+    edit: Annotated[EditPayload, Body()],
+    ctx: ContextDep,
+    dispatcher: DispatcherDep,
+    x_user_id: UserIdDep = None,
+) -> EditResult:
     """Record the edit, invalidate what it changes and queue the re-run (202: the new video comes later;
     poll the job or wait for the callback). A timeline-only edit re-runs phase 4 alone."""
     outcome = apply_edit(ctx, job_id, edit, user_id=x_user_id)
@@ -32,7 +45,11 @@ def post_edit(job_id: int, edit: Annotated[EditPayload, Body()], ctx: ContextDep
     with session_scope(ctx.sessions) as s:
         summary = job_summary(s, job_id)
     dispatcher.flush()
-    return EditResult(edit_id=outcome.edit_id, edit_type=outcome.edit_type, rerun_from=outcome.rerun_from,
-                      timeline_version=outcome.timeline_version,
-                      rerender_clip_ids=list(outcome.rerender_clip_ids or []),
-                      job=JobSummary.model_validate(summary))
+    return EditResult(
+        edit_id=outcome.edit_id,
+        edit_type=outcome.edit_type,
+        rerun_from=outcome.rerun_from,
+        timeline_version=outcome.timeline_version,
+        rerender_clip_ids=list(outcome.rerender_clip_ids or []),
+        job=JobSummary.model_validate(summary),
+    )

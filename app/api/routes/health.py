@@ -24,8 +24,12 @@ def health() -> HealthOut:
     return HealthOut()
 
 
-@router.get("/ready", response_model=ReadyOut, summary="Readiness",
-            responses={503: {"model": ReadyOut, "description": "A dependency did not answer."}})
+@router.get(
+    "/ready",
+    response_model=ReadyOut,
+    summary="Readiness",
+    responses={503: {"model": ReadyOut, "description": "A dependency did not answer."}},
+)
 def ready(settings: SettingsDep, state: StateDep) -> JSONResponse:
     """200 when the database answers `select 1` and each configured SQS queue and the S3 bucket answer;
     503 naming the failed checks otherwise (error types only: messages may carry hosts and credentials)."""

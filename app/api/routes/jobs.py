@@ -71,19 +71,35 @@ def decode_cursor(cursor: str) -> int:
     return value
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=JobCreated, summary="Create a job",
-             responses={422: {"model": ErrorOut, "description": "An input URI, the music or a field is unusable."},
-                        503: {"model": ErrorOut, "description": "Storage did not answer."}})
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobCreated,
+    summary="Create a job",
+    responses={
+        422: {"model": ErrorOut, "description": "An input URI, the music or a field is unusable."},
+        503: {"model": ErrorOut, "description": "Storage did not answer."},
+    },
+)
 def create_job(body: JobCreate, ctx: ContextDep, dispatcher: DispatcherDep) -> JobCreated:
     """Register a job whose photos and music already sit in storage (the configured S3 bucket, or under
     LOCAL_STORAGE_PATH). Every URI must exist; the music is decoded before anything is written. With
     `enqueue` the job is queued in the same transaction and sent after commit."""
-    photos = [PhotoRef(uri=p.uri, room_label=p.room_label, exclude=p.exclude, manual_metadata=p.metadata)
-              for p in body.photos]
-    job_id = create_job_from_uris(ctx, listing_id=body.listing_id, photos=photos, music_uri=body.music_uri,
-                                  target_length=body.target_length, enable_beat_sync=body.enable_beat_sync,
-                                  template_type=body.template_type, metadata=body.metadata,
-                                  callback_url=body.callback_url, enqueue=body.enqueue)
+    photos = [
+        PhotoRef(uri=p.uri, room_label=p.room_label, exclude=p.exclude, manual_metadata=p.metadata) for p in body.photos
+    ]
+    job_id = create_job_from_uris(
+        ctx,
+        listing_id=body.listing_id,
+        photos=photos,
+        music_uri=body.music_uri,
+        target_length=body.target_length,
+        enable_beat_sync=body.enable_beat_sync,
+        template_type=body.template_type,
+        metadata=body.metadata,
+        callback_url=body.callback_url,
+        enqueue=body.enqueue,
+    )
     if body.enqueue:
         dispatcher.flush()
     with session_scope(ctx.sessions) as s:
@@ -91,13 +107,18 @@ def create_job(body: JobCreate, ctx: ContextDep, dispatcher: DispatcherDep) -> J
     return JobCreated(job_id=job_id, status=job_status, enqueued=body.enqueue)
 
 
-@router.get("", response_model=JobList, summary="List jobs",
-            responses={422: {"model": ErrorOut, "description": "Invalid cursor."}})
-def list_jobs(session: SessionDep,
-              status_filter: JobStatus | None = Query(default=None, alias="status"),
-              limit: int = Query(default=20, ge=1, le=100),
-              cursor: str | None = Query(default=None, max_length=64,
-                                         description="`next_cursor` of the previous page.")) -> JobList:
+@router.get(
+    "",
+    response_model=JobList,
+    summary="List jobs",
+    responses={422: {"model": ErrorOut, "description": "Invalid cursor."}},
+)
+def list_jobs(
+    session: SessionDep,
+    status_filter: JobStatus | None = Query(default=None, alias="status"),
+    limit: int = Query(default=20, ge=1, le=100),
+    cursor: str | None = Query(default=None, max_length=64, description="`next_cursor` of the previous page."),
+) -> JobList:
     """Newest first. Keyset pagination on the id, so pages stay stable while jobs are being created."""
     stmt = select(Job.id).order_by(Job.id.desc()).limit(limit + 1)
     if status_filter is not None:
@@ -120,21 +141,46 @@ def read_job(job_id: int, session: SessionDep, ctx: ContextDep) -> JobDetail:
     clips = list(session.scalars(select(Clip).where(Clip.job_id == job_id).order_by(Clip.id)))
     return JobDetail(
         **summary,
-        photos=[PhotoOut(id=p.id, uri=p.s3_uri, status=p.status, reject_reason=p.reject_reason,
-                         resolved_room_label=p.resolved_room_label, label_source=p.label_source,
-                         exclude=bool(p.exclude),
-                         scores=PhotoScores(sharpness=p.sharpness, exposure_score=p.exposure_score,
-                                            composition_score=p.composition_score, base_score=p.base_score,
-                                            final_score=p.final_score))
-                for p in photos],
-        clips=[ClipOut(id=c.id, photo_id=c.photo_id, status=c.status, renderer=c.model_used,
-                       motion_type=c.motion_type, is_hero=bool(c.is_hero), duration=c.duration,
-                       validation_score=c.validation_score, render_seconds=c.render_seconds,
-                       render_attempts=c.render_attempts or 0, error=c.error)
-               for c in clips],
-        artifacts=Artifacts(video=artifact_url(ctx.storage, summary["output_uri"]),
-                            poster=artifact_url(ctx.storage, summary["poster_uri"]),
-                            storyboard=artifact_url(ctx.storage, summary["storyboard_uri"])),
+        photos=[
+            PhotoOut(
+                id=p.id,
+                uri=p.s3_uri,
+                status=p.status,
+                reject_reason=p.reject_reason,
+                resolved_room_label=p.resolved_room_label,
+                label_source=p.label_source,
+                exclude=bool(p.exclude),
+                scores=PhotoScores(
+                    sharpness=p.sharpness,
+                    exposure_score=p.exposure_score,
+                    composition_score=p.composition_score,
+                    base_score=p.base_score,
+                    final_score=p.final_score,
+                ),
+            )
+            for p in photos
+        ],
+        clips=[
+            ClipOut(
+                id=c.id,
+                photo_id=c.photo_id,
+                status=c.status,
+                renderer=c.model_used,
+                motion_type=c.motion_type,
+                is_hero=bool(c.is_hero),
+                duration=c.duration,
+                validation_score=c.validation_score,
+                render_seconds=c.render_seconds,
+                render_attempts=c.render_attempts or 0,
+                error=c.error,
+            )
+            for c in clips
+        ],
+        artifacts=Artifacts(
+            video=artifact_url(ctx.storage, summary["output_uri"]),
+            poster=artifact_url(ctx.storage, summary["poster_uri"]),
+            storyboard=artifact_url(ctx.storage, summary["storyboard_uri"]),
+        ),
     )
 
 
@@ -154,44 +200,83 @@ def _beat_grid(timeline: Timeline) -> BeatGridOut | None:
 
     beats = window(list(grid.get("beats") or []))
     downbeats = window(list(grid.get("downbeats") or []))
-    return BeatGridOut(tempo=float(grid["tempo"]), source=grid.get("source"), confidence=grid.get("confidence"),
-                       beats_count=len(beats), downbeats_count=len(downbeats), beats=beats, downbeats=downbeats)
+    return BeatGridOut(
+        tempo=float(grid["tempo"]),
+        source=grid.get("source"),
+        confidence=grid.get("confidence"),
+        beats_count=len(beats),
+        downbeats_count=len(downbeats),
+        beats=beats,
+        downbeats=downbeats,
+    )
 
 
-@router.get("/{job_id}/timeline", response_model=TimelineOut, summary="Current timeline",
-            responses={404: {"model": ErrorOut, "description": "No such job, or no timeline yet."}})
+@router.get(
+    "/{job_id}/timeline",
+    response_model=TimelineOut,
+    summary="Current timeline",
+    responses={404: {"model": ErrorOut, "description": "No such job, or no timeline yet."}},
+)
 def read_timeline(job_id: int, session: SessionDep, ctx: ContextDep) -> TimelineOut:
     """The latest timeline version (clips in order, cut times on the beat grid) and the list of every
     version with its video."""
     get_job(session, job_id)
-    versions = list(session.scalars(select(Timeline).where(Timeline.job_id == job_id)
-                                    .order_by(Timeline.version)))
+    versions = list(session.scalars(select(Timeline).where(Timeline.job_id == job_id).order_by(Timeline.version)))
     if not versions:
         raise HTTPException(status_code=404, detail=f"job {job_id} has no timeline yet")
     current = versions[-1]
-    clip_photo = {clip_id: photo_id for clip_id, photo_id
-                  in session.execute(select(Clip.id, Clip.photo_id).where(Clip.job_id == job_id))}
+    clip_photo = {
+        clip_id: photo_id
+        for clip_id, photo_id in session.execute(select(Clip.id, Clip.photo_id).where(Clip.job_id == job_id))
+    }
     return TimelineOut(
-        job_id=job_id, version=current.version, status=current.status, source=current.source,
-        total_duration=current.total_duration, target_length=current.target_length,
-        music_offset=current.music_offset, beat_grid=_beat_grid(current),
-        clips=[TimelineClipOut(order_index=tc.order_index, clip_id=tc.clip_id,
-                               photo_id=clip_photo.get(tc.clip_id) if tc.clip_id is not None else None,
-                               start_time=tc.start_time, end_time=tc.end_time, in_time=tc.in_time,
-                               out_time=tc.out_time, beats=tc.beats, transition_type=tc.transition_type,
-                               transition_duration=tc.transition_duration)
-               for tc in current.clips],
-        versions=[TimelineVersionOut(version=v.version, status=v.status, source=v.source, created_at=v.created_at,
-                                     total_duration=v.total_duration,
-                                     output_url=artifact_url(ctx.storage, v.output_uri))
-                  for v in versions],
+        job_id=job_id,
+        version=current.version,
+        status=current.status,
+        source=current.source,
+        total_duration=current.total_duration,
+        target_length=current.target_length,
+        music_offset=current.music_offset,
+        beat_grid=_beat_grid(current),
+        clips=[
+            TimelineClipOut(
+                order_index=tc.order_index,
+                clip_id=tc.clip_id,
+                photo_id=clip_photo.get(tc.clip_id) if tc.clip_id is not None else None,
+                start_time=tc.start_time,
+                end_time=tc.end_time,
+                in_time=tc.in_time,
+                out_time=tc.out_time,
+                beats=tc.beats,
+                transition_type=tc.transition_type,
+                transition_duration=tc.transition_duration,
+            )
+            for tc in current.clips
+        ],
+        versions=[
+            TimelineVersionOut(
+                version=v.version,
+                status=v.status,
+                source=v.source,
+                created_at=v.created_at,
+                total_duration=v.total_duration,
+                output_url=artifact_url(ctx.storage, v.output_uri),
+            )
+            for v in versions
+        ],
     )
 
 
-@router.post("/{job_id}/run", status_code=status.HTTP_202_ACCEPTED, response_model=JobSummary,
-             summary="Run or re-run a job",
-             responses={**NOT_FOUND, 409: {"model": ErrorOut, "description": "The job is busy, or an earlier "
-                                           "phase has not completed."}})
+@router.post(
+    "/{job_id}/run",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobSummary,
+    summary="Run or re-run a job",
+    responses={
+        **NOT_FOUND,
+        409: {"model": ErrorOut, "description": "The job is busy, or an earlier phase has not completed."},
+    },
+)
 def rerun(job_id: int, body: RunRequest, ctx: ContextDep, dispatcher: DispatcherDep) -> JobSummary:
     """Re-run from `start_phase` (that phase and later ones are redone; earlier results and rendered
     clips are kept), or resume without it. Refused while a worker is on the job."""

@@ -12,8 +12,12 @@ from app.services.metrics import CONTENT_TYPE_LATEST, render_metrics
 router = APIRouter(tags=["metrics"])
 
 
-@router.get("/metrics", response_class=Response, summary="Prometheus metrics",
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format."}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    summary="Prometheus metrics",
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format."}},
+)
 def metrics(state: StateDep) -> Response:
     """Read from the database and SQS at scrape time. An unreachable queue drops its series and reports
     `picaivid_queue_up{queue} 0` instead of failing the scrape."""

@@ -43,7 +43,7 @@ MIN_CLIP_SECONDS, MAX_CLIP_SECONDS = 3.0, 10.0
 class _Analysed:
     photo_id: int
     filename: str
-    rgb: np.ndarray              # analysis-size copy
+    rgb: np.ndarray  # analysis-size copy
     width: int
     height: int
     quality: QualityScores
@@ -87,15 +87,33 @@ def load_analysis_copy(ctx: PhaseContext, uri: str, workdir: Path) -> tuple[np.n
     return resize_max(loaded.rgb, ANALYSIS_MAX_SIDE), loaded.width, loaded.height
 
 
-def clip_plan(settings: Settings, rgb: np.ndarray, *, photo_id: int, size: tuple[int, int], is_exterior: bool,
-              quality: QualityScores, is_hero: bool, target: float, clip_count: int) -> tuple[dict[str, Any], float]:
+def clip_plan(
+    settings: Settings,
+    rgb: np.ndarray,
+    *,
+    photo_id: int,
+    size: tuple[int, int],
+    is_exterior: bool,
+    quality: QualityScores,
+    is_hero: bool,
+    target: float,
+    clip_count: int,
+) -> tuple[dict[str, Any], float]:
     """A clip's motion plan (as stored) and footage seconds. Shared with the swap_hero edit, which must
     plan a new hero exactly as phase 1 would, or a later phase-1 re-run would render it again."""
     out_w, out_h = settings.output_size
     # Planned on the analysis copy (viewports are resolution-independent); the zoom a photo can take
     # depends on its real size, hence source_size.
-    plan = plan_motion(rgb, output_aspect=out_w / out_h, is_exterior=is_exterior, quality=quality, seed=photo_id,
-                       output_height=out_h, is_hero=is_hero, source_size=size)
+    plan = plan_motion(
+        rgb,
+        output_aspect=out_w / out_h,
+        is_exterior=is_exterior,
+        quality=quality,
+        seed=photo_id,
+        output_height=out_h,
+        is_hero=is_hero,
+        source_size=size,
+    )
     return plan.to_dict(), planned_clip_seconds(target, clip_count, hero=is_hero)
 
 
@@ -115,8 +133,9 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
         job = get_job(s, job_id)
         target = job.target_length or settings.DEFAULT_TARGET_LENGTH
         rows = list(s.scalars(select(Photo).where(Photo.job_id == job_id).order_by(Photo.position)))
-        photos = [(p.id, p.s3_uri, p.filename or f"photo {p.id}", p.room_override, p.room_label, p.exclude)
-                  for p in rows]
+        photos = [
+            (p.id, p.s3_uri, p.filename or f"photo {p.id}", p.room_override, p.room_label, p.exclude) for p in rows
+        ]
         manual_heroes = {p.id: rank for p in rows if (rank := manual_hero_rank(p.manual_metadata)) is not None}
 
     warnings: list[str] = []
@@ -140,22 +159,33 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
         label, source = resolve_room_label(override or given_label, scene)
         if override and source == "backend":
             source = "override"  # a user's edit of the label wins over the backend's
-        analysed.append(_Analysed(
-            photo_id=photo_id, filename=filename, rgb=small, width=width, height=height,
-            quality=quality, scene=scene, label=label, label_source=source,
-            fingerprint=photo_fingerprint(small),
-            final_score=_final_score(quality, width, height, out_h)))
+        analysed.append(
+            _Analysed(
+                photo_id=photo_id,
+                filename=filename,
+                rgb=small,
+                width=width,
+                height=height,
+                quality=quality,
+                scene=scene,
+                label=label,
+                label_source=source,
+                fingerprint=photo_fingerprint(small),
+                final_score=_final_score(quality, width, height, out_h),
+            )
+        )
         _thumbnail(ctx, job_id, photo_id, small, workdir)
 
     if not analysed:
         detail = "; ".join(f"{r}" for r in list(rejected.values())[:3])
         raise NoUsablePhotosError(
-            f"no usable photo: {len(rejected)} rejected, {len(excluded)} excluded" + (f" ({detail})" if detail else ""))
+            f"no usable photo: {len(rejected)} rejected, {len(excluded)} excluded" + (f" ({detail})" if detail else "")
+        )
 
     # Same shot twice (re-uploads, bursts): keep the better one on screen.
     duplicates: dict[int, int] = {}
     for i, a in enumerate(analysed):
-        for b in analysed[i + 1:]:
+        for b in analysed[i + 1 :]:
             if b.photo_id in duplicates or a.photo_id in duplicates:
                 continue
             if fingerprint_distance(a.fingerprint, b.fingerprint) <= DUPLICATE_DISTANCE:
@@ -166,9 +196,18 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
     progress.step(len(photos), len(photos) + 2, "clustering rooms")
     by_id = {a.photo_id: a for a in analysed}
     # A label from the backend (or a user) is a hard constraint; a guessed one only votes.
-    clusters = cluster_rooms([ClusterInput(id=a.photo_id, rgb=a.rgb, label=a.label, is_exterior=a.scene.is_exterior,
-                                           label_confidence=1.0 if a.label_source in ("backend", "override")
-                                           else a.scene.label_confidence) for a in analysed])
+    clusters = cluster_rooms(
+        [
+            ClusterInput(
+                id=a.photo_id,
+                rgb=a.rgb,
+                label=a.label,
+                is_exterior=a.scene.is_exterior,
+                label_confidence=1.0 if a.label_source in ("backend", "override") else a.scene.label_confidence,
+            )
+            for a in analysed
+        ]
+    )
     quality_by_id = {a.photo_id: a.final_score for a in analysed}
     shown = [a for a in analysed if a.photo_id not in duplicates]
     heroes: dict[int, int] = {}
@@ -186,13 +225,24 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
     progress.step(len(photos) + 1, len(photos) + 2, "planning motion")
     plans: dict[int, dict[str, Any]] = {}
     durations: dict[int, float] = {}
-    cluster_of: dict[int, int] = {int(m): idx for idx, c in enumerate(clusters)  # type: ignore[call-overload]
-                                  for m in c.member_ids}
+    cluster_of: dict[int, int] = {
+        int(m): idx  # type: ignore[call-overload]
+        for idx, c in enumerate(clusters)
+        for m in c.member_ids
+    }
     hero_ids = set(heroes.values())
     for a in shown:
         plans[a.photo_id], durations[a.photo_id] = clip_plan(
-            settings, a.rgb, photo_id=a.photo_id, size=(a.width, a.height), is_exterior=a.scene.is_exterior,
-            quality=a.quality, is_hero=a.photo_id in hero_ids, target=target, clip_count=len(shown))
+            settings,
+            a.rgb,
+            photo_id=a.photo_id,
+            size=(a.width, a.height),
+            is_exterior=a.scene.is_exterior,
+            quality=a.quality,
+            is_hero=a.photo_id in hero_ids,
+            target=target,
+            clip_count=len(shown),
+        )
 
     with session_scope(ctx.sessions) as s:
         s.execute(delete(AnalysisResult).where(AnalysisResult.job_id == job_id))
@@ -200,10 +250,16 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
         s.flush()
         cluster_rows: list[RoomCluster] = []
         for index, cluster in enumerate(clusters):
-            row = RoomCluster(job_id=job_id, room_type=cluster.room_type, confidence_tier=cluster.confidence_tier,
-                              sfm_eligible=cluster.sfm_eligible, image_count=len(cluster.member_ids),
-                              overlap_score=round(float(cluster.overlap_score), 4), cluster_index=index,
-                              member_photo_ids=list(cluster.member_ids))
+            row = RoomCluster(
+                job_id=job_id,
+                room_type=cluster.room_type,
+                confidence_tier=cluster.confidence_tier,
+                sfm_eligible=cluster.sfm_eligible,
+                image_count=len(cluster.member_ids),
+                overlap_score=round(float(cluster.overlap_score), 4),
+                cluster_index=index,
+                member_photo_ids=list(cluster.member_ids),
+            )
             s.add(row)
             cluster_rows.append(row)
         s.flush()
@@ -232,25 +288,37 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
             photo.fingerprint = a.fingerprint
             photo.room_cluster_id = cluster_rows[cluster_of[photo.id]].id
             photo.analysis = {
-                "quality": a.quality.to_dict(), "quality_source": "heuristic:v1",
-                "scene": {"is_exterior": a.scene.is_exterior,
-                          "exterior_probability": round(a.scene.exterior_probability, 4),
-                          "room_label": a.scene.room_label, "label_confidence": round(a.scene.label_confidence, 4),
-                          "source": a.scene.source},
+                "quality": a.quality.to_dict(),
+                "quality_source": "heuristic:v1",
+                "scene": {
+                    "is_exterior": a.scene.is_exterior,
+                    "exterior_probability": round(a.scene.exterior_probability, 4),
+                    "room_label": a.scene.room_label,
+                    "label_confidence": round(a.scene.label_confidence, 4),
+                    "source": a.scene.source,
+                },
                 "duplicate_of": duplicates.get(photo.id),
             }
         for index, cluster in enumerate(clusters):
             hero = heroes[index]
             hero_plan = plans.get(hero, {})
-            s.add(AnalysisResult(
-                job_id=job_id, room_cluster_id=cluster_rows[index].id, hero_photo_id=hero,
-                recommended_motion=hero_plan.get("motion_type"),
-                allowed_motion_types=hero_plan.get("allowed", []),
-                recommended_duration=durations.get(hero), tier="2d",
-                model_recommendation="ken_burns",
-                debug_metrics={"pair_metrics": _jsonable(cluster.pair_metrics),
-                               "rationale": hero_plan.get("rationale", ""),
-                               "members": _jsonable(list(cluster.member_ids))}))
+            s.add(
+                AnalysisResult(
+                    job_id=job_id,
+                    room_cluster_id=cluster_rows[index].id,
+                    hero_photo_id=hero,
+                    recommended_motion=hero_plan.get("motion_type"),
+                    allowed_motion_types=hero_plan.get("allowed", []),
+                    recommended_duration=durations.get(hero),
+                    tier="2d",
+                    model_recommendation="ken_burns",
+                    debug_metrics={
+                        "pair_metrics": _jsonable(cluster.pair_metrics),
+                        "rationale": hero_plan.get("rationale", ""),
+                        "members": _jsonable(list(cluster.member_ids)),
+                    },
+                )
+            )
         existing = {c.photo_id: c for c in s.scalars(select(Clip).where(Clip.job_id == job_id))}
         for planned_photo, stale in existing.items():
             if planned_photo not in plans:
@@ -258,8 +326,9 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
         for a in shown:
             plan_dict = plans[a.photo_id]
             duration = durations[a.photo_id]
-            clip = existing.get(a.photo_id) or Clip(job_id=job_id, photo_id=a.photo_id, status=ClipStatus.PENDING,
-                                                    render_log=[])
+            clip = existing.get(a.photo_id) or Clip(
+                job_id=job_id, photo_id=a.photo_id, status=ClipStatus.PENDING, render_log=[]
+            )
             if clip.id is None:
                 s.add(clip)
             if clip.motion_plan != plan_dict or clip.duration != duration:
@@ -272,13 +341,22 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
             clip.is_hero = a.photo_id in hero_ids
             clip.tier = "2d"
     progress.step(len(photos) + 2, len(photos) + 2, "done")
-    return PhaseResult(PHASE, details={
-        "photos": len(photos), "analysed": len(analysed), "rejected": len(rejected),
-        "excluded": len(excluded), "duplicates": len(duplicates), "clusters": len(clusters),
-        "clips": len(shown), "label_sources": sorted({a.label_source for a in analysed}),
-        "scene_source": analysed[0].scene.source,
-        "manual_heroes": sorted(h for h in hero_ids if h in manual_heroes),
-    }, warnings=warnings)
+    return PhaseResult(
+        PHASE,
+        details={
+            "photos": len(photos),
+            "analysed": len(analysed),
+            "rejected": len(rejected),
+            "excluded": len(excluded),
+            "duplicates": len(duplicates),
+            "clusters": len(clusters),
+            "clips": len(shown),
+            "label_sources": sorted({a.label_source for a in analysed}),
+            "scene_source": analysed[0].scene.source,
+            "manual_heroes": sorted(h for h in hero_ids if h in manual_heroes),
+        },
+        warnings=warnings,
+    )
 
 
 def _jsonable(value: Any) -> Any:

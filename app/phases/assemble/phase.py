@@ -19,8 +19,7 @@ PHASE = 4
 
 
 def current_timeline(s: Session, job_id: int) -> Timeline:
-    timeline = s.scalars(select(Timeline).where(Timeline.job_id == job_id)
-                         .order_by(Timeline.version.desc())).first()
+    timeline = s.scalars(select(Timeline).where(Timeline.job_id == job_id).order_by(Timeline.version.desc())).first()
     if timeline is None:
         raise PhaseOrderError(f"job {job_id} has no timeline; run phase 3 first")
     return timeline
@@ -42,18 +41,21 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
         for tc in timeline.clips:
             clip = s.get(Clip, tc.clip_id) if tc.clip_id else None
             if clip is None or not clip.s3_uri:
-                raise PhaseOrderError(f"timeline v{version} refers to a clip that is not rendered; "
-                                      "re-run from phase 2")
+                raise PhaseOrderError(f"timeline v{version} refers to a clip that is not rendered; re-run from phase 2")
             try:
                 path = ctx.storage.local_path(ctx.storage.resolve_key(clip.s3_uri), cache)
             except StorageError as exc:
-                raise PhaseOrderError(f"clip {clip.id} is missing from storage ({exc}); re-run from "
-                                      "phase 2") from exc
-            segments.append(AssemblySegment(
-                clip_path=path, clip_in=tc.in_time or 0.0, start=tc.start_time or 0.0,
-                end=tc.end_time or 0.0,
-                transition="cut" if tc.transition_type in (None, "none") else tc.transition_type,
-                transition_duration=tc.transition_duration or 0.0))
+                raise PhaseOrderError(f"clip {clip.id} is missing from storage ({exc}); re-run from phase 2") from exc
+            segments.append(
+                AssemblySegment(
+                    clip_path=path,
+                    clip_in=tc.in_time or 0.0,
+                    start=tc.start_time or 0.0,
+                    end=tc.end_time or 0.0,
+                    transition="cut" if tc.transition_type in (None, "none") else tc.transition_type,
+                    transition_duration=tc.transition_duration or 0.0,
+                )
+            )
     if not segments:
         raise PhaseOrderError(f"timeline v{version} of job {job_id} is empty")
     music = None
@@ -62,10 +64,18 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
         music = MusicBed(path=music_path, offset=music_offset)
     out = workdir / f"video-v{version}.mp4"
     result = assemble_video(
-        segments, out, width=width, height=height, fps=settings.OUTPUT_FPS, music=music,
-        preset=settings.OUTPUT_X264_PRESET, crf=settings.OUTPUT_CRF,
-        target_lufs=settings.TARGET_LOUDNESS_LUFS, target_tp=settings.TARGET_TRUE_PEAK_DBTP,
-        progress=lambda f: progress.step(f, 1.0, "encoding"))
+        segments,
+        out,
+        width=width,
+        height=height,
+        fps=settings.OUTPUT_FPS,
+        music=music,
+        preset=settings.OUTPUT_X264_PRESET,
+        crf=settings.OUTPUT_CRF,
+        target_lufs=settings.TARGET_LOUDNESS_LUFS,
+        target_tp=settings.TARGET_TRUE_PEAK_DBTP,
+        progress=lambda f: progress.step(f, 1.0, "encoding"),
+    )
     # The poster: the middle of the opening shot (the best exterior).
     first = segments[0]
     poster = extract_poster(out, workdir / f"poster-v{version}.jpg", at=max(0.0, (first.end - first.start) / 2))
@@ -79,8 +89,11 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
         timeline.status = "rendered"
         timeline.output_uri = video_uri
     details = {
-        "timeline_version": version, "output_uri": video_uri, "poster_uri": poster_uri,
-        "duration": result.duration, "frame_count": result.frame_count,
+        "timeline_version": version,
+        "output_uri": video_uri,
+        "poster_uri": poster_uri,
+        "duration": result.duration,
+        "frame_count": result.frame_count,
         "encode_seconds": round(result.encode_seconds, 3),
         "transitions": [list(t) for t in result.transitions],
     }

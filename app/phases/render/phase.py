@@ -29,22 +29,30 @@ class ClipRenderError(PicaividError):
     """Every renderer failed or was rejected by the validator for one clip."""
 
 
-def render_key(photo_uri: str, plan: dict[str, object], duration: float, ctx: PhaseContext,
-               chain: list[ClipRenderer]) -> str:
+def render_key(
+    photo_uri: str, plan: dict[str, object], duration: float, ctx: PhaseContext, chain: list[ClipRenderer]
+) -> str:
     """Everything a rendered clip depends on. Equal keys mean the existing artifact can be reused."""
     width, height = ctx.settings.output_size
-    material = json.dumps({
-        "photo": photo_uri, "plan": plan, "duration": round(duration, 4), "size": [width, height],
-        "fps": ctx.settings.OUTPUT_FPS, "crf": ctx.settings.CLIP_CRF,
-        "renderers": [f"{r.name}@{r.version}" for r in chain],
-    }, sort_keys=True)
+    material = json.dumps(
+        {
+            "photo": photo_uri,
+            "plan": plan,
+            "duration": round(duration, 4),
+            "size": [width, height],
+            "fps": ctx.settings.OUTPUT_FPS,
+            "crf": ctx.settings.CLIP_CRF,
+            "renderers": [f"{r.name}@{r.version}" for r in chain],
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(material.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
 class ClipOutcome:
     clip_id: int
-    rendered: bool           # False when a checkpointed render was reused
+    rendered: bool  # False when a checkpointed render was reused
     renderer: str
     seconds: float
     validation_score: float
@@ -68,8 +76,12 @@ def render_clip(ctx: PhaseContext, clip_id: int, *, cancel: threading.Event | No
         duration = float(clip.duration or 4.0)
         key = render_key(photo.s3_uri, plan_dict, duration, ctx, chain)
         artifact = keys.clip(clip.job_id, clip.id, key)
-        if (clip.status == ClipStatus.RENDERED and clip.render_key == key and clip.s3_uri
-                and ctx.storage.exists(artifact)):
+        if (
+            clip.status == ClipStatus.RENDERED
+            and clip.render_key == key
+            and clip.s3_uri
+            and ctx.storage.exists(artifact)
+        ):
             return ClipOutcome(clip_id, False, clip.model_used or "", 0.0, clip.validation_score or 0.0)
         clip.status = ClipStatus.RENDERING
         clip.render_attempts = (clip.render_attempts or 0) + 1
@@ -83,19 +95,37 @@ def render_clip(ctx: PhaseContext, clip_id: int, *, cancel: threading.Event | No
     for renderer in chain:
         t0 = time.perf_counter()
         try:
-            renderer.render(RenderRequest(rgb=source.rgb, plan=plan, out_path=out, width=width, height=height,
-                                          fps=settings.OUTPUT_FPS, duration=duration,
-                                          preset=settings.CLIP_X264_PRESET, crf=settings.CLIP_CRF,
-                                          cancel=cancel))
+            renderer.render(
+                RenderRequest(
+                    rgb=source.rgb,
+                    plan=plan,
+                    out_path=out,
+                    width=width,
+                    height=height,
+                    fps=settings.OUTPUT_FPS,
+                    duration=duration,
+                    preset=settings.CLIP_X264_PRESET,
+                    crf=settings.CLIP_CRF,
+                    cancel=cancel,
+                )
+            )
         except PicaividError as exc:
             log.append({"renderer": renderer.name, "ok": False, "reason": str(exc)})
             continue
         seconds = time.perf_counter() - t0
-        check = validate_clip(out, source.rgb, plan, width=width, height=height, fps=settings.OUTPUT_FPS,
-                              duration=duration)
-        log.append({"renderer": renderer.name, "ok": check.passed, "score": round(check.score, 4),
-                    "reasons": check.reasons, "seconds": round(seconds, 3),
-                    "validate_seconds": round(time.perf_counter() - t0 - seconds, 3)})
+        check = validate_clip(
+            out, source.rgb, plan, width=width, height=height, fps=settings.OUTPUT_FPS, duration=duration
+        )
+        log.append(
+            {
+                "renderer": renderer.name,
+                "ok": check.passed,
+                "score": round(check.score, 4),
+                "reasons": check.reasons,
+                "seconds": round(seconds, 3),
+                "validate_seconds": round(time.perf_counter() - t0 - seconds, 3),
+            }
+        )
         if not check.passed:
             continue
         uri = ctx.storage.put_file(artifact, out, "video/mp4")
@@ -138,9 +168,14 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
         outcomes.append(render_clip(ctx, clip_id))
     progress.step(len(clip_ids), len(clip_ids), "done")
     rendered = [o for o in outcomes if o.rendered]
-    return PhaseResult(PHASE, details={
-        "clips": len(outcomes), "rendered": len(rendered), "reused": len(outcomes) - len(rendered),
-        "renderers": sorted({o.renderer for o in outcomes}),
-        "render_seconds": round(sum(o.seconds for o in rendered), 3),
-        "min_validation_score": round(min(o.validation_score for o in outcomes), 4),
-    })
+    return PhaseResult(
+        PHASE,
+        details={
+            "clips": len(outcomes),
+            "rendered": len(rendered),
+            "reused": len(outcomes) - len(rendered),
+            "renderers": sorted({o.renderer for o in outcomes}),
+            "render_seconds": round(sum(o.seconds for o in rendered), 3),
+            "min_validation_score": round(min(o.validation_score for o in outcomes), 4),
+        },
+    )

@@ -65,9 +65,18 @@ class KenBurnsRenderer:
 
     def render(self, request: RenderRequest) -> None:
         request.check_cancelled()
-        render_ken_burns(request.rgb, request.plan, request.out_path, width=request.width,
-                         height=request.height, fps=request.fps, duration=request.duration,
-                         preset=request.preset, crf=request.crf, progress=request.frame_done)
+        render_ken_burns(
+            request.rgb,
+            request.plan,
+            request.out_path,
+            width=request.width,
+            height=request.height,
+            fps=request.fps,
+            duration=request.duration,
+            preset=request.preset,
+            crf=request.crf,
+            progress=request.frame_done,
+        )
 
 
 def renderer_chain(settings: Settings) -> list[ClipRenderer]:

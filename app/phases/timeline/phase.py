@@ -52,21 +52,29 @@ def clip_candidates(s: Session, job_id: int) -> list[ClipCandidate]:
         .join(Photo, Photo.id == Clip.photo_id)
         .outerjoin(RoomCluster, RoomCluster.id == Clip.room_cluster_id)
         .where(Clip.job_id == job_id, Clip.status == ClipStatus.RENDERED, Photo.exclude.is_(False))
-        .order_by(Clip.id)).all()
-    return [ClipCandidate(clip_id=clip.id, photo_id=photo.id,
-                          room_type=(cluster.room_type if cluster else photo.resolved_room_label) or "other",
-                          cluster_index=cluster.cluster_index if cluster else 10_000 + photo.id,
-                          is_hero=clip.is_hero, score=photo.final_score or 0.0,
-                          available=clip.duration or 0.0, motion_type=clip.motion_type or "")
-            for clip, photo, cluster in rows]
+        .order_by(Clip.id)
+    ).all()
+    return [
+        ClipCandidate(
+            clip_id=clip.id,
+            photo_id=photo.id,
+            room_type=(cluster.room_type if cluster else photo.resolved_room_label) or "other",
+            cluster_index=cluster.cluster_index if cluster else 10_000 + photo.id,
+            is_hero=clip.is_hero,
+            score=photo.final_score or 0.0,
+            available=clip.duration or 0.0,
+            motion_type=clip.motion_type or "",
+        )
+        for clip, photo, cluster in rows
+    ]
 
 
 def timeline_directives(s: Session, job_id: int) -> TimelineDirectives:
     """The job's timeline edits (reorder, trim, set_transition), replayed oldest first, so that every
     re-plan (new music, new target, a photo excluded) keeps what the user asked for where it still applies."""
-    payloads = s.scalars(select(Edit.payload).where(Edit.job_id == job_id,
-                                                    Edit.edit_type.in_(TIMELINE_EDIT_TYPES))
-                         .order_by(Edit.id))
+    payloads = s.scalars(
+        select(Edit.payload).where(Edit.job_id == job_id, Edit.edit_type.in_(TIMELINE_EDIT_TYPES)).order_by(Edit.id)
+    )
     return directives_from_edits(p for p in payloads if isinstance(p, dict))
 
 
@@ -76,9 +84,11 @@ def save_timeline(s: Session, job: Job, plan: TimelinePlan, grid: BeatGrid, *, s
     Idempotent per job generation: a redelivered phase 3 of the same run rewrites its own version
     instead of adding another.
     """
-    existing = s.scalars(select(Timeline).where(Timeline.job_id == job.id,
-                                                Timeline.generation == job.generation,
-                                                Timeline.source == source)).first()
+    existing = s.scalars(
+        select(Timeline).where(
+            Timeline.job_id == job.id, Timeline.generation == job.generation, Timeline.source == source
+        )
+    ).first()
     if existing is not None:
         timeline = existing
         timeline.clips.clear()
@@ -87,8 +97,7 @@ def save_timeline(s: Session, job: Job, plan: TimelinePlan, grid: BeatGrid, *, s
         latest = s.scalar(select(func.max(Timeline.version)).where(Timeline.job_id == job.id)) or 0
         timeline = Timeline(job_id=job.id, version=latest + 1, source=source, generation=job.generation)
         s.add(timeline)
-    for older in s.scalars(select(Timeline).where(Timeline.job_id == job.id, Timeline.version
-                                                  < timeline.version)):
+    for older in s.scalars(select(Timeline).where(Timeline.job_id == job.id, Timeline.version < timeline.version)):
         older.status = "superseded"
     timeline.status = "draft"
     timeline.beat_grid = grid.to_dict()
@@ -97,11 +106,20 @@ def save_timeline(s: Session, job: Job, plan: TimelinePlan, grid: BeatGrid, *, s
     timeline.target_length = job.target_length
     timeline.output_uri = None
     for pc in plan.clips:
-        timeline.clips.append(TimelineClip(
-            clip_id=pc.clip_id, order_index=pc.order_index, in_time=pc.in_time, out_time=pc.out_time,
-            transition_type=pc.transition, transition_duration=pc.transition_duration,
-            audio_policy="music" if job.music_uri else "silent", start_time=pc.start, end_time=pc.end,
-            beats=pc.beats))
+        timeline.clips.append(
+            TimelineClip(
+                clip_id=pc.clip_id,
+                order_index=pc.order_index,
+                in_time=pc.in_time,
+                out_time=pc.out_time,
+                transition_type=pc.transition,
+                transition_duration=pc.transition_duration,
+                audio_policy="music" if job.music_uri else "silent",
+                start_time=pc.start,
+                end_time=pc.end,
+                beats=pc.beats,
+            )
+        )
     s.flush()
     return timeline
 
@@ -119,8 +137,9 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
     progress.step(0, 3, "beat tracking")
     grid = beat_grid_for(job, ctx, workdir)
     progress.step(1, 3, "planning timeline")
-    plan = plan_timeline(candidates, grid, target_length=target,
-                         transition_beats=ctx.settings.TRANSITION_BEATS, directives=directives)
+    plan = plan_timeline(
+        candidates, grid, target_length=target, transition_beats=ctx.settings.TRANSITION_BEATS, directives=directives
+    )
     with session_scope(ctx.sessions) as s:
         job = get_job(s, job_id, lock=True)
         timeline = save_timeline(s, job, plan, grid, source="phase3")
@@ -133,8 +152,18 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
         job = get_job(s, job_id, lock=True)
         job.storyboard_uri = ctx.storage.put_file(keys.storyboard(job_id, version), board, "image/png")
     progress.step(3, 3, "done")
-    return PhaseResult(PHASE, details={
-        "timeline_version": version, "tempo": round(grid.tempo, 2), "beat_source": grid.source,
-        "beat_confidence": round(grid.confidence, 3), "clips": len(plan.clips),
-        "total_duration": plan.total_duration, "music_offset": plan.music_offset,
-        "cut_times": plan.cut_times, "user_directives": not directives.is_empty()}, warnings=plan.warnings)
+    return PhaseResult(
+        PHASE,
+        details={
+            "timeline_version": version,
+            "tempo": round(grid.tempo, 2),
+            "beat_source": grid.source,
+            "beat_confidence": round(grid.confidence, 3),
+            "clips": len(plan.clips),
+            "total_duration": plan.total_duration,
+            "music_offset": plan.music_offset,
+            "cut_times": plan.cut_times,
+            "user_directives": not directives.is_empty(),
+        },
+        warnings=plan.warnings,
+    )

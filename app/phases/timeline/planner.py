@@ -49,8 +49,8 @@ class ClipCandidate:
     room_type: str
     cluster_index: int
     is_hero: bool
-    score: float                 # the photo's final quality score, 0..1
-    available: float             # seconds of rendered footage
+    score: float  # the photo's final quality score, 0..1
+    available: float  # seconds of rendered footage
     motion_type: str = ""
 
 
@@ -60,11 +60,11 @@ class PlannedClip:
     photo_id: int
     order_index: int
     beats: int
-    start: float                 # video time of the cut in (a beat)
-    end: float                   # video time of the cut out (a beat)
-    in_time: float               # seconds into the clip where its footage starts
-    out_time: float              # seconds into the clip where its footage ends
-    transition: str              # transition into the next clip ("none" for the last)
+    start: float  # video time of the cut in (a beat)
+    end: float  # video time of the cut out (a beat)
+    in_time: float  # seconds into the clip where its footage starts
+    out_time: float  # seconds into the clip where its footage ends
+    transition: str  # transition into the next clip ("none" for the last)
     transition_duration: float
     room_type: str
     motion_type: str
@@ -76,7 +76,7 @@ class TimelinePlan:
     music_offset: float
     total_duration: float
     beat_period: float
-    cut_times: list[float]       # video times of every cut between clips
+    cut_times: list[float]  # video times of every cut between clips
     warnings: list[str] = field(default_factory=list)
 
 
@@ -96,8 +96,7 @@ def story_order(candidates: Sequence[ClipCandidate]) -> list[ClipCandidate]:
 
     def cluster_key(members: list[ClipCandidate]) -> tuple[int, float, int]:
         head = members[0]
-        return (ROOM_ORDER.get(head.room_type, ROOM_ORDER["other"]), -max(m.score for m in members),
-                head.cluster_index)
+        return (ROOM_ORDER.get(head.room_type, ROOM_ORDER["other"]), -max(m.score for m in members), head.cluster_index)
 
     clusters = sorted(by_cluster.values(), key=cluster_key)
     ordered = [c for members in clusters for c in members]
@@ -214,10 +213,10 @@ def directives_from_edits(payloads: Iterable[Mapping[str, Any]]) -> TimelineDire
 class GridTiming:
     """How the planner reads a beat grid: where the video starts and how long a beat and a shot are."""
 
-    start_index: int             # index of the beat the video starts on
-    music_offset: float          # music time of that beat
-    beat_period: float           # median beat interval after the start (seconds)
-    k_min: int                   # fewest beats a clip may have (MIN_SHOT_SECONDS rounded up)
+    start_index: int  # index of the beat the video starts on
+    music_offset: float  # music time of that beat
+    beat_period: float  # median beat interval after the start (seconds)
+    k_min: int  # fewest beats a clip may have (MIN_SHOT_SECONDS rounded up)
 
 
 def grid_timing(grid: BeatGrid, min_shot_seconds: float = MIN_SHOT_SECONDS) -> GridTiming:
@@ -225,7 +224,7 @@ def grid_timing(grid: BeatGrid, min_shot_seconds: float = MIN_SHOT_SECONDS) -> G
         raise ValueError("the beat grid needs at least two beats")
     beats = grid.beats
     b0 = choose_music_offset(grid)
-    intervals = [b - a for a, b in zip(beats[b0:], beats[b0 + 1:], strict=False)]
+    intervals = [b - a for a, b in zip(beats[b0:], beats[b0 + 1 :], strict=False)]
     beat_period = float(sorted(intervals)[len(intervals) // 2]) if intervals else 60.0 / grid.tempo
     k_min = max(1, math.ceil(min_shot_seconds / beat_period - 1e-6))
     return GridTiming(start_index=b0, music_offset=beats[b0], beat_period=beat_period, k_min=k_min)
@@ -255,10 +254,16 @@ def apply_order(ordered: Sequence[ClipCandidate], order: Sequence[int]) -> list[
     return result
 
 
-def plan_timeline(candidates: Sequence[ClipCandidate], grid: BeatGrid, *, target_length: float,
-                  transition_beats: float = 1.0, transition: str = "fade",
-                  min_shot_seconds: float = MIN_SHOT_SECONDS,
-                  directives: TimelineDirectives | None = None) -> TimelinePlan:
+def plan_timeline(
+    candidates: Sequence[ClipCandidate],
+    grid: BeatGrid,
+    *,
+    target_length: float,
+    transition_beats: float = 1.0,
+    transition: str = "fade",
+    min_shot_seconds: float = MIN_SHOT_SECONDS,
+    directives: TimelineDirectives | None = None,
+) -> TimelinePlan:
     """Fit the clips to the beat grid. The result's length is within one beat of `target_length`
     unless the music or the footage is too short (then a warning says so). `directives` (a user's
     timeline edits) change the order, fix some clips' lengths and pick transitions; without them the
@@ -269,19 +274,19 @@ def plan_timeline(candidates: Sequence[ClipCandidate], grid: BeatGrid, *, target
     directives = directives or TimelineDirectives()
     warnings: list[str] = []
     beats = grid.beats
-    b0, music_offset, beat_period, k_min = (timing.start_index, timing.music_offset, timing.beat_period,
-                                            timing.k_min)
+    b0, music_offset, beat_period, k_min = (timing.start_index, timing.music_offset, timing.beat_period, timing.k_min)
     d = transition_seconds(beat_period, transition_beats)
 
     # The last beat we may end on: the music must still be playing (leave room for the fade out).
     usable_end = grid.duration - 0.25
     last_index = max(i for i in range(len(beats)) if i == b0 or beats[i] <= usable_end)
     if beats[last_index] - music_offset < target_length - beat_period:
-        warnings.append(f"the music after its first downbeat lasts {beats[last_index] - music_offset:.1f} s, "
-                        f"shorter than the {target_length:.1f} s target; the video follows the music")
+        warnings.append(
+            f"the music after its first downbeat lasts {beats[last_index] - music_offset:.1f} s, "
+            f"shorter than the {target_length:.1f} s target; the video follows the music"
+        )
     # End beat closest to the target.
-    end_index = min(range(b0 + 1, last_index + 1),
-                    key=lambda i: (abs(beats[i] - music_offset - target_length), i))
+    end_index = min(range(b0 + 1, last_index + 1), key=lambda i: (abs(beats[i] - music_offset - target_length), i))
     total_beats = end_index - b0
 
     ordered = story_order(candidates)
@@ -304,8 +309,7 @@ def plan_timeline(candidates: Sequence[ClipCandidate], grid: BeatGrid, *, target
     if sum(costs) > total_beats:
         keep = _select_fitting(ordered, costs, total_beats, set(fixed))
         dropped = len(ordered) - len(keep)
-        warnings.append(f"{dropped} clip(s) left out to fit {target_length:.0f} s "
-                        f"(at least {k_min} beat(s) per clip)")
+        warnings.append(f"{dropped} clip(s) left out to fit {target_length:.0f} s (at least {k_min} beat(s) per clip)")
         ordered = keep
     n = len(ordered)
     # The transition after each clip but the last: the user's choice for that clip, else for every cut,
@@ -323,12 +327,12 @@ def plan_timeline(candidates: Sequence[ClipCandidate], grid: BeatGrid, *, target
     d_ins = [0.0] + [spec[1] for spec in cut_specs]
     d_outs = [spec[1] for spec in cut_specs] + [0.0]
     # Footage limits: a middle clip needs its beats plus half a transition on each side.
-    his = [max(k_min, footage_beats(c.available, beat_period, d_ins[i], d_outs[i]))
-           for i, c in enumerate(ordered)]
+    his = [max(k_min, footage_beats(c.available, beat_period, d_ins[i], d_outs[i])) for i, c in enumerate(ordered)]
     for i, c in enumerate(ordered):
         if c.clip_id in fixed and fixed[c.clip_id] > his[i]:
-            warnings.append(f"clip {c.clip_id}'s trim of {fixed[c.clip_id]} beat(s) is longer than its footage; "
-                            f"it gets {his[i]}")
+            warnings.append(
+                f"clip {c.clip_id}'s trim of {fixed[c.clip_id]} beat(s) is longer than its footage; it gets {his[i]}"
+            )
             fixed[c.clip_id] = his[i]
     weights = [1.6 if i == 0 else (1.3 if c.is_hero else 1.0) for i, c in enumerate(ordered)]
     free = [i for i, c in enumerate(ordered) if c.clip_id not in fixed]
@@ -336,12 +340,16 @@ def plan_timeline(candidates: Sequence[ClipCandidate], grid: BeatGrid, *, target
     free_total = total_beats - fixed_total
     free_cap = sum(his[i] for i in free)
     if not free and fixed_total != total_beats:
-        warnings.append(f"every clip has a fixed length: the video is {fixed_total} beats "
-                        f"({fixed_total * beat_period:.1f} s), not the {total_beats} the target needs")
+        warnings.append(
+            f"every clip has a fixed length: the video is {fixed_total} beats "
+            f"({fixed_total * beat_period:.1f} s), not the {total_beats} the target needs"
+        )
     elif free_cap < free_total:
         new_total = fixed_total + free_cap
-        warnings.append(f"the rendered clips cover {new_total} beats, fewer than the {total_beats} the "
-                        f"target needs; the video is {new_total * beat_period:.1f} s")
+        warnings.append(
+            f"the rendered clips cover {new_total} beats, fewer than the {total_beats} the "
+            f"target needs; the video is {new_total * beat_period:.1f} s"
+        )
         free_total = free_cap
     # The fixed clips may leave the others less than a shot each (the opener alone is always kept).
     free_total = max(free_total, k_min * len(free))
@@ -358,27 +366,45 @@ def plan_timeline(candidates: Sequence[ClipCandidate], grid: BeatGrid, *, target
         d_in, d_out = d_ins[i], d_outs[i]
         needed = (end - start) + d_in / 2 + d_out / 2
         in_time = max(0.0, (c.available - needed) / 2)
-        clips.append(PlannedClip(
-            clip_id=c.clip_id, photo_id=c.photo_id, order_index=i, beats=k, start=round(start, 4),
-            end=round(end, 4), in_time=round(in_time, 4), out_time=round(in_time + needed, 4),
-            transition=cut_specs[i][0] if i < n - 1 else "none", transition_duration=round(d_out, 4),
-            room_type=c.room_type, motion_type=c.motion_type))
+        clips.append(
+            PlannedClip(
+                clip_id=c.clip_id,
+                photo_id=c.photo_id,
+                order_index=i,
+                beats=k,
+                start=round(start, 4),
+                end=round(end, 4),
+                in_time=round(in_time, 4),
+                out_time=round(in_time + needed, 4),
+                transition=cut_specs[i][0] if i < n - 1 else "none",
+                transition_duration=round(d_out, 4),
+                room_type=c.room_type,
+                motion_type=c.motion_type,
+            )
+        )
         if i < n - 1:
             cut_times.append(round(end, 4))
         cursor += k
-    return TimelinePlan(clips=clips, music_offset=round(music_offset, 4),
-                        total_duration=round(clips[-1].end, 4), beat_period=beat_period,
-                        cut_times=cut_times, warnings=warnings)
+    return TimelinePlan(
+        clips=clips,
+        music_offset=round(music_offset, 4),
+        total_duration=round(clips[-1].end, 4),
+        beat_period=beat_period,
+        cut_times=cut_times,
+        warnings=warnings,
+    )
 
 
-def _select_fitting(ordered: list[ClipCandidate], costs: list[int], total: int,
-                    pinned: set[int]) -> list[ClipCandidate]:
+def _select_fitting(
+    ordered: list[ClipCandidate], costs: list[int], total: int, pinned: set[int]
+) -> list[ClipCandidate]:
     """Keep the clips whose beats (`costs`) fit in `total`: the opener, then clips the user trimmed
     (`pinned`: they asked for them), every room's hero, then the best of the rest; story order kept.
     With equal costs this is "the first total // cost clips by priority" (and at least the opener)."""
-    priority = sorted(range(len(ordered)),
-                      key=lambda i: (i != 0, ordered[i].clip_id not in pinned, not ordered[i].is_hero,
-                                     -ordered[i].score, i))
+    priority = sorted(
+        range(len(ordered)),
+        key=lambda i: (i != 0, ordered[i].clip_id not in pinned, not ordered[i].is_hero, -ordered[i].score, i),
+    )
     chosen: set[int] = set()
     used = 0
     for i in priority:
@@ -390,8 +416,16 @@ def _select_fitting(ordered: list[ClipCandidate], costs: list[int], total: int,
 
 def video_time_grid(grid: BeatGrid, music_offset: float, total: float) -> BeatGrid:
     """The beat grid shifted to video time and cut to the video's length."""
+
     def window(times: list[float]) -> list[float]:
         return [t - music_offset for t in times if -1e-6 <= t - music_offset <= total + 1e-6]
 
-    return BeatGrid(tempo=grid.tempo, beats=window(grid.beats), downbeats=window(grid.downbeats),
-                    duration=total, beat_offset=0.0, source=grid.source, confidence=grid.confidence)
+    return BeatGrid(
+        tempo=grid.tempo,
+        beats=window(grid.beats),
+        downbeats=window(grid.downbeats),
+        duration=total,
+        beat_offset=0.0,
+        source=grid.source,
+        confidence=grid.confidence,
+    )

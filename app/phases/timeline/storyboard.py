@@ -24,10 +24,12 @@ def write_storyboard(ctx: PhaseContext, job_id: int, version: int, out: Path) ->
     with session_scope(ctx.sessions) as s:
         job = get_job(s, job_id)
         timeline = s.scalars(select(Timeline).where(Timeline.job_id == job_id, Timeline.version == version)).one()
-        clusters = list(s.scalars(select(RoomCluster).where(RoomCluster.job_id == job_id)
-                                  .order_by(RoomCluster.cluster_index)))
-        photos = {p.id: p for p in s.scalars(select(Photo).where(Photo.job_id == job_id,
-                                                                  Photo.status == PhotoStatus.OK))}
+        clusters = list(
+            s.scalars(select(RoomCluster).where(RoomCluster.job_id == job_id).order_by(RoomCluster.cluster_index))
+        )
+        photos = {
+            p.id: p for p in s.scalars(select(Photo).where(Photo.job_id == job_id, Photo.status == PhotoStatus.OK))
+        }
         clips_by_photo = {c.photo_id: c for c in s.scalars(select(Clip).where(Clip.job_id == job_id))}
         clips_by_id = {c.id: c for c in clips_by_photo.values()}
 
@@ -52,26 +54,42 @@ def write_storyboard(ctx: PhaseContext, job_id: int, version: int, out: Path) ->
                 if photo is None or image is None:
                     continue
                 plan = MotionPlan.from_dict(clip.motion_plan) if clip and clip.motion_plan else None
-                members.append(StoryboardPhoto(
-                    image=image, photo_id=pid, is_hero=bool(clip and clip.is_hero),
-                    motion_label=clip.motion_type if clip and clip.motion_type else "not shown",
-                    score=photo.final_score, plan=plan))
+                members.append(
+                    StoryboardPhoto(
+                        image=image,
+                        photo_id=pid,
+                        is_hero=bool(clip and clip.is_hero),
+                        motion_label=clip.motion_type if clip and clip.motion_type else "not shown",
+                        score=photo.final_score,
+                        plan=plan,
+                    )
+                )
             if members:
                 members.sort(key=lambda p: (not p.is_hero, -(p.score or 0)))
-                rooms.append(StoryboardRoom(label=f"{cluster.room_type} #{cluster.cluster_index + 1}",
-                                            photos=members))
+                rooms.append(StoryboardRoom(label=f"{cluster.room_type} #{cluster.cluster_index + 1}", photos=members))
         segments = []
         for tc in timeline.clips:
             clip = clips_by_id.get(tc.clip_id) if tc.clip_id else None
             photo = photos.get(clip.photo_id) if clip and clip.photo_id else None
-            segments.append(StoryboardSegment(
-                start=tc.start_time or 0.0, end=tc.end_time or 0.0,
-                label=(photo.resolved_room_label if photo else None) or "clip",
-                photo_id=clip.photo_id if clip and clip.photo_id else -1,
-                motion=clip.motion_type or "" if clip else "", transition=tc.transition_type or "cut"))
-        grid = (video_time_grid(BeatGrid.from_dict(timeline.beat_grid), timeline.music_offset or 0.0,
-                                timeline.total_duration or 0.0) if timeline.beat_grid else None)
-        title = (f"{job.listing_id} - job {job_id}, timeline v{version}: {len(segments)} clips, "
-                 f"{timeline.total_duration or 0:.1f} s" + (f" at {grid.tempo:.1f} BPM" if grid else ""))
-    return render_storyboard(out, rooms, beat_grid=grid, segments=segments, title=title,
-                             output_aspect=width / height)
+            segments.append(
+                StoryboardSegment(
+                    start=tc.start_time or 0.0,
+                    end=tc.end_time or 0.0,
+                    label=(photo.resolved_room_label if photo else None) or "clip",
+                    photo_id=clip.photo_id if clip and clip.photo_id else -1,
+                    motion=clip.motion_type or "" if clip else "",
+                    transition=tc.transition_type or "cut",
+                )
+            )
+        grid = (
+            video_time_grid(
+                BeatGrid.from_dict(timeline.beat_grid), timeline.music_offset or 0.0, timeline.total_duration or 0.0
+            )
+            if timeline.beat_grid
+            else None
+        )
+        title = (
+            f"{job.listing_id} - job {job_id}, timeline v{version}: {len(segments)} clips, "
+            f"{timeline.total_duration or 0:.1f} s" + (f" at {grid.tempo:.1f} BPM" if grid else "")
+        )
+    return render_storyboard(out, rooms, beat_grid=grid, segments=segments, title=title, output_aspect=width / height)
