@@ -15,11 +15,22 @@ Rules, and why:
   (done == total) always goes out at once.
 * The queue is bounded. When full, the oldest queued ``progress`` events make room; lifecycle events
   (job/phase started, completed, failed) are never dropped.
+* Callbacks never carry the API key (it opens /internal). They are signed instead, Stripe style:
+  ``X-Picaivid-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(CALLBACK_SECRET, "<t>." + body)>``, signed
+  afresh on every attempt (the body stays byte-identical, the timestamp is current). `verify_signature`
+  is the receiver's side. Without CALLBACK_SECRET: nothing is sent in production (one error logged),
+  elsewhere events go out unsigned (one warning logged).
+* A job's own ``callback_url`` is untrusted: before every attempt its host is resolved again and checked
+  (`app.netguard`), and the connection goes to the address that passed (the Host header and TLS SNI keep
+  the name), so DNS rebinding after job creation gains nothing. Redirects are never followed. The origin
+  of BACKEND_URL is operator-configured and trusted.
 """
 
 from __future__ import annotations
 
 import email.utils
+import hashlib
+import hmac
 import json
 import logging
 import math
@@ -36,6 +47,7 @@ from typing import Any
 import httpx
 
 from app.config import Settings
+from app.netguard import CallbackPolicy, CallbackURLError, HostLookupError, Pinned, Resolver, pin, system_resolve
 from app.phases.base import PHASE_NAMES
 from app.progress import ProgressEvent
 
@@ -43,6 +55,45 @@ log = logging.getLogger(__name__)
 
 #: Statuses worth retrying: the backend is busy, restarting or briefly broken.
 RETRYABLE_STATUSES = frozenset({408, 429, *range(500, 600)})
+#: The header carrying ``t=<unix seconds>,v1=<hex signature>``.
+SIGNATURE_HEADER = "X-Picaivid-Signature"
+#: How old (or how far in the future) a signature's timestamp may be before a receiver refuses it.
+SIGNATURE_TOLERANCE_SECONDS = 300.0
+
+
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    """The X-Picaivid-Signature value for ``body``: HMAC-SHA256 over ``b"<t>." + body``."""
+    t = int(time.time()) if timestamp is None else int(timestamp)
+    mac = hmac.new(secret.encode("utf-8"), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def verify_signature(
+    secret: str,
+    header: str | None,
+    body: bytes,
+    tolerance: float = SIGNATURE_TOLERANCE_SECONDS,
+    *,
+    now: float | None = None,
+) -> bool:
+    """What a receiver checks: ``header`` (X-Picaivid-Signature) signs exactly ``body`` (the raw bytes
+    received) with ``secret``, and its timestamp is within ``tolerance`` seconds of ``now``. Any one of
+    several ``v1=`` entries may match (secret rotation). Constant-time comparison; never raises."""
+    if not secret or not header:
+        return False
+    timestamp: int | None = None
+    candidates: list[bytes] = []
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t" and value.isascii() and value.isdigit():
+            timestamp = int(value)
+        elif key == "v1" and value:
+            candidates.append(value.encode("utf-8", "replace"))
+    current = time.time() if now is None else now
+    if timestamp is None or not candidates or abs(current - timestamp) > tolerance:
+        return False
+    expected = sign(secret, body, timestamp).rsplit("v1=", 1)[1].encode("ascii")
+    return any(hmac.compare_digest(expected, c) for c in candidates)
 
 
 @dataclass
@@ -61,6 +112,7 @@ class CallbackSink:
     it is called on the delivery thread, once per job, and the answer is cached. With neither that nor
     BACKEND_URL the sink is a no-op. Counters ``sent``, ``failed``, ``dropped`` (queue overflow or after
     close), ``throttled`` (progress coalesced away) and ``skipped`` (no URL for the job) feed metrics.
+    ``resolve(host, port)`` is the DNS lookup behind the checks of job URLs (tests inject one).
     """
 
     def __init__(
@@ -74,8 +126,12 @@ class CallbackSink:
         throttle_s: float = 1.0,
         backoff_base_s: float = 0.5,
         backoff_cap_s: float = 30.0,
+        resolve: Resolver = system_resolve,
     ) -> None:
-        self.api_key = settings.API_KEY
+        # Deliberately no API_KEY here: it opens /internal and must never leave this service.
+        self.secret = settings.CALLBACK_SECRET
+        self.policy = CallbackPolicy.from_settings(settings)
+        self._resolve = resolve
         self.default_url = (settings.BACKEND_URL.rstrip("/") + settings.CALLBACK_PATH) if settings.BACKEND_URL else None
         self.timeout = settings.CALLBACK_TIMEOUT_SECONDS
         self.max_attempts = max(1, settings.CALLBACK_MAX_ATTEMPTS)
@@ -87,6 +143,7 @@ class CallbackSink:
         self._url_cache: dict[int, str | None] = {}
         self._owns_client = client is None
         self._client = client
+        self._pinned_client = client
         # The default sleep is swapped for a wait on the abort event, so close() is never held up by a
         # 30 s backoff; an injected sleep (tests) is used as given.
         self._sleep = self._abortable_sleep if sleep is time.sleep else sleep
@@ -107,10 +164,22 @@ class CallbackSink:
         self.throttled = 0
         self.skipped = 0
 
+        #: Production without CALLBACK_SECRET: unsigned callbacks could be forged by anyone, so none go out.
+        self.refused = not self.secret and settings.ENVIRONMENT == "production"
+        if self.refused and self.routable:
+            log.error("CALLBACK_SECRET is not set: progress callbacks are disabled (ENVIRONMENT=production)")
+        elif not self.secret and self.routable:
+            log.warning("CALLBACK_SECRET is not set: progress callbacks go out unsigned")
+
+    @property
+    def routable(self) -> bool:
+        return self.default_url is not None or self._url_for_job is not None
+
     @property
     def enabled(self) -> bool:
-        """False when no event could ever be routed anywhere: then calls return without doing anything."""
-        return self.default_url is not None or self._url_for_job is not None
+        """False when no event could ever be routed anywhere, or may not be sent (production without
+        CALLBACK_SECRET): then calls return without doing anything."""
+        return self.routable and not self.refused
 
     # --- the sink ------------------------------------------------------------------------------
 
@@ -274,10 +343,69 @@ class CallbackSink:
         self._url_cache[job_id] = url
         return url
 
-    def _http(self) -> httpx.Client:
-        if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout)
-        return self._client
+    def _http(self, pinned: bool) -> httpx.Client:
+        """BACKEND_URL: a pooled client. Pinned job URLs: no proxy from the environment (the checked
+        address is what we connect to) and no keep-alive (a pooled TLS connection to one address must
+        not serve another host name's request, whose certificate was never checked on it)."""
+        if not pinned:
+            if self._client is None:
+                self._client = httpx.Client(timeout=self.timeout, follow_redirects=False)
+            return self._client
+        if self._pinned_client is None:
+            limits = httpx.Limits(max_keepalive_connections=0)
+            self._pinned_client = httpx.Client(
+                timeout=self.timeout, follow_redirects=False, trust_env=False, limits=limits
+            )
+        return self._pinned_client
+
+    def _pin(self, url: str) -> Pinned:
+        if url == self.default_url:  # operator-configured: trusted as given
+            return Pinned(httpx.URL(url))
+        return pin(url, self.policy, self._resolve)
+
+    def _post(self, url: str, item: _Item) -> httpx.Response:
+        """One POST: re-check and pin the URL, sign the body now (never the API key), no redirects."""
+        target = self._pin(url)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Idempotency-Key": item.idempotency_key,
+            **target.headers(),
+        }
+        if self.secret:
+            headers[SIGNATURE_HEADER] = sign(self.secret, item.body)
+        return self._http(target.ip is not None).post(
+            target.request_url(),
+            content=item.body,
+            headers=headers,
+            timeout=self.timeout,
+            extensions=target.extensions(),
+            follow_redirects=False,
+        )
+
+    def _attempt(self, url: str, item: _Item) -> tuple[str | None, str, float | None]:
+        """One attempt: (``"sent"``/``"failed"`` when over, None to retry; the problem; Retry-After)."""
+        event = item.event
+        try:
+            resp = self._post(url, item)
+        except CallbackURLError as exc:  # the URL, or what it resolves to now, is forbidden: permanent
+            log.warning("callback %s for job %s refused: %s", event.kind, event.job_id, exc)
+            return "failed", str(exc), None
+        except (httpx.HTTPError, HostLookupError) as exc:  # connection refused, timeouts, DNS, protocol
+            return None, f"{type(exc).__name__}: {exc}", None
+        if 200 <= resp.status_code < 300:
+            return "sent", "", None
+        problem = f"HTTP {resp.status_code}"
+        if resp.status_code not in RETRYABLE_STATUSES:
+            log.warning(
+                "callback %s for job %s to %s rejected with %s: not retried%s",
+                event.kind,
+                event.job_id,
+                url,
+                problem,
+                " (redirects are not followed)" if resp.is_redirect else "",
+            )
+            return "failed", problem, None
+        return None, problem, _retry_after_seconds(resp.headers.get("Retry-After"))
 
     def _deliver(self, item: _Item) -> None:
         event = item.event
@@ -285,37 +413,15 @@ class CallbackSink:
         if url is None:
             self._bump("skipped")
             return
-        headers = {
-            "Content-Type": "application/json",
-            "X-API-Key": self.api_key,
-            "X-Idempotency-Key": item.idempotency_key,
-        }
         for attempt in range(1, self.max_attempts + 1):
             if self._abort.is_set():
                 log.warning("callback %s for job %s abandoned at shutdown", event.kind, event.job_id)
                 self._bump("failed")
                 return
-            retry_after: float | None = None
-            try:
-                resp = self._http().post(url, content=item.body, headers=headers, timeout=self.timeout)
-            except httpx.HTTPError as exc:  # connection refused, timeouts, protocol errors
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                if 200 <= resp.status_code < 300:
-                    self._bump("sent")
-                    return
-                problem = f"HTTP {resp.status_code}"
-                if resp.status_code not in RETRYABLE_STATUSES:
-                    log.warning(
-                        "callback %s for job %s to %s rejected with %s: not retried",
-                        event.kind,
-                        event.job_id,
-                        url,
-                        problem,
-                    )
-                    self._bump("failed")
-                    return
-                retry_after = _retry_after_seconds(resp.headers.get("Retry-After"))
+            outcome, problem, retry_after = self._attempt(url, item)
+            if outcome is not None:
+                self._bump(outcome)
+                return
             if attempt == self.max_attempts:
                 log.warning(
                     "callback %s for job %s to %s failed after %d attempts: %s",
@@ -380,8 +486,9 @@ class CallbackSink:
             thread = self._thread
         if thread is not None:
             thread.join(None if deadline is None else max(0.1, deadline - time.monotonic()))
-        if self._owns_client and self._client is not None and (thread is None or not thread.is_alive()):
-            self._client.close()
+        if self._owns_client and (thread is None or not thread.is_alive()):
+            for client in {id(c): c for c in (self._client, self._pinned_client) if c is not None}.values():
+                client.close()
         return drained
 
     def stats(self) -> dict[str, int]:

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, ClassVar, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -41,22 +43,31 @@ log = logging.getLogger("picaivid")
 
 
 def _setup_logging(settings: Settings) -> Path:
-    """Tracebacks go to a log file, never to the user's terminal."""
+    """Logs (JSON lines, tracebacks included) go to a file, never to the user's terminal."""
+    from app.logs import configure_logging
+
     log_dir = Path(settings.WORK_DIR).parent / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_dir / "picaivid.log"
-    handler = logging.FileHandler(log_file)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers = [handler]
-    root.setLevel(settings.LOG_LEVEL.upper())
+    configure_logging(settings, file=log_file)
     return log_file
+
+
+_CONTROL_CHARS = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+_CONTROL_CHARS.update({ord("\t"): " "})
+
+
+def shown(text: object) -> str:
+    """User-supplied text (file names, reasons, listing ids) made safe for the terminal: control
+    characters (terminal escape sequences among them) become visible ``\\xNN`` escapes, and Rich markup
+    such as ``[bold]`` prints literally instead of being interpreted."""
+    return escape(str(text).translate(_CONTROL_CHARS))
 
 
 def _fail(message: str, code: int, as_json: bool, **extra: Any) -> NoReturn:
     if as_json:
         typer.echo(json.dumps({"status": "failed", "error": message, **extra}))
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {shown(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -161,11 +172,10 @@ def render(
     from app.services.jobs import create_job, photos_from_folder
 
     with _user_errors(as_json, log_file):
-        photos = photos_from_folder(photos_dir)
         if music is not None and not music.is_file():
             _fail(f"music file {music} does not exist", 2, as_json)
-        if out.suffix.lower() != ".mp4":
-            _fail(f"--out must end in .mp4 (got {out.name})", 2, as_json)
+        check_output_path(out, inputs=[music] if music else [])
+        photos = [p for p in photos_from_folder(photos_dir) if not is_own_artifact(Path(p.path), out)]
         with _progress(True) as sink:
             ctx = _context(sink)
             job_id = create_job(
@@ -191,27 +201,79 @@ def render(
         _emit_render_report(report, as_json)
 
 
+#: Job ids are PostgreSQL integers.
+MAX_JOB_ID = 2**31 - 1
+#: Commands that take a job id: "-1" is then a (bad) job id, not an unknown option.
+JOB_ID_COMMAND = {"ignore_unknown_options": True}
+
+
+def _check_job_id(job_id: int) -> None:
+    from app.errors import InvalidInputError
+
+    if not 1 <= job_id <= MAX_JOB_ID:
+        raise InvalidInputError(f"job id must be a whole number from 1 to {MAX_JOB_ID} (got {job_id})")
+
+
+ARTIFACT_SUFFIXES = (".poster.jpg", ".storyboard.png")
+
+
+def check_output_path(out: Path, *, inputs: list[Path]) -> None:
+    """Refuse an --out that cannot work, before any rendering: not .mp4, a folder, an input file, or in a
+    folder that is missing or not writable. Its poster and storyboard must not overwrite inputs either."""
+    from app.errors import InvalidInputError
+
+    if out.suffix.lower() != ".mp4":
+        raise InvalidInputError(f"--out must end in .mp4 (got {out.name})")
+    if out.is_dir():
+        raise InvalidInputError(f"--out {out} is a folder; name the video file, e.g. {out / 'listing.mp4'}")
+    target = out.resolve()
+    written = [target, *(target.with_name(target.stem + suffix) for suffix in ARTIFACT_SUFFIXES)]
+    for source in inputs:
+        if source.resolve() in written:
+            raise InvalidInputError(f"--out {out} would overwrite the input {source}; choose another name")
+    folder = target.parent
+    if not folder.is_dir():
+        raise InvalidInputError(f"--out {out}: folder {folder} does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise InvalidInputError(f"--out {out}: cannot write to {folder} ({exc.strerror or exc})") from exc
+
+
+def is_own_artifact(path: Path, out: Path) -> bool:
+    """The video this render writes, or a poster or storyboard an earlier render wrote next to its video
+    (``listing.poster.jpg`` beside ``listing.mp4``): never photos, even with --out in the photo folder."""
+    if path.resolve() == out.resolve():
+        return True
+    name = path.name
+    for suffix in ARTIFACT_SUFFIXES:
+        if name.endswith(suffix) and path.with_name(name[: -len(suffix)] + ".mp4").exists():
+            return True
+    return False
+
+
 def _emit_render_report(report: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(report))
         return
     for skipped in report["skipped_photos"]:
-        err_console.print(f"[yellow]skipped[/] {skipped['file']}: {skipped['reason']}", highlight=False)
+        err_console.print(f"[yellow]skipped[/] {shown(skipped['file'])}: {shown(skipped['reason'])}", highlight=False)
     for warning in report["warnings"]:
-        err_console.print(f"[yellow]note:[/] {warning}", highlight=False)
+        err_console.print(f"[yellow]note:[/] {shown(warning)}", highlight=False)
     tl = report["timeline"] or {}
     err_console.print(
         f"[green]job {report['job_id']} {report['status']}[/]: {len(tl.get('clips', []))} clips, "
         f"{tl.get('total_duration', 0):.1f} s at {tl.get('tempo', 0):.1f} BPM"
     )
     if report.get("storyboard"):
-        err_console.print(f"storyboard: {report['storyboard']}", highlight=False)
+        err_console.print(f"storyboard: {shown(report['storyboard'])}", highlight=False)
     if report.get("poster"):
-        err_console.print(f"poster:     {report['poster']}", highlight=False)
+        err_console.print(f"poster:     {shown(report['poster'])}", highlight=False)
     typer.echo(report["output"])
 
 
-@app.command("run")
+@app.command("run", context_settings=JOB_ID_COMMAND)
 def run_cmd(
     job_id: int = typer.Argument(..., help="Job id."),
     from_phase: int | None = typer.Option(
@@ -236,6 +298,9 @@ def run_cmd(
     from app.phases.assemble.phase import local_output
 
     with _user_errors(as_json, log_file):
+        _check_job_id(job_id)
+        if out is not None:
+            check_output_path(out, inputs=[])
         if use_fleet:
             _run_on_fleet(job_id, from_phase, out, wait=wait, timeout=timeout, as_json=as_json)
             return
@@ -321,7 +386,7 @@ def _run_on_fleet(
         typer.echo(report["output"])
 
 
-@app.command()
+@app.command(context_settings=JOB_ID_COMMAND)
 def enqueue(
     job_id: int = typer.Argument(..., help="Job id."),
     start_phase: int | None = typer.Option(
@@ -338,6 +403,7 @@ def enqueue(
     from app.queue.sqs import SqsQueue, sqs_client
 
     with _user_errors(as_json, log_file):
+        _check_job_id(job_id)
         if not settings.SQS_QUEUE_URL:
             raise PicaividError("SQS_QUEUE_URL is not set")
         ctx = _context()
@@ -433,12 +499,13 @@ def dlq_drain(as_json: bool = typer.Option(False, "--json")) -> None:
         Console().print(table)
 
 
-@app.command()
+@app.command(context_settings=JOB_ID_COMMAND)
 def status(job_id: int = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
     """Show a job's state: phases, timings, errors, artifacts."""
     settings = get_settings()
     log_file = _setup_logging(settings)
     with _user_errors(as_json, log_file):
+        _check_job_id(job_id)
         report = _render_report(_context(), job_id, None)
         if as_json:
             typer.echo(json.dumps(report))
@@ -446,8 +513,8 @@ def status(job_id: int = typer.Argument(...), as_json: bool = typer.Option(False
         console = Console()
         colour = {"completed": "green", "failed": "red", "running": "yellow"}.get(report["status"], "white")
         console.print(
-            f"job [bold]{job_id}[/] ({report['listing_id']}): [{colour}]{report['status']}[/]"
-            + (f" - {report['error']}" if report["error"] else ""),
+            f"job [bold]{job_id}[/] ({shown(report['listing_id'])}): [{colour}]{report['status']}[/]"
+            + (f" - {shown(report['error'])}" if report["error"] else ""),
             highlight=False,
         )
         table = Table("phase", "status", "attempts", "seconds", "error")
@@ -457,12 +524,27 @@ def status(job_id: int = typer.Argument(...), as_json: bool = typer.Option(False
                 p["status"],
                 str(p["attempts"]),
                 f"{p['duration_s']:.1f}" if p["duration_s"] is not None else "-",
-                p["error"] or "",
+                shown(p["error"] or ""),
             )
         console.print(table)
         for key in ("output_uri", "poster_uri", "storyboard_uri"):
             if report.get(key):
-                console.print(f"{key.removesuffix('_uri')}: {report[key]}", highlight=False)
+                console.print(f"{key.removesuffix('_uri')}: {shown(report[key])}", highlight=False)
+
+
+@app.command()
+def api(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 for all)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
+) -> None:
+    """Serve the control API (FastAPI on uvicorn); the same app as `uvicorn app.api.main:app`."""
+    settings = get_settings()
+    import uvicorn
+
+    if not settings.API_KEY:
+        err_console.print("[yellow]note:[/] API_KEY is empty: every /internal route answers 401 until it is set")
+    err_console.print(f"picaivid API on http://{host}:{port} (docs at /docs)", highlight=False)
+    uvicorn.run("app.api.main:app", host=host, port=port, log_level=settings.LOG_LEVEL.lower())
 
 
 @db_app.command("upgrade")
@@ -482,6 +564,9 @@ def main() -> None:
         app()
     except SystemExit:
         raise
+    except PicaividError as exc:  # raised before a command's own handler, e.g. a bad setting (SettingsError)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
     except BaseException as exc:  # last line of defence: never a traceback on the terminal
         if isinstance(exc, KeyboardInterrupt):
             sys.exit(130)

@@ -6,8 +6,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
+
+from app.errors import SettingsError
 
 
 class Settings(BaseSettings):
@@ -17,9 +20,13 @@ class Settings(BaseSettings):
     ENVIRONMENT: Literal["local", "test", "staging", "production"] = "local"
     DEBUG: bool = False
     LOG_LEVEL: str = "INFO"
+    #: "json": one JSON object per line with job_id/phase/clip_id (services); "text": classic lines.
+    LOG_FORMAT: Literal["json", "text"] = "json"
     API_KEY: str = ""
     BACKEND_URL: str = ""
     CORS_ORIGINS: list[str] = Field(default_factory=list)
+    #: Largest request body the API reads (bytes); a larger one gets 413 before it is parsed.
+    API_MAX_BODY_BYTES: int = Field(default=1_048_576, ge=1024)
 
     # --- state and storage ------------------------------------------------------------------
     #: Embedded default: a SQLite file under ./var/. Production: postgresql+psycopg://...
@@ -65,15 +72,49 @@ class Settings(BaseSettings):
     CALLBACK_PATH: str = "/internal/picaivid/events"
     CALLBACK_TIMEOUT_SECONDS: float = 5.0
     CALLBACK_MAX_ATTEMPTS: int = 5
+    #: HMAC-SHA256 key for X-Picaivid-Signature on callbacks (never the API key). Empty: callbacks are
+    #: not sent in production, and go out unsigned (with a warning) elsewhere.
+    CALLBACK_SECRET: str = ""
+    #: Let a job's callback_url reach loopback, private (10/8, 172.16/12, 192.168/16, fc00::/7) and CGNAT
+    #: addresses. Development and tests only; link-local and metadata addresses stay refused.
+    CALLBACK_ALLOW_PRIVATE_NETWORKS: bool = False
+    #: Comma list of host names (".example.com" for subdomains) and CIDRs. When set, a job's callback_url
+    #: must name a listed host or resolve into a listed CIDR, and nothing else is allowed.
+    CALLBACK_ALLOWED_HOSTS: str = ""
 
     # --- models -----------------------------------------------------------------------------
     MODEL_CACHE_DIR: Path = Path("./ml_models")
     TORCH_HOME: str = ""
     HUGGINGFACE_HUB_CACHE: str = ""
+    #: CLIP for scene/room recognition: "ViT-B-32" = laion/CLIP-ViT-B-32-laion2B-s34B-b79K (MIT).
     OPENCLIP_MODEL: str = "ViT-B-32"
+    #: Depth used first when its weights are present (Base/Large Depth Anything V2 are non-commercial).
+    DEPTH_MODEL: str = "depth-anything/Depth-Anything-V2-Small-hf"
+    #: MiDaS DPT ("DPT_Large" = Intel/dpt-large), used when DEPTH_MODEL's weights are unavailable; empty: never.
     MIDAS_MODEL: str = "DPT_Large"
+    #: Use model weights found under MODEL_CACHE_DIR (false: classical code only).
+    MODELS_ENABLED: bool = True
+    #: Let checkpoints whose licence is not cleared for commercial use load (research only).
+    MODELS_ALLOW_NONCOMMERCIAL: bool = False
+    #: Where CLIP/depth run: auto (CUDA when present), cpu or cuda.
+    MODELS_DEVICE: Literal["auto", "cpu", "cuda"] = "auto"
+    #: Depth network input short side in pixels (0: the checkpoint's own, 518 for Depth Anything V2).
+    #: Smaller is faster on CPU: 392 halves the time, 294 quarters it.
+    DEPTH_INPUT_SIZE: int = Field(default=0, ge=0, le=2048)
+    #: LTX-2 diffusers folder (model_index.json + components); empty: MODEL_CACHE_DIR/ltx2/LTX-2. Offline only.
     LTX_MODEL_PATH: str = ""
+    #: LTX-2 community licence: commercial use is free only below its annual-revenue threshold.
     LTX_ENABLED: bool = False
+    #: Denoising steps per LTX-2 clip.
+    LTX_STEPS: int = Field(default=30, ge=1, le=200)
+    #: none: whole pipeline on the GPU (80 GB class); model: enable_model_cpu_offload (~48 GB);
+    #: sequential: enable_sequential_cpu_offload (24 GB, much slower). Offload needs `accelerate`.
+    LTX_OFFLOAD: Literal["none", "model", "sequential"] = "none"
+    #: Largest LTX-2 generation size (multiples of 32); frames are then scaled to OUTPUT_RESOLUTION.
+    LTX_WIDTH: int = Field(default=1280, ge=32, multiple_of=32)
+    LTX_HEIGHT: int = Field(default=704, ge=32, multiple_of=32)
+    #: Frame rate LTX-2 generates at; clips are resampled to OUTPUT_FPS.
+    LTX_FPS: int = Field(default=24, ge=1, le=60)
 
     # --- media ------------------------------------------------------------------------------
     FFMPEG_PATH: str = ""
@@ -101,7 +142,7 @@ class Settings(BaseSettings):
     def _check_resolution(cls, value: str) -> str:
         parts = value.lower().split("x")
         if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 and int(p) % 2 == 0 for p in parts):
-            raise ValueError("OUTPUT_RESOLUTION must be WIDTHxHEIGHT with even numbers, e.g. 1920x1080")
+            raise ValueError("must be WIDTHxHEIGHT with even numbers, e.g. 1920x1080")
         return value.lower()
 
     @property
@@ -114,7 +155,40 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.DATABASE_URL.startswith("sqlite")
 
+    @property
+    def is_fleet(self) -> bool:
+        """Fleet mode: runs go to the SQS workers (else the embedded default runs them in-process)."""
+        return bool(self.SQS_QUEUE_URL)
+
+
+#: Settings whose values are never repeated in an error message (keys, secrets, URLs with credentials).
+_SECRET_WORDS = ("KEY", "SECRET", "PASSWORD", "TOKEN", "DATABASE_URL")
+
+
+def settings_error(exc: ValidationError) -> SettingsError:
+    """pydantic's multi-line report as one line per bad setting, joined: `OUTPUT_RESOLUTION='abc': must
+    be WIDTHxHEIGHT ...`. The value of a secret is not shown."""
+    parts = []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err.get("loc", ())) or "settings"
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if any(word in name.upper() for word in _SECRET_WORDS) or "input" not in err:
+            shown = name
+        else:
+            value = repr(err["input"])
+            shown = f"{name}={value if len(value) <= 80 else value[:79] + '…'}"
+        parts.append(f"{shown}: {message}")
+    return SettingsError("invalid setting " + "; ".join(" ".join(p.split()) for p in parts))
+
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings, from the environment and .env. A bad value raises `SettingsError` naming
+    the setting (the CLI, the workers and the API print that one line and exit 2)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise settings_error(exc) from None
+    except SourceError as exc:  # a list or dict setting that is not JSON: "error parsing value for field ..."
+        why = f" ({type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
+        raise SettingsError(" ".join(f"invalid setting: {exc}{why}".split())) from None

@@ -40,6 +40,13 @@ class AudioError(InvalidInputError):
     """The music track cannot be decoded or is unusable (silent, too short, broken)."""
 
 
+class SettingsError(PicaividError):
+    """A setting (environment variable or .env entry) has a value that cannot be used. The message is one
+    line naming the setting and the bad value (secrets are not repeated)."""
+
+    exit_code = 2
+
+
 class JobNotFoundError(PicaividError):
     exit_code = 2
 

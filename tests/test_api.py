@@ -93,6 +93,11 @@ def _body(photos: list[str], music: str | None, **extra: Any) -> dict[str, Any]:
     }
 
 
+def _error(code: str, message: str) -> dict[str, Any]:
+    """The one error body every route answers with."""
+    return {"error": {"code": code, "message": message, "details": []}}
+
+
 def _families(text: str) -> dict[str, Any]:
     return {f.name: f for f in text_string_to_metric_families(text)}
 
@@ -168,7 +173,7 @@ def test_internal_routes_need_the_api_key(auth_client: TestClient, method: str, 
         method, path.replace("{job_id}", "1"), headers=headers, json={} if method == "POST" else None
     )
     assert response.status_code == 401
-    assert response.json() == {"detail": "missing or invalid X-API-Key"}
+    assert response.json() == _error("Unauthorized", "missing or invalid X-API-Key")
     assert response.headers["WWW-Authenticate"] == "APIKey"
 
 
@@ -203,7 +208,8 @@ def test_openapi_documents_the_contract(auth_client: TestClient) -> None:
 
 
 def test_create_from_local_uris(tmp_path: Path, sqlite_url: str, listing: SampleListing) -> None:
-    settings = _settings(tmp_path, sqlite_url)
+    # The callback host is allow-listed: job creation checks callback_url against the network policy.
+    settings = _settings(tmp_path, sqlite_url, CALLBACK_ALLOWED_HOSTS="rails.example")
     staged = _stage_local(settings, listing)
     root: Path = staged["root"]
     body = _body(
@@ -278,10 +284,10 @@ def test_create_rejects_unusable_local_inputs(tmp_path: Path, sqlite_url: str, l
         for name, (body, named) in cases.items():
             response = client.post("/internal/jobs", json=body)
             assert response.status_code == 422, (name, response.text)
-            detail = response.json()["detail"]
+            detail = response.json()["error"]["message"]
             assert isinstance(detail, str) and named in detail, (name, detail)
             assert "\n" not in detail
-        assert client.post("/internal/jobs", json=_body(good, broken.as_uri())).json()["error"] == "AudioError"
+        assert client.post("/internal/jobs", json=_body(good, broken.as_uri())).json()["error"]["code"] == "AudioError"
         # Schema-level problems keep FastAPI's validation 422.
         for body in (
             _body([], None),
@@ -290,7 +296,9 @@ def test_create_rejects_unusable_local_inputs(tmp_path: Path, sqlite_url: str, l
             _body(good, None, surprise=1),
         ):
             response = client.post("/internal/jobs", json=body)
-            assert response.status_code == 422 and isinstance(response.json()["detail"], list), response.text
+            assert response.status_code == 422, response.text
+            error = response.json()["error"]
+            assert error["code"] == "ValidationError" and error["details"][0]["loc"][0] == "body", response.text
     with session_scope(session_factory(sqlite_url)) as s:
         assert s.scalar(select(func.count()).select_from(Job)) == 0, "a rejected request writes nothing"
 
@@ -321,7 +329,7 @@ def test_create_from_s3_on_postgres(
         for name, body in rejected.items():
             response = client.post("/internal/jobs", json=body)
             assert response.status_code == 422, (name, response.text)
-            assert response.json()["error"] in ("InvalidInputError", "AudioError"), (name, response.text)
+            assert response.json()["error"]["code"] in ("InvalidInputError", "AudioError"), (name, response.text)
         assert client.get("/ready").json() == {"status": "ok", "checks": {"database": "ok", "s3": "ok"}, "failed": []}
     with session_scope(session_factory(postgres_url)) as s:
         assert s.scalar(select(func.count()).select_from(Job)) == 1
@@ -371,7 +379,8 @@ def test_list_pagination_filters_and_errors(
 
         for bad in ("!!!", base64.urlsafe_b64encode(b"abc").decode(), base64.urlsafe_b64encode(b"-5").decode()):
             response = client.get("/internal/jobs", params={"cursor": bad})
-            assert response.status_code == 422 and response.json()["error"] == "InvalidInputError", bad
+            assert response.status_code == 422, bad
+            assert response.json()["error"]["details"][0]["loc"] == ["query", "cursor"], bad
         for limit in (0, 101):
             assert client.get("/internal/jobs", params={"limit": limit}).status_code == 422
 
@@ -384,11 +393,11 @@ def test_list_pagination_filters_and_errors(
         ):
             response = client.request(method, path, json=payload)
             assert response.status_code == 404, (path, response.text)
-            assert response.json() == {"detail": f"job {unknown} does not exist", "error": "JobNotFoundError"}
+            assert response.json() == _error("JobNotFoundError", f"job {unknown} does not exist")
 
         response = client.get(f"/internal/jobs/{ids[0]}/timeline")
         assert response.status_code == 404
-        assert response.json()["detail"] == f"job {ids[0]} has no timeline yet"
+        assert response.json() == _error("NotFound", f"job {ids[0]} has no timeline yet")
 
         # A bug answers a bare 500: no traceback, no exception text.
         def explode(*_args: object, **_kwargs: object) -> None:
@@ -397,7 +406,7 @@ def test_list_pagination_filters_and_errors(
         monkeypatch.setattr("app.api.routes.jobs.job_summary", explode)
         response = client.get(f"/internal/jobs/{ids[0]}")
         assert response.status_code == 500
-        assert response.json() == {"detail": "internal error"}
+        assert response.json() == _error("InternalError", "internal error")
 
 
 def test_ready_and_internal_routes_with_the_database_down(tmp_path: Path) -> None:
@@ -409,9 +418,12 @@ def test_ready_and_internal_routes_with_the_database_down(tmp_path: Path) -> Non
         body = response.json()
         assert body["status"] == "unavailable" and body["failed"] == ["database"]
         assert body["checks"]["database"].startswith("failed: ")
+        # The readiness report carries the common error too, so a client reading `error` sees why.
+        assert body["error"]["code"] == "NotReady" and body["error"]["details"][0]["loc"] == ["database"]
+        assert "database" in body["error"]["message"]
         response = client.get("/internal/jobs")
         assert response.status_code == 503
-        assert response.json() == {"detail": "database unavailable", "error": "DatabaseUnavailable"}
+        assert response.json() == _error("DatabaseUnavailable", "database unavailable")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -454,8 +466,8 @@ def test_fleet_mode_enqueues_on_sqs_and_guards_reruns(
 
         # Phases 1-2 have not completed: a re-run from 3 is refused and changes nothing.
         response = client.post(f"/internal/jobs/{job_id}/run", json={"start_phase": 3})
-        assert response.status_code == 409 and response.json()["error"] == "PhaseOrderError"
-        assert "phase 1" in response.json()["detail"]
+        assert response.status_code == 409 and response.json()["error"]["code"] == "PhaseOrderError"
+        assert "phase 1" in response.json()["error"]["message"]
         assert client.post(f"/internal/jobs/{job_id}/run", json={"start_phase": 5}).status_code == 422
 
         # A worker holds a live lease: busy.
@@ -466,7 +478,7 @@ def test_fleet_mode_enqueues_on_sqs_and_guards_reruns(
                 .values(lease_owner="worker-a", lease_expires_at=utcnow() + timedelta(seconds=60))
             )
         response = client.post(f"/internal/jobs/{job_id}/run", json={"start_phase": 1})
-        assert response.status_code == 409 and response.json()["error"] == "JobBusyError"
+        assert response.status_code == 409 and response.json()["error"]["code"] == "JobBusyError"
         # Running without a lease (embedded, or between leases): busy too.
         with session_scope(sessions) as s:
             s.execute(
@@ -611,7 +623,7 @@ def test_embedded_render_then_reorder_edit(tmp_path: Path, sqlite_url: str, list
             f"/internal/jobs/{job_id}/edits", json={"type": "reorder", "clip_ids": [*order[:-1], 987654]}
         )
         assert response.status_code == 422, response.text
-        assert response.json()["error"] == "EditRejectedError" and response.json()["detail"]
+        assert response.json()["error"]["code"] == "EditRejectedError" and response.json()["error"]["message"]
         assert client.post(f"/internal/jobs/{job_id}/edits", json={"type": "no_such_edit"}).status_code == 422
 
         response = client.post(

@@ -18,8 +18,11 @@ from app.media.audio import (
     DEFAULT_BPM,
     analyze_music,
     analyze_samples,
+    check_music_samples,
     default_grid,
+    inspect_music,
     nearest_beat_index,
+    silence_gaps,
     snap_to_beat,
 )
 from app.media.ffmpeg import ffmpeg_exe, run_ffmpeg
@@ -223,3 +226,39 @@ def test_snap_helpers() -> None:
     assert nearest_beat_index(1.74, beats) == 2
     with pytest.raises(ValueError):
         nearest_beat_index(1.0, [])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples_are_rejected_not_zeroed(bad: float) -> None:
+    """NaN/Inf samples (a broken float export) are refused: zeroing them here would let phase 4, which
+    decodes the file itself, see audio phase 3 never checked."""
+    y, _ = drum_track(120, 6.0, 0.25)
+    y[SR : SR + 3] = bad
+    with pytest.raises(AudioError, match=r"music contains 3 sample\(s\) that are not numbers"):
+        check_music_samples(y, SR)
+    with pytest.raises(AudioError, match="not numbers"):
+        analyze_samples(y, SR)
+
+
+def test_check_music_samples_returns_a_copy() -> None:
+    y, _ = drum_track(120, 6.0, 0.25)
+    out = check_music_samples(y, SR)
+    out *= 0.0
+    assert float(np.abs(y).max()) > 0.5
+
+
+def test_silence_gaps_are_inner_runs_only() -> None:
+    y, _ = drum_track(120, 20.0, 3.0)  # 3 s of silence before the first beat
+    y[8 * SR : int(10.5 * SR)] = 0.0
+    y[14 * SR : int(15.5 * SR)] = 0.0  # too short to mention
+    gaps = silence_gaps(y, SR)
+    assert len(gaps) == 1 and gaps[0][0] == pytest.approx(8.0, abs=0.3) and gaps[0][1] == pytest.approx(2.5, abs=0.3)
+
+
+def test_music_check_warns_only_about_the_part_played(tmp_path: Path) -> None:
+    y, _ = drum_track(120, 20.0, 0.25)
+    y[8 * SR : 11 * SR] = 0.0
+    check = inspect_music(write_wav(tmp_path / "gap.wav", y))
+    assert check.decode_errors == 0 and len(check.digest) == 64
+    assert [w.split(";")[0] for w in check.warnings(0.25, 12.25)] == ["music is silent for 3.0 s from 0:08.0"]
+    assert check.warnings(0.25, 7.0) == [] and check.warnings(11.5, 19.0) == []

@@ -96,8 +96,8 @@ def test_render_json_then_rerun_from_phase_3(tmp_path: Path, cli_listing: Any) -
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads(res.stdout)
     assert report["status"] == "completed" and report["output"] == str(out)
-    assert (out.parent / "storyboard.png").stat().st_size > 10_000
-    assert (out.parent / "poster.jpg").stat().st_size > 5_000
+    assert (out.parent / "listing.storyboard.png").stat().st_size > 10_000
+    assert (out.parent / "listing.poster.jpg").stat().st_size > 5_000
     info = probe(out)
     assert info.video and info.audio
     assert (info.video.width, info.video.height, info.video.fps, info.video.codec) == (1920, 1080, 30.0, "h264")

@@ -9,6 +9,7 @@ copies share the render's storage folder, so checkpointed clips are found where 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -646,7 +647,10 @@ def test_invalid_edits_are_rejected_and_change_nothing(job: Copy) -> None:
     with pytest.raises(JobNotFoundError):
         apply_edit(ctx, 4242, {"type": "set_target_length", "target_length": 20})
 
-    # Busy: a running job, or one a worker holds the lease of.
+    # Busy: a job running on the fleet (phase 2 on GPU workers holds no job lease), or one a worker
+    # holds the lease of. (In embedded mode a running job without a live lease was left by a process
+    # that died, and may be edited: tests/test_bad_input_runs.py.)
+    fleet_ctx = dataclasses.replace(ctx, settings=ctx.settings.model_copy(update={"SQS_QUEUE_URL": "http://q"}))
     for busy in ("running", "leased"):
         with session_scope(ctx.sessions) as s:
             row = s.get(Job, job_id)
@@ -657,7 +661,9 @@ def test_invalid_edits_are_rejected_and_change_nothing(job: Copy) -> None:
                 row.lease_owner, row.lease_expires_at = "w1", utcnow() + timedelta(minutes=5)
         before = _snapshot(ctx)
         with pytest.raises(JobBusyError):
-            apply_edit(ctx, job_id, {"type": "set_target_length", "target_length": 20})
+            apply_edit(
+                fleet_ctx if busy == "running" else ctx, job_id, {"type": "set_target_length", "target_length": 20}
+            )
         assert _snapshot(ctx) == before
         with session_scope(ctx.sessions) as s:
             row = s.get(Job, job_id)

@@ -14,6 +14,7 @@ import boto3
 import pytest
 from sqlalchemy import select
 
+from app.callbacks import SIGNATURE_HEADER, verify_signature
 from app.db.models import OutboxMessage
 from app.db.models import Worker as WorkerRow
 from app.db.session import session_scope
@@ -71,7 +72,7 @@ def test_full_fleet_run_api_cpu_two_gpu_workers(fleet: Fleet, tiny_listing: Any)
         job_id = response.json()["job_id"]
 
         with serve_backend() as backend:
-            callbacks = {"BACKEND_URL": backend.url, "API_KEY": "secret"}
+            callbacks = {"BACKEND_URL": backend.url, "API_KEY": "secret", "CALLBACK_SECRET": "cb-secret"}
             fleet.spawn("cpu", "cpu1", **callbacks)
             fleet.spawn("gpu", "gpu1", **callbacks)
             fleet.spawn("gpu", "gpu2", **callbacks)
@@ -95,7 +96,11 @@ def test_full_fleet_run_api_cpu_two_gpu_workers(fleet: Fleet, tiny_listing: Any)
     for phase in (1, 2, 3, 4):
         assert ("phase_started", phase) in seen and ("phase_completed", phase) in seen, (phase, sorted(seen))
     assert any(e["event"] == "progress" and e["phase"] == 2 and e["done"] == e["total"] == len(clips) for e in events)
-    assert all(r.headers.get("X-API-Key") == "secret" for r in requests)
+    # Signed with CALLBACK_SECRET; the API key appears nowhere in what the backend received.
+    assert all(verify_signature("cb-secret", r.header(SIGNATURE_HEADER), r.raw) for r in requests)
+    assert not any("secret" in v for r in requests for v in r.headers.values()) and b"secret" not in b"".join(
+        r.raw for r in requests
+    )
     keys = [r.headers.get("X-Idempotency-Key") for r in requests]
     assert all(keys) and len(set(keys)) == len(keys)
     phases = fleet.phases(job_id)

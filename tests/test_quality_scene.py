@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from app.media.quality import QualityScores, score_quality
+from app.media.quality import QualityScores, featureless_reason, score_quality
 from app.media.scene import HEURISTIC_SOURCE, SceneGuess, classify_scene, resolve_room_label
 
 
@@ -93,6 +93,60 @@ def test_rotation_is_measured_as_tilt(room: np.ndarray, degrees: float) -> None:
 def test_flat_image_does_not_crash() -> None:
     q = score_quality(np.full((400, 600, 3), 128, np.uint8))
     assert q.sharpness < 0.2 and q.tilt_score == 1.0
+
+
+def _featureless(kind: str, w: int = 900, h: int = 600) -> np.ndarray:
+    rng = np.random.default_rng(2)
+    if kind == "black":
+        return np.zeros((h, w, 3), np.uint8)
+    if kind == "near_white_jpeg_noise":
+        return np.clip(252 + rng.normal(0, 1.0, (h, w, 3)), 0, 255).astype(np.uint8)
+    if kind == "colour_fill":
+        return np.tile(np.array([180, 30, 40], np.uint8), (h, w, 1))
+    if kind == "vertical_gradient":
+        ramp = np.linspace(20, 240, h, dtype=np.float32)[:, None, None]
+        return np.repeat(np.repeat(ramp, w, 1), 3, 2).astype(np.uint8)
+    card = np.full((h, w, 3), 245, np.uint8)  # a "coming soon" card: text and a logo on white
+    cv2.putText(card, "COMING SOON", (w // 5, h // 2), cv2.FONT_HERSHEY_SIMPLEX, 2.0, (40, 40, 40), 4)
+    cv2.rectangle(card, (30, 30), (130, 90), (20, 90, 200), -1)
+    return card
+
+
+@pytest.mark.parametrize(
+    ("kind", "why"),
+    [
+        ("black", "a uniform colour (RGB 0,0,0)"),
+        ("near_white_jpeg_noise", "a uniform colour"),
+        ("colour_fill", "a uniform colour (RGB 180,30,40)"),
+        ("vertical_gradient", "no visible detail"),
+        ("card", "of the frame is one flat colour"),
+    ],
+)
+def test_featureless_photos_are_named(kind: str, why: str) -> None:
+    reason = featureless_reason(_featureless(kind))
+    assert reason is not None and why in reason and "\n" not in reason
+
+
+@pytest.mark.parametrize(
+    "variant", ["original", "dark_12pct", "fog_15pct_contrast", "soft_blur_3px", "panorama_strip", "tall_strip"]
+)
+def test_weak_but_real_photos_are_not_featureless(room: np.ndarray, variant: str) -> None:
+    """Dark, foggy or soft photos keep their (low) quality score; only photos showing nothing are rejected."""
+    f = room.astype(np.float32)
+    images = {
+        "original": room,
+        "dark_12pct": (f * 0.12).astype(np.uint8),
+        "fog_15pct_contrast": (128 + (f - 128) * 0.15).astype(np.uint8),
+        "soft_blur_3px": cv2.GaussianBlur(room, (0, 0), 3.0),
+        "panorama_strip": np.ascontiguousarray(np.concatenate([room] * 8, axis=1)[:90]),  # 7680x90
+        "tall_strip": np.ascontiguousarray(np.concatenate([room] * 6, axis=0)[:, :120]),
+    }
+    assert featureless_reason(images[variant]) is None
+
+
+def test_featureless_reason_handles_tiny_images() -> None:
+    assert featureless_reason(np.zeros((1, 1, 3), np.uint8)) is not None
+    assert featureless_reason(np.full((3, 5000, 3), 77, np.uint8)) is not None
 
 
 def _outdoor_scene(w: int = 800, h: int = 600, seed: int = 0) -> np.ndarray:

@@ -110,3 +110,17 @@ def test_wrong_frame_count_and_size_fail(clip: tuple[Path, np.ndarray]) -> None:
 def test_missing_file_scores_zero(tmp_path: Path) -> None:
     res = validate_clip(tmp_path / "nope.mp4", _photo(1), PLAN, width=W, height=H, fps=FPS, duration=DUR)
     assert not res.passed and res.score == 0.0 and res.reasons
+
+
+@pytest.mark.parametrize("fill", [0, 255])
+def test_a_clip_of_a_blank_photo_cannot_be_validated(tmp_path: Path, fill: int) -> None:
+    """Why phase 1 rejects featureless photos (`quality.featureless_reason`): a faithful Ken Burns clip of
+    a blank frame scores 0, because nothing in it identifies the photo, so every renderer would fail."""
+    from app.media.quality import featureless_reason
+
+    blank = np.full((640, 960, 3), fill, np.uint8)
+    assert featureless_reason(blank) is not None
+    out = tmp_path / "blank.mp4"
+    render_ken_burns(blank, PLAN, out, width=W, height=H, fps=FPS, duration=DUR)
+    res = validate_clip(out, blank, PLAN, width=W, height=H, fps=FPS, duration=DUR)
+    assert not res.passed and res.score == 0.0

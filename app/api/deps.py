@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, HTTPException, Request, Security, status
+from fastapi import Depends, Header, HTTPException, Path, Request, Security, status
 from fastapi.security import APIKeyHeader
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session
 
+from app.api.errors import PathRedactor
+from app.api.schemas import DB_INT_MAX, Text
 from app.callbacks import CallbackSink
 from app.config import Settings
 from app.db.session import session_scope
@@ -59,6 +61,11 @@ def get_state(request: Request) -> ApiState:
     return state
 
 
+def get_redactor(request: Request) -> PathRedactor:
+    redact: PathRedactor = request.app.state.redact
+    return redact
+
+
 def get_context(state: Annotated[ApiState, Depends(get_state)]) -> PhaseContext:
     return state.ctx
 
@@ -79,9 +86,13 @@ StateDep = Annotated[ApiState, Depends(get_state)]
 ContextDep = Annotated[PhaseContext, Depends(get_context)]
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 SessionDep = Annotated[Session, Depends(get_session)]
+#: Replaces this installation's paths in recorded error texts before they are shown.
+RedactDep = Annotated[PathRedactor, Depends(get_redactor)]
 UserIdDep = Annotated[
-    str | None, Header(alias="X-User-Id", max_length=128, description="Who made the change (stored on the edit).")
+    Text | None, Header(alias="X-User-Id", max_length=128, description="Who made the change (stored on the edit).")
 ]
+#: A job id in a path: 1 .. 2^31-1 (the id column's range), else 422 rather than a database error.
+JobId = Annotated[int, Path(ge=1, le=DB_INT_MAX, description="The job's id.", examples=[42])]
 
 
 def require_api_key(settings: SettingsDep, api_key: Annotated[str | None, Security(api_key_header)] = None) -> None:

@@ -11,34 +11,25 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.deps import UNAUTHORIZED_DETAIL, ApiState, require_api_key
+from app.api.deps import ApiState, require_api_key
+from app.api.errors import BodyLimitMiddleware, UnhandledErrorMiddleware, install_error_handlers
 from app.api.routes import edits, health, jobs, metrics
-from app.api.schemas import ErrorOut
+from app.api.schemas import error_responses
 from app.callbacks import CallbackSink
 from app.config import Settings, get_settings
 from app.db.models import Job
 from app.db.session import session_factory, session_scope
-from app.errors import (
-    EditRejectedError,
-    InvalidInputError,
-    JobBusyError,
-    JobNotFoundError,
-    PhaseOrderError,
-    PicaividError,
-    StorageError,
-)
+from app.errors import SettingsError
 from app.phases.base import PhaseContext
 from app.services.dispatch import Dispatcher
 from app.services.metrics import PicaividCollector, build_registry, configured_queues, monitoring_client
@@ -46,86 +37,12 @@ from app.storage import get_storage
 
 log = logging.getLogger(__name__)
 
-#: HTTP status per error class, most specific first (EditRejectedError is an InvalidInputError).
-ERROR_STATUS: tuple[tuple[type[PicaividError], int], ...] = (
-    (JobNotFoundError, 404),
-    (EditRejectedError, 422),
-    (InvalidInputError, 422),
-    (PhaseOrderError, 409),
-    (JobBusyError, 409),
-    (StorageError, 503),
-)
-
 TAGS: list[dict[str, Any]] = [
     {"name": "jobs", "description": "Create jobs from stored photos and music, follow them, re-run them."},
     {"name": "edits", "description": "Change a job's timeline or inputs; the affected phases re-run."},
     {"name": "metrics", "description": "Prometheus metrics for dashboards and autoscaling."},
     {"name": "health", "description": "Liveness and readiness probes (no API key)."},
 ]
-
-
-def status_for(exc: PicaividError) -> int:
-    for cls, code in ERROR_STATUS:
-        if isinstance(exc, cls):
-            return code
-    return 500  # a PicaividError nobody mapped: its message is still user-facing, so it is shown
-
-
-def one_line(text: str, limit: int = 500) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-async def picaivid_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, PicaividError)
-    code = status_for(exc)
-    log.log(
-        logging.WARNING if code >= 500 else logging.INFO,
-        "%s %s -> %s %s: %s",
-        request.method,
-        request.url.path,
-        code,
-        type(exc).__name__,
-        exc,
-    )
-    body = ErrorOut(detail=one_line(str(exc)) or type(exc).__name__, error=type(exc).__name__)
-    return JSONResponse(body.model_dump(), status_code=code)
-
-
-async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    # Connection refused, server gone, SQLite locked: the service is unavailable, not broken. The
-    # driver's message names hosts and users, so it goes to the log only.
-    log.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc)
-    return JSONResponse({"detail": "database unavailable", "error": "DatabaseUnavailable"}, status_code=503)
-
-
-class UnhandledErrorMiddleware:
-    """Any other exception: 500 `{"detail": "internal error"}`, traceback to the log only. A middleware
-    rather than an `Exception` handler: Starlette re-raises after such a handler, so the server would log
-    the traceback a second time and test clients would see the exception instead of the response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception:
-            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
-            if started:  # too late for a clean response; let the server close the connection
-                raise
-            await JSONResponse({"detail": "internal error"}, status_code=500)(scope, receive, send)
 
 
 def _callback_url_lookup(sessions: sessionmaker[Session]) -> Callable[[int], str | None]:
@@ -171,6 +88,16 @@ def _startup(settings: Settings, state: ApiState) -> None:
             ensure_schema(settings.DATABASE_URL)
         except Exception:
             log.exception("could not migrate %s; /ready will say so", settings.DATABASE_URL)
+    if not settings.is_fleet:
+        # Jobs an earlier embedded process was running when it died resume now (their leases are dead).
+        from app.services.runs import resume_orphaned_runs
+
+        try:
+            resumed = resume_orphaned_runs(state.ctx)
+            if resumed:
+                log.info("resuming job(s) %s left running by a stopped process", resumed)
+        except Exception:
+            log.exception("could not look for interrupted jobs; /ready will say whether the database is up")
     # Messages staged by a process that died between its commit and its send (the API's own, the CLI's)
     # go out now rather than waiting for the next request. flush() never raises.
     sent = state.dispatcher.flush()
@@ -196,24 +123,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.api = None
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """A new application. Tests pass their own `Settings`; nothing else reads the environment."""
-    settings = settings or get_settings()
-    app = FastAPI(
-        title="Picaivid media service",
-        summary="Listing photos + music in, beat-synced listing video out.",
-        description="Internal API for the Rails backend: create jobs from stored inputs, follow their four "
-        "phases (analyze, render, timeline, assemble), edit timelines and re-run phases. Every "
-        "`/internal` route needs the `X-API-Key` header.",
-        version="0.1.0",
-        openapi_tags=TAGS,
-        lifespan=lifespan,
-        debug=False,  # never tracebacks in responses, whatever DEBUG says
-    )
-    app.state.settings = settings
-    app.state.api = None
+def _docs_enabled(settings: Settings) -> bool:
+    """Swagger UI, ReDoc and the schema are for development and staging; production serves none of them
+    (the routes, their inputs and their errors are still described by `app.openapi()` and the repo)."""
+    return settings.ENVIRONMENT != "production"
 
+
+def _add_middlewares(app: FastAPI, settings: Settings) -> None:
+    # Innermost first: the body limit sits inside CORS, so a 413 carries the CORS headers too.
     app.add_middleware(UnhandledErrorMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.API_MAX_BODY_BYTES)
     if settings.CORS_ORIGINS:  # added last, so it wraps everything, error responses included
         app.add_middleware(
             CORSMiddleware,
@@ -222,13 +141,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
-    app.add_exception_handler(PicaividError, picaivid_error_handler)
-    app.add_exception_handler(OperationalError, database_error_handler)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A new application. Tests pass their own `Settings`; nothing else reads the environment (a bad
+    setting there raises `SettingsError` naming it)."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Picaivid media service",
+        summary="Listing photos + music in, beat-synced listing video out.",
+        description="Internal API for the Rails backend: create jobs from stored inputs, follow their four "
+        "phases (analyze, render, timeline, assemble), edit timelines and re-run phases. Every "
+        "`/internal` route needs the `X-API-Key` header. Every error, whatever its status, has the body "
+        '`{"error": {"code", "message", "details"}}` (`ErrorOut`).',
+        version="0.1.0",
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+        debug=False,  # never tracebacks in responses, whatever DEBUG says
+        responses=error_responses(500),
+        docs_url="/docs" if _docs_enabled(settings) else None,
+        redoc_url="/redoc" if _docs_enabled(settings) else None,
+        openapi_url="/openapi.json" if _docs_enabled(settings) else None,
+    )
+    app.state.settings = settings
+    app.state.api = None
+    _add_middlewares(app, settings)
+    install_error_handlers(app, settings)
 
     internal = APIRouter(
-        prefix="/internal",
-        dependencies=[Depends(require_api_key)],
-        responses={401: {"model": ErrorOut, "description": UNAUTHORIZED_DETAIL}},
+        prefix="/internal", dependencies=[Depends(require_api_key)], responses=error_responses(401, 503)
     )
     internal.include_router(jobs.router)
     internal.include_router(edits.router)
@@ -243,10 +184,19 @@ _app: FastAPI | None = None
 
 def __getattr__(name: str) -> FastAPI:
     """`app`, built on first access: `uvicorn app.api.main:app` gets an app configured from the
-    environment, while importing this module (tests, tools) reads no settings and builds nothing."""
+    environment, while importing this module (tests, tools) reads no settings and builds nothing. A bad
+    setting ends the server process with one line naming it (exit 2), not a traceback."""
     global _app
     if name == "app":
         if _app is None:
-            _app = create_app()
+            try:
+                from app.config import get_settings
+                from app.logs import configure_logging
+
+                configure_logging(get_settings())  # the server's own logs: JSON lines on stderr
+                _app = create_app()
+            except SettingsError as exc:
+                print(f"picaivid API: {exc}", file=sys.stderr)
+                raise SystemExit(exc.exit_code) from None
         return _app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

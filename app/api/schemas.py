@@ -1,22 +1,188 @@
 """Request and response bodies of the API, apart from the database models: the wire contract with Rails
-changes only on purpose, never because a column was added."""
+changes only on purpose, never because a column was added.
+
+Limits on what a request may carry (besides API_MAX_BODY_BYTES on the whole body) sit here, next to the
+fields they bound: ids fit the database's 32-bit integer columns, strings fit their columns and carry no
+NUL (PostgreSQL text cannot hold one) and no lone surrogate (not UTF-8), numbers are finite, metadata is
+a small, shallow JSON object.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-# --- common -----------------------------------------------------------------------------------
+# --- limits -----------------------------------------------------------------------------------
+
+#: Largest id any table holds: ids are 32-bit `integer` columns on PostgreSQL (SQLite takes more, but
+#: both databases answer the same).
+DB_INT_MAX = 2**31 - 1
+MAX_URI_CHARS = 2048
+MAX_PHOTOS = 200
+#: One metadata object (the job's or one photo's), as compact JSON.
+MAX_METADATA_BYTES = 16_384
+MAX_METADATA_DEPTH = 8
+#: Integers inside metadata: what a signed 64-bit column or a JavaScript number can still carry exactly.
+MAX_METADATA_INT = 2**53
+
+
+def storable_problem(text: str) -> str | None:
+    """Why `text` cannot be stored as a text column on both databases, or None."""
+    if "\x00" in text:
+        return "must not contain NUL characters (\\u0000)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode (no lone surrogates such as \\ud800)"
+    return None
+
+
+def _storable(text: str) -> str:
+    problem = storable_problem(text)
+    if problem:
+        raise ValueError(problem)
+    return text
+
+
+#: A string that both databases store as sent.
+Text = Annotated[str, AfterValidator(_storable)]
+
+
+def _json_problem(value: Any, depth: int) -> str | None:
+    """Why `value` (decoded JSON) cannot be stored and sent back as JSON, or None."""
+    if depth > MAX_METADATA_DEPTH:
+        return f"is nested deeper than {MAX_METADATA_DEPTH} levels"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must not contain NaN or Infinity"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_METADATA_INT:
+        return "must not contain integers beyond +/-2^53"
+    if isinstance(value, str):
+        return storable_problem(value)
+    if isinstance(value, dict):
+        items: list[Any] = [*value.keys(), *value.values()]
+        return next((p for p in (_json_problem(v, depth + 1) for v in items) if p), None)
+    if isinstance(value, list):
+        return next((p for p in (_json_problem(v, depth + 1) for v in value) if p), None)
+    return None
+
+
+def _small_json(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    problem = _json_problem(value, 1)
+    if problem:
+        raise ValueError(f"metadata {problem}")
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"metadata is {size} bytes as JSON; at most {MAX_METADATA_BYTES} are allowed")
+    return value
+
+
+#: Free-form metadata stored as a JSON column.
+Metadata = Annotated[dict[str, Any] | None, AfterValidator(_small_json)]
+
+
+#: Longest list an edit may carry (reorder's clip_ids: a timeline has one clip per photo at most).
+MAX_EDIT_ITEMS = 1000
+
+
+def _edit_value_problem(value: Any) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int) and not -DB_INT_MAX - 1 <= value <= DB_INT_MAX:
+        return f"must be between {-DB_INT_MAX - 1} and {DB_INT_MAX}"
+    if isinstance(value, str):
+        if len(value) > MAX_URI_CHARS:
+            return f"must have at most {MAX_URI_CHARS} characters"
+        return storable_problem(value)
+    return None
+
+
+def edit_problems(edit: BaseModel) -> list[dict[str, Any]]:
+    """Validation errors (pydantic's shape, for `RequestValidationError`) for values an edit's own model
+    accepts but the database cannot hold: ids beyond its integer columns, NUL characters, strings longer
+    than any column, lists longer than any timeline. Empty when the edit is storable."""
+    errors: list[dict[str, Any]] = []
+    for name, value in edit.model_dump().items():
+        if isinstance(value, list) and len(value) > MAX_EDIT_ITEMS:
+            errors.append(_value_error(("body", name), f"must have at most {MAX_EDIT_ITEMS} items", value))
+            continue
+        items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+        for index, item in items:
+            problem = _edit_value_problem(item)
+            if problem:
+                loc = ("body", name) if index is None else ("body", name, index)
+                errors.append(_value_error(loc, problem, item))
+    return errors
+
+
+def _value_error(loc: tuple[str | int, ...], message: str, value: Any) -> dict[str, Any]:
+    return {"type": "value_error", "loc": loc, "msg": message, "input": value}
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    """One problem with the request (validation errors list each field)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    loc: list[str | int] = Field(default_factory=list, examples=[["body", "target_length"]])
+    message: str = Field(examples=["Input should be less than or equal to 600"])
+    type: str | None = Field(default=None, examples=["less_than_equal"])
+    input: Any = Field(
+        default=None,
+        description="The offending value, shortened: long strings are cut, arrays and objects summarised, "
+        "NaN and Infinity given as strings. Absent where it would only repeat the request.",
+        examples=[900],
+    )
+
+
+class ErrorInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(
+        description="For programs: the error's class (JobNotFoundError, InvalidInputError, JobBusyError, ...) "
+        "or the HTTP meaning (Unauthorized, NotFound, ValidationError, PayloadTooLarge, InternalError, ...).",
+        examples=["JobNotFoundError"],
+    )
+    message: str = Field(description="One line for people.", examples=["job 42 does not exist"])
+    details: list[ErrorDetail] = Field(default_factory=list, description="At most 20 entries.")
 
 
 class ErrorOut(BaseModel):
-    """Every error the service explains: one line, and the error's class for programs."""
+    """Every error response of the service, whatever its status: `{"error": {"code", "message", "details"}}`."""
 
-    detail: str = Field(examples=["job 42 does not exist"])
-    error: str | None = Field(default=None, examples=["JobNotFoundError"])
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorInfo
+
+
+#: What each documented error status means, for `error_responses`.
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "The body could not be parsed (not UTF-8, or numbers beyond what JSON decoding allows).",
+    401: "Missing or invalid X-API-Key.",
+    404: "No such job.",
+    409: "The job is busy, or an earlier phase has not completed.",
+    413: "The request body is larger than API_MAX_BODY_BYTES.",
+    422: "A field, an id or a query parameter is invalid.",
+    500: "A bug: the message says nothing more (details are in the log).",
+    503: "The database or storage did not answer.",
+}
+
+
+def error_responses(*codes: int, **described: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for error statuses, all with the `ErrorOut` body. `described` overrides a
+    description: `error_responses(404, s404="No such job, or no timeline yet.")`."""
+    return {
+        code: {"model": ErrorOut, "description": described.get(f"s{code}", ERROR_DESCRIPTIONS[code])} for code in codes
+    }
 
 
 class HealthOut(BaseModel):
@@ -28,6 +194,9 @@ class ReadyOut(BaseModel):
     #: "ok" or "failed: <ErrorType>" per dependency.
     checks: dict[str, str] = Field(examples=[{"database": "ok", "sqs:cpu": "ok", "s3": "ok"}])
     failed: list[str] = Field(default_factory=list, examples=[[]])
+    error: ErrorInfo | None = Field(
+        default=None, description="With 503 only: the failed checks in the shape of every other error."
+    )
 
 
 # --- jobs -------------------------------------------------------------------------------------
@@ -36,18 +205,22 @@ class ReadyOut(BaseModel):
 class PhotoIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    uri: str = Field(
+    uri: Text = Field(
         min_length=1,
-        max_length=2048,
+        max_length=MAX_URI_CHARS,
         description="s3://<configured bucket>/key, or a path / "
         "file:// URI under LOCAL_STORAGE_PATH. Referenced in place, never fetched over HTTP.",
         examples=["s3://picaivid-uploads/listings/123/front.jpg"],
     )
-    room_label: str | None = Field(
+    room_label: Text | None = Field(
         default=None, max_length=64, description="Wins over inference.", examples=["kitchen"]
     )
     exclude: bool = False
-    metadata: dict[str, Any] | None = Field(default=None, description="Stored as photos.manual_metadata.")
+    metadata: Metadata = Field(
+        default=None,
+        description=f"Stored as photos.manual_metadata (a JSON object of at most {MAX_METADATA_BYTES} bytes, "
+        f"{MAX_METADATA_DEPTH} levels deep).",
+    )
 
 
 class JobCreate(BaseModel):
@@ -56,6 +229,7 @@ class JobCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         coerce_numbers_to_str=True,
+        allow_inf_nan=False,
         json_schema_extra={
             "examples": [
                 {
@@ -73,17 +247,31 @@ class JobCreate(BaseModel):
         },
     )
 
-    listing_id: str = Field(min_length=1, max_length=128)
-    photos: list[PhotoIn] = Field(min_length=1, max_length=200)
-    music_uri: str | None = Field(default=None, min_length=1, max_length=2048)
-    template_type: str | None = Field(default=None, max_length=64)
+    listing_id: Text = Field(min_length=1, max_length=128)
+    photos: list[PhotoIn] = Field(min_length=1, max_length=MAX_PHOTOS)
+    music_uri: Text | None = Field(default=None, min_length=1, max_length=MAX_URI_CHARS)
+    template_type: Text | None = Field(default=None, max_length=64)
     target_length: float | None = Field(default=None, ge=5, le=600, description="Seconds (default 30).")
     enable_beat_sync: bool | None = None
-    metadata: dict[str, Any] | None = None
-    callback_url: str | None = Field(
-        default=None, max_length=2048, description="Progress events are POSTed here instead of BACKEND_URL."
+    metadata: Metadata = Field(
+        default=None,
+        description=f"Stored as the job's metadata (a JSON object of at most {MAX_METADATA_BYTES} bytes, "
+        f"{MAX_METADATA_DEPTH} levels deep).",
+    )
+    callback_url: Text | None = Field(
+        default=None,
+        max_length=MAX_URI_CHARS,
+        description="Progress events are POSTed here instead of BACKEND_URL.",
     )
     enqueue: bool = Field(default=True, description="Start the job now (false: only register it).")
+
+    @field_validator("listing_id", mode="before")
+    @classmethod
+    def _finite_id(cls, value: Any) -> Any:
+        # Numbers become strings (coerce_numbers_to_str); NaN and Infinity would become "nan" and "inf".
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be a string or a finite number")
+        return value
 
     @field_validator("callback_url")
     @classmethod

@@ -18,6 +18,8 @@ def alembic_config(database_url: str) -> Config:
     cfg = Config(str(REPO_ROOT / "alembic.ini"))
     cfg.set_main_option("script_location", str(REPO_ROOT / "alembic"))
     cfg.set_main_option("sqlalchemy.url", normalize_url(database_url).replace("%", "%%"))
+    # The process has its own logging (app/logs.py); alembic.ini's would replace the root handlers.
+    cfg.attributes["skip_logging"] = True
     return cfg
 
 

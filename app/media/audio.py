@@ -30,8 +30,10 @@ Why the pipeline looks the way it does:
   music, an odd bar).
 * A track that is audible but has no pulse (a pad, a drone, noise) does not fail the job: it gets a
   steady 120 BPM grid with `source="librosa_fallback"` and a confidence of at most 0.15, so the timeline
-  can still pace the video and knows not to trust the grid. Undecodable, too short and silent tracks
-  raise `AudioError`, because nothing sensible can be cut to them.
+  can still pace the video and knows not to trust the grid. Undecodable, too short and silent tracks,
+  and tracks with NaN/infinite samples (a broken float export), raise `AudioError`, because nothing
+  sensible can be cut to them. Damage that still decodes (ffmpeg's decode errors in a corrupted mp3, long
+  digital silence inside the music) is reported by `inspect_music` for the job's warnings.
 
 Everything here is pure computation: no database, no settings. librosa is imported inside the
 analysis functions because importing it is expensive: 4-12 s on a 2-core machine with a warm numba
@@ -43,6 +45,7 @@ The analysis itself takes ~1 s for a 3-minute track plus decoding.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import math
 import re
 from collections.abc import Iterator, Sequence
@@ -54,7 +57,7 @@ import numpy as np
 
 from app.errors import AudioError, FFmpegError, PicaividError
 from app.media import numba_cache
-from app.media.ffmpeg import decode_audio
+from app.media.ffmpeg import run_ffmpeg
 from app.media.numba_cache import CacheState
 from app.media.types import BeatGrid
 
@@ -152,25 +155,24 @@ def analyze_music(path: str | Path, *, sample_rate: int = 22050, min_seconds: fl
 
 def load_music(path: str | Path, *, sample_rate: int = 22050) -> np.ndarray:
     """Decode a music file to mono float32 PCM, with one-line `AudioError`s for every failure."""
-    path = Path(path)
-    try:
-        return decode_audio(path, sample_rate=sample_rate, mono=True)
-    except PicaividError as exc:  # AudioError from decoding; FFmpegError if ffmpeg itself fails
-        if not path.is_file():
-            raise AudioError(f"music file {path.name} does not exist") from exc
-        if isinstance(exc, AudioError) and exc.__cause__ is None:  # decoded, but not one sample
-            raise AudioError(f"music {path.name} is empty: it contains no audio") from exc
-        raise AudioError(f"cannot decode music {path.name}: {_decode_failure(exc, path)}") from exc
+    return _decode_music(Path(path), sample_rate, None)[0]
 
 
 def check_music_samples(samples: np.ndarray, sample_rate: int, *, min_seconds: float = 4.0) -> np.ndarray:
-    """Reject audio no video can use: empty, shorter than `min_seconds`, or silent. Returns the samples
-    as clean float32 (NaN/inf zeroed; a copy, so callers may scale it in place)."""
+    """Reject audio no video can use: empty, not numbers (NaN or infinite samples: a broken float export,
+    which phase 4's loudness normalisation cannot process either), shorter than `min_seconds`, or silent.
+    Returns the samples as float32 (a copy, so callers may scale it in place)."""
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-    y = np.nan_to_num(np.asarray(samples, dtype=np.float32).reshape(-1), posinf=0.0, neginf=0.0)
+    y = np.array(samples, dtype=np.float32, copy=True).reshape(-1)
     if y.size == 0:
         raise AudioError("music contains no audio")
+    broken = int(y.size - np.count_nonzero(np.isfinite(y)))
+    if broken:
+        raise AudioError(
+            f"music contains {broken} sample(s) that are not numbers (NaN or infinite): "
+            "the file is broken; re-export it"
+        )
     duration = y.size / float(sample_rate)
     if duration < min_seconds:
         raise AudioError(f"music is {duration:.1f} s long; at least {min_seconds:g} s is needed")
@@ -179,6 +181,99 @@ def check_music_samples(samples: np.ndarray, sample_rate: int, *, min_seconds: f
     if level < _SILENCE_DBFS:
         raise AudioError(f"music is silent (level {level:.0f} dBFS)")
     return y
+
+
+@dataclass(frozen=True)
+class MusicCheck:
+    """A music file as the pipeline uses it: decoded, checked (`check_music_samples`) and inspected for
+    damage that still decodes: ffmpeg's decode errors (a corrupted mp3 skips or garbles frames) and long
+    stretches of digital silence inside the music (a zeroed region, a track glued from two)."""
+
+    samples: np.ndarray  # mono float32 at `sample_rate`, at most `MAX_MUSIC_SECONDS` long
+    sample_rate: int
+    #: Errors ffmpeg reported while decoding (the file still decoded; the audio may be broken there).
+    decode_errors: int
+    #: (start, length) in seconds of each silence of at least `SILENCE_GAP_SECONDS` between audible parts.
+    silence_gaps: tuple[tuple[float, float], ...]
+    #: The file's full length when it is longer than what was decoded (`MAX_MUSIC_SECONDS`), else None.
+    longer_than: float | None
+    #: sha256 of the file: phase 4 refuses music other than what phase 3 checked.
+    digest: str
+
+    @property
+    def duration(self) -> float:
+        return self.samples.size / float(self.sample_rate)
+
+    def warnings(self, start: float = 0.0, end: float = math.inf) -> list[str]:
+        """Findings worth telling the user, for the part of the music played from `start` to `end`."""
+        out: list[str] = []
+        if self.decode_errors:
+            out.append(f"music has {self.decode_errors} decode error(s); it may sound broken")
+        for gap_start, length in self.silence_gaps:
+            if gap_start < end and gap_start + length > start:
+                out.append(f"music is silent for {length:.1f} s from {_clock(gap_start)}; the video goes quiet there")
+        return out
+
+
+#: Longest stretch of a track decoded and analysed: the longest target (600 s) after a long intro. A
+#: one-hour mix would otherwise take gigabytes of memory for beats nobody hears.
+MAX_MUSIC_SECONDS = 900.0
+#: Digital silence: no sample above this (-80 dBFS) in a 10 ms frame ...
+SILENCE_GAP_LEVEL = 1e-4
+#: ... for this long, between audible parts, is a gap worth a warning.
+SILENCE_GAP_SECONDS = 2.0
+
+
+def inspect_music(
+    path: str | Path, *, sample_rate: int = 22050, min_seconds: float = 4.0, max_seconds: float = MAX_MUSIC_SECONDS
+) -> MusicCheck:
+    """Decode, check and inspect a music file (see `MusicCheck`); `AudioError` when it is unusable."""
+    path = Path(path)
+    samples, stderr = _decode_music(path, sample_rate, max_seconds + 1.0)
+    keep = round(max_seconds * sample_rate)
+    longer = samples.size / float(sample_rate) if samples.size > keep else None
+    y = check_music_samples(samples[:keep], sample_rate, min_seconds=min_seconds)
+    return MusicCheck(
+        samples=y,
+        sample_rate=sample_rate,
+        decode_errors=_count_decode_errors(stderr),
+        silence_gaps=silence_gaps(y, sample_rate),
+        longer_than=longer,
+        digest=music_digest(path),
+    )
+
+
+def music_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def silence_gaps(
+    y: np.ndarray, sample_rate: int, *, level: float = SILENCE_GAP_LEVEL, min_seconds: float = SILENCE_GAP_SECONDS
+) -> tuple[tuple[float, float], ...]:
+    """(start, length) of every run of silent 10 ms frames at least `min_seconds` long that lies between
+    audible frames: a silent intro or ending is not a gap (the video starts at the first downbeat)."""
+    frame = max(1, sample_rate // 100)
+    n = y.size // frame
+    if n == 0:
+        return ()
+    loud = np.abs(y[: n * frame]).reshape(n, frame).max(axis=1) > level
+    audible = np.flatnonzero(loud)
+    if audible.size < 2:
+        return ()
+    inner = ~loud[audible[0] : audible[-1] + 1]
+    edges = np.diff(np.concatenate([[0], inner.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    seconds = frame / float(sample_rate)
+    return tuple(
+        (round((audible[0] + a) * seconds, 2), round((b - a) * seconds, 2))
+        for a, b in zip(starts, ends, strict=True)
+        if (b - a) * seconds >= min_seconds
+    )
 
 
 def analyze_samples(samples: np.ndarray, sample_rate: int, *, min_seconds: float = 4.0) -> BeatGrid:
@@ -285,6 +380,41 @@ def snap_to_beat(t: float, beats: Sequence[float]) -> float:
 
 
 _FFMPEG_CONTEXT = re.compile(r"\[[^\]]*@ ?0x[0-9a-f]+\]\s*")
+#: ffmpeg's own line after a decoder's complaint about one packet; counted only when the decoder said nothing.
+_DECODE_WRAPPER = ("Error submitting packet", "Error while decoding", "Error decoding")
+
+
+def _decode_music(path: Path, sample_rate: int, max_seconds: float | None) -> tuple[np.ndarray, str]:
+    """Mono float32 PCM and what ffmpeg said on stderr (`-v error`: errors only). One-line `AudioError`s
+    for a missing, empty or undecodable file. (`ffmpeg.decode_audio` without discarding stderr, which
+    carries the decode errors of a damaged file that still decodes.)"""
+    if not path.is_file():
+        raise AudioError(f"music file {path.name} does not exist")
+    args: list[str] = ["-v", "error", "-i", str(path), "-vn", "-sn", "-dn"]
+    if max_seconds:
+        args += ["-t", f"{max_seconds:.3f}"]
+    args += ["-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-"]
+    try:
+        proc = run_ffmpeg(args, what=f"decoding {path.name}")
+    except FFmpegError as exc:
+        raise AudioError(f"cannot decode music {path.name}: {_decode_failure(exc, path)}") from exc
+    pcm = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
+    if pcm.size == 0:
+        raise AudioError(f"music {path.name} is empty: it contains no audio")
+    return pcm, proc.stderr.decode("utf-8", "replace")
+
+
+def _count_decode_errors(stderr: str) -> int:
+    """Decode errors in ffmpeg's `-v error` output: the decoder's own lines (one per damaged packet), or
+    ffmpeg's per-packet lines when the decoder printed none."""
+    lines = [_FFMPEG_CONTEXT.sub("", line).strip() for line in stderr.splitlines()]
+    lines = [line for line in lines if line]
+    wrappers = sum(line.startswith(_DECODE_WRAPPER) for line in lines)
+    return (len(lines) - wrappers) or wrappers
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{seconds % 60:04.1f}"
 
 
 def _decode_failure(exc: PicaividError, path: Path) -> str:

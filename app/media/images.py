@@ -14,9 +14,10 @@ Reason codes raised by `load_photo`:
 
 * ``empty_file``      the file has 0 bytes
 * ``file_too_big``    more bytes than ``max_bytes`` (checked with ``stat`` before reading)
-* ``unreadable``      the file does not exist or cannot be opened (permissions, a directory, ...)
+* ``unreadable``      the file does not exist or cannot be opened (permissions, a directory, a FIFO, ...)
 * ``not_an_image``    no allowed image format recognises the data (text, PDF, EPS, ...)
-* ``too_large``       header dimensions above ``max_pixels`` (checked before any pixel is decoded)
+* ``too_large``       header dimensions above ``max_pixels`` (checked before any pixel is decoded), except
+                      for a JPEG that decoding at 1/2 or 1/4 of its size brings under the limit
 * ``corrupt``         the header parses but the pixels do not decode (truncated upload, bad data)
 * ``unsupported_mode`` a pixel mode we cannot turn into RGB
 * ``too_small``       the upright photo's short side is below ``min_side``
@@ -34,6 +35,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -48,13 +50,16 @@ from app.errors import ImageRejectedError
 __all__ = [
     "ALLOWED_FORMATS",
     "ROOM_LABELS",
+    "FolderEntry",
     "LoadedPhoto",
+    "check_photo_file",
     "fingerprint_distance",
     "list_photo_files",
     "load_photo",
     "normalize_room_label",
     "photo_fingerprint",
     "resize_max",
+    "scan_photo_folder",
 ]
 
 #: Pillow formats we are willing to decode. Everything else (EPS would run Ghostscript, PSD, ICO,
@@ -98,6 +103,8 @@ class LoadedPhoto:
     exif_rotated: bool
     path: str
     frames: int = 1
+    #: > 1 when a large JPEG was decoded at 1/scale of its size (see `load_photo`).
+    scale: int = 1
 
     @property
     def aspect(self) -> float:
@@ -119,83 +126,190 @@ def load_photo(
 ) -> LoadedPhoto:
     """Decode one photo into an upright RGB array, or raise `ImageRejectedError`.
 
-    Order of checks (cheap and safe first): file size from ``stat``; format detection restricted to
-    `ALLOWED_FORMATS`; header dimensions against ``max_pixels`` *before* decoding, so a 30000x30000
-    PNG of a few hundred bytes never allocates its gigabytes; then a full decode (``img.load()``)
-    so truncated files fail here rather than later in the renderer; EXIF orientation; mode
-    conversion; the minimum side. `ImageFile.LOAD_TRUNCATED_IMAGES` is never changed.
+    Order of checks (cheap and safe first): `check_photo_file` (a regular, non-empty file of at most
+    ``max_bytes``, from ``stat``); format detection restricted to `ALLOWED_FORMATS`; header dimensions
+    against ``max_pixels`` *before* decoding, so a 30000x30000 PNG of a few hundred bytes never allocates
+    its gigabytes; then a full decode (``img.load()``) so truncated files fail here rather than later in
+    the renderer; EXIF orientation; mode conversion; the minimum side. `ImageFile.LOAD_TRUNCATED_IMAGES`
+    is never changed.
+
+    A JPEG with more than ``max_pixels`` (a 108 MP phone photo) is decoded at 1/2 or 1/4 of its size
+    (libjpeg's DCT scaling, `Image.draft`), so it never costs more than ``max_pixels`` of memory;
+    `LoadedPhoto.scale` says by how much. Only a JPEG that even 1/4 cannot bring under the limit is
+    ``too_large``. Errors name the file, never its directory (it may be the server's storage root).
     """
     p = str(path)
-    try:
-        size = os.stat(p).st_size
-    except OSError as exc:
-        raise ImageRejectedError(p, "unreadable", exc.strerror or type(exc).__name__) from exc
-    if os.path.isdir(p):
-        raise ImageRejectedError(p, "unreadable", "is a directory")
-    if size == 0:
-        raise ImageRejectedError(p, "empty_file")
-    if size > max_bytes:
-        raise ImageRejectedError(p, "file_too_big", f"{size} bytes > limit {max_bytes}")
+    name = os.path.basename(p) or p
+    check_photo_file(p, max_bytes=max_bytes)
     if ImageFile.LOAD_TRUNCATED_IMAGES:  # pragma: no cover - a global someone else flipped
         raise RuntimeError(
             "PIL.ImageFile.LOAD_TRUNCATED_IMAGES must stay False: truncated uploads "
             "would be accepted as half-grey photos"
         )
-
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns above its own global limit; we apply `max_pixels` ourselves just below,
-            # and Pillow still *raises* DecompressionBombError above twice its limit.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(p, formats=_allowed_formats())
-    except Image.DecompressionBombError as exc:
-        raise ImageRejectedError(p, "too_large", str(exc)) from exc
-    except UnidentifiedImageError as exc:
-        raise ImageRejectedError(p, "not_an_image", "unrecognised or disallowed format") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        # Some plugins raise these from the header parser for a recognised but broken header.
-        raise ImageRejectedError(p, "corrupt", f"bad header: {exc}") from exc
-
+    img = _open_image(p, name)
     with img:
         fmt = str(img.format or "")
         mode = str(img.mode)
-        w, h = img.size
-        if w <= 0 or h <= 0:
-            raise ImageRejectedError(p, "corrupt", f"header size {w}x{h}")
-        if w * h > max_pixels:
-            raise ImageRejectedError(p, "too_large", f"{w}x{h} = {w * h} pixels > limit {max_pixels}")
+        scale = _fit_pixels(img, name, max_pixels)
         # `is_animated` only peeks at the second frame; counting frames walks the whole file, so only
         # do that for files that are animated at all.
         animated = bool(getattr(img, "is_animated", False))
         frames = int(getattr(img, "n_frames", 1) or 1) if animated else 1
         if reject_animated and animated and fmt != "MPO":
-            raise ImageRejectedError(p, "animated", f"{frames} frames")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                img.load()  # full decode of the first frame: truncated data raises here
-        except Image.DecompressionBombError as exc:
-            raise ImageRejectedError(p, "too_large", str(exc)) from exc
-        except MemoryError as exc:
-            raise ImageRejectedError(p, "too_large", "out of memory while decoding") from exc
-        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, ZeroDivisionError) as exc:
-            # Decoders signal broken data with a zoo of exception types.
-            raise ImageRejectedError(p, "corrupt", f"{type(exc).__name__}: {exc}") from exc
-
+            raise ImageRejectedError(name, "animated", f"{frames} frames")
+        _decode(img, p, name)
         upright, rotated = _exif_upright(img)
-        rgb = _to_rgb_array(upright, p)
+        rgb = _to_rgb_array(upright, name)
 
     height, width = rgb.shape[:2]
     if min(width, height) < min_side:
-        raise ImageRejectedError(p, "too_small", f"{width}x{height}, short side < {min_side}")
+        raise ImageRejectedError(name, "too_small", f"{width}x{height}, short side < {min_side}")
     return LoadedPhoto(
-        rgb=rgb, width=width, height=height, original_mode=mode, format=fmt, exif_rotated=rotated, path=p, frames=frames
+        rgb=rgb,
+        width=width,
+        height=height,
+        original_mode=mode,
+        format=fmt,
+        exif_rotated=rotated,
+        path=p,
+        frames=frames,
+        scale=scale,
     )
 
 
+def check_photo_file(path: str | os.PathLike[str], *, max_bytes: int) -> int:
+    """The checks that need no decoding, for ingest (before a photo is copied anywhere) and for
+    `load_photo`: the path is a regular file (not a directory, FIFO or device), not empty, at most
+    `max_bytes`, and readable. Returns its size; raises `ImageRejectedError` naming the file only."""
+    p = os.fspath(path)
+    name = os.path.basename(p) or p
+    try:
+        st = os.stat(p)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        raise ImageRejectedError(name, "unreadable", _os_reason(exc)) from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageRejectedError(name, "unreadable", "is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageRejectedError(name, "unreadable", "not a regular file")
+    if st.st_size == 0:
+        raise ImageRejectedError(name, "empty_file")
+    if st.st_size > max_bytes:
+        raise ImageRejectedError(name, "file_too_big", f"{st.st_size} bytes > limit {max_bytes}")
+    try:
+        with open(p, "rb"):
+            pass
+    except OSError as exc:
+        raise ImageRejectedError(name, "unreadable", _os_reason(exc)) from exc
+    return int(st.st_size)
+
+
+def _os_reason(exc: BaseException) -> str:
+    """An OS error as a reason without the path it names."""
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return type(exc).__name__
+
+
+def _open_image(p: str, name: str) -> Image.Image:
+    """`Image.open` restricted to the allowed formats, with typed rejections. Pillow refuses anything
+    above twice its own pixel limit at open; a JPEG is then opened without that check, because
+    `_fit_pixels` can decode it at a reduced size (and refuses it if even that is too big)."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above its own global limit; we apply `max_pixels` ourselves in `_fit_pixels`.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(p, formats=_allowed_formats())
+    except Image.DecompressionBombError as exc:
+        if _looks_like_jpeg(p):
+            return _open_big_jpeg(p, name, exc)
+        raise ImageRejectedError(name, "too_large", _scrub(str(exc), p, name)) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageRejectedError(name, "not_an_image", "unrecognised or disallowed format") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        # Some plugins raise these from the header parser for a recognised but broken header.
+        raise ImageRejectedError(name, "corrupt", f"bad header: {_scrub(str(exc), p, name)}") from exc
+
+
+def _looks_like_jpeg(p: str) -> bool:
+    try:
+        with open(p, "rb") as fh:
+            return fh.read(3) == b"\xff\xd8\xff"
+    except OSError:
+        return False
+
+
+def _open_big_jpeg(p: str, name: str, bomb: Exception) -> Image.Image:
+    from PIL import JpegImagePlugin
+
+    try:
+        return JpegImagePlugin.JpegImageFile(p)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageRejectedError(name, "too_large", _scrub(str(bomb), p, name)) from exc
+
+
+def _fit_pixels(img: Image.Image, name: str, max_pixels: int) -> int:
+    """Make the decode fit in `max_pixels`: a JPEG by DCT scaling (returns the scale, 1, 2 or 4), any
+    other format only if it already fits. Runs on the header alone: nothing is decoded yet."""
+    w, h = img.size
+    if w <= 0 or h <= 0:
+        raise ImageRejectedError(name, "corrupt", f"header size {w}x{h}")
+    if w * h <= max_pixels:
+        return 1
+    too_large = ImageRejectedError(name, "too_large", f"{w}x{h} = {w * h} pixels > limit {max_pixels}")
+    if img.format not in ("JPEG", "MPO"):
+        raise too_large
+    scale = next((s for s in (2, 4) if math.ceil(w / s) * math.ceil(h / s) <= max_pixels), None)
+    if scale is None:  # beyond any phone or camera: a decompression bomb, or nothing we need at this size
+        raise too_large
+    img.draft(None, (w // scale, h // scale))
+    if img.size[0] * img.size[1] > max_pixels:  # pragma: no cover - draft refused (several scans)
+        raise too_large
+    return scale
+
+
+def _decode(img: Image.Image, p: str, name: str) -> None:
+    """Full decode of the first frame: truncated or broken data raises here, typed."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageRejectedError(name, "too_large", _scrub(str(exc), p, name)) from exc
+    except MemoryError as exc:
+        raise ImageRejectedError(name, "too_large", "out of memory while decoding") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, ZeroDivisionError) as exc:
+        # Decoders signal broken data with a zoo of exception types.
+        raise ImageRejectedError(name, "corrupt", f"{type(exc).__name__}: {_scrub(str(exc), p, name)}") from exc
+
+
+def _scrub(text: str, p: str, name: str) -> str:
+    """A decoder's message without the file's full path (it may name the server's storage root)."""
+    text = text.replace(p, name)
+    directory = os.path.dirname(p)
+    return text.replace(directory, "…") if directory and directory != "/" else text
+
+
 def _allowed_formats() -> list[str]:
+    _register_heif()
     Image.init()
     return [f for f in ALLOWED_FORMATS if f in Image.OPEN]
+
+
+_heif_registered = False
+
+
+def _register_heif() -> None:
+    """HEIC/HEIF (iPhone photos) through pillow-heif, registered once. Without the package, HEIF is
+    simply not an allowed format: such files are ``not_an_image``."""
+    global _heif_registered
+    if _heif_registered:
+        return
+    _heif_registered = True
+    try:
+        import pillow_heif
+    except ImportError:  # pragma: no cover - pillow-heif is in requirements.txt
+        return
+    pillow_heif.register_heif_opener()
 
 
 def _exif_upright(img: Image.Image) -> tuple[Image.Image, bool]:
@@ -501,7 +615,17 @@ def _natural_key(rel: str) -> tuple[tuple[int, int | str], ...]:
     return tuple(key)
 
 
-def list_photo_files(directory: str | os.PathLike[str]) -> list[tuple[Path, str | None]]:
+@dataclass(frozen=True)
+class FolderEntry:
+    """One file found by `scan_photo_folder`. `rejected` ("reason: detail") marks a file that must not
+    be read at all: a symlink pointing outside the folder, or one pointing nowhere."""
+
+    path: Path
+    label: str | None
+    rejected: str | None = None
+
+
+def scan_photo_folder(directory: str | os.PathLike[str]) -> list[FolderEntry]:
     """Every candidate photo under `directory`, with the room label its folder implies.
 
     Files directly inside `directory` get label None. Files in sub-folders get the label of the
@@ -511,13 +635,18 @@ def list_photo_files(directory: str | os.PathLike[str]) -> list[tuple[Path, str 
 
     Non-image files are returned too, so the loader can reject them with a reason the user sees;
     hidden files and folders (name starting with ".", which includes macOS "._x.jpg" resource forks)
-    and ``__MACOSX`` folders are skipped. Symlinked folders are not followed (no cycles). The order is
-    deterministic: natural sort of the path relative to `directory` ("img2" before "img10").
+    and ``__MACOSX`` folders are skipped. Symlinked folders are not followed (no cycles). A symlinked
+    file is followed only when its target lies inside `directory`; one pointing outside it (say at
+    /etc/passwd) is listed with ``rejected="outside_folder: ..."`` and one pointing nowhere with
+    ``rejected="unreadable: broken link"``, so the caller reports them without ever reading them.
+    The order is deterministic: natural sort of the path relative to `directory` ("img2" before
+    "img10").
     """
     root = Path(directory)
     if not root.is_dir():
         raise NotADirectoryError(str(root))
-    found: list[tuple[str, Path, str | None]] = []
+    real_root = root.resolve()
+    found: list[tuple[str, FolderEntry]] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in _SKIP_DIRS]
         rel_dir = Path(dirpath).relative_to(root)
@@ -525,12 +654,29 @@ def list_photo_files(directory: str | os.PathLike[str]) -> list[tuple[Path, str 
         for name in filenames:
             if name.startswith("."):
                 continue
-            full = Path(dirpath) / name
-            if not full.is_file():
-                continue
-            found.append(((rel_dir / name).as_posix(), full, label))
+            entry = _folder_entry(Path(dirpath) / name, label, real_root)
+            if entry is not None:
+                found.append(((rel_dir / name).as_posix(), entry))
     found.sort(key=lambda item: _natural_key(item[0]))
-    return [(full, label) for _, full, label in found]
+    return [entry for _, entry in found]
+
+
+def _folder_entry(full: Path, label: str | None, real_root: Path) -> FolderEntry | None:
+    """The entry for one name in the folder, or None for what is not a file at all (FIFOs, sockets)."""
+    if not full.is_symlink():
+        return FolderEntry(full, label) if full.is_file() else None
+    try:
+        target = full.resolve(strict=True)
+    except (OSError, RuntimeError):  # dangling, or a loop of links
+        return FolderEntry(full, label, "unreadable: broken link")
+    if not target.is_relative_to(real_root):
+        return FolderEntry(full, label, "outside_folder: a link to a file outside the photos folder")
+    return FolderEntry(full, label) if target.is_file() else None
+
+
+def list_photo_files(directory: str | os.PathLike[str]) -> list[tuple[Path, str | None]]:
+    """The readable files of `scan_photo_folder` as (path, label): what it rejects is left out."""
+    return [(e.path, e.label) for e in scan_photo_folder(directory) if e.rejected is None]
 
 
 def _label_for(parts: Iterable[str]) -> str | None:

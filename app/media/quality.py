@@ -27,7 +27,7 @@ import numpy as np
 from app.media.images import resize_max
 from app.media.motion import saliency_map, salient_region
 
-__all__ = ["WORK_SIDE", "QualityScores", "score_quality"]
+__all__ = ["WORK_SIDE", "QualityScores", "featureless_reason", "score_quality"]
 
 #: Long side of the working copy every measure runs on.
 WORK_SIDE = 1024
@@ -124,6 +124,65 @@ def score_quality(rgb: np.ndarray) -> QualityScores:
 def _logistic(x: float, mid: float, width: float) -> float:
     """Saturating 0..1 curve: 0.5 at `mid`, ~0.12 / ~0.88 at mid -/+ 2 * width."""
     return float(1.0 / (1.0 + math.exp(-(x - mid) / width)))
+
+
+# --- featureless photos ----------------------------------------------------------------------------
+
+#: Working copy of `featureless_reason`: long side, and the short side it never goes below (a panorama
+#: strip still gets a few blocks across).
+_FLAT_SIDE, _FLAT_MIN_SHORT = 256, 64
+#: Every channel's standard deviation (0..255) below this: one colour (black, white, a colour fill).
+_UNIFORM_STD = 2.0
+#: At least this fraction of the frame within +-`_MODAL_LEVELS` luma levels of the most common level:
+#: a flat card with a logo or a line of text. Real photos measured <= 0.12; darkened (12 %) or
+#: fogged (15 % contrast) copies of them <= 0.72; "coming soon" cards >= 0.95.
+_MODAL_FRACTION = 0.80
+_MODAL_LEVELS = 2
+#: 90th percentile of the 16 px blocks' high-pass (sigma 2 px) standard deviation below this: no detail
+#: anywhere (a gradient, or a photo blurred beyond recognition). Real photos >= 14, blurred by 8 px
+#: >= 1.9, darkened to 6 % >= 1.2; a smooth gradient 0.5.
+_DETAIL_P90 = 0.8
+_DETAIL_BLOCK = 16
+
+
+def featureless_reason(rgb: np.ndarray) -> str | None:
+    """Why `rgb` (uint8 RGB) shows nothing a listing video can use, or None when it shows something.
+
+    Blank frames (black, white, a colour), "coming soon" cards (one flat colour with a little text or a
+    logo) and smooth gradients pass every decoder check but give the camera nothing to move over and
+    the clip validator nothing to recognise, so phase 1 rejects them instead of phase 2 failing on them.
+    Dark, foggy or soft photos are not featureless: they keep their (low) quality score.
+    """
+    h, w = rgb.shape[:2]
+    scale = min(_FLAT_SIDE / max(h, w), 1.0)
+    scale = max(scale, min(_FLAT_MIN_SHORT / min(h, w), 1.0))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_AREA) if scale < 1.0 else rgb
+    spread = float(small.reshape(-1, 3).std(axis=0).max())
+    if spread < _UNIFORM_STD:
+        r, g, b = (round(float(v)) for v in small.reshape(-1, 3).mean(axis=0))
+        return f"a uniform colour (RGB {r},{g},{b}): a blank or placeholder image"
+    grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    hist = np.bincount(np.clip(np.rint(grey), 0, 255).astype(np.int64).ravel(), minlength=256)
+    mode = int(hist.argmax())
+    modal = float(hist[max(0, mode - _MODAL_LEVELS) : mode + _MODAL_LEVELS + 1].sum()) / grey.size
+    if modal >= _MODAL_FRACTION:
+        return f"{modal:.0%} of the frame is one flat colour: a blank card with a little text or a logo"
+    detail = _block_detail(grey)
+    if detail < _DETAIL_P90:
+        return f"no visible detail ({detail:.2f} < {_DETAIL_P90}): a plain gradient or a photo blurred to nothing"
+    return None
+
+
+def _block_detail(grey: np.ndarray) -> float:
+    """90th percentile of the high-pass standard deviation of `_DETAIL_BLOCK` px blocks."""
+    hp = grey - cv2.GaussianBlur(grey, (0, 0), 2.0)
+    b = _DETAIL_BLOCK
+    h, w = (hp.shape[0] // b) * b, (hp.shape[1] // b) * b
+    if h == 0 or w == 0:
+        return float(hp.std())
+    blocks = hp[:h, :w].reshape(h // b, b, w // b, b).std(axis=(1, 3))
+    return float(np.quantile(blocks, 0.9))
 
 
 # --- sharpness ---------------------------------------------------------------------------------------

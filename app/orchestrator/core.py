@@ -34,6 +34,8 @@ from sqlalchemy.orm import Session
 from app.db.models import Clip, ClipStatus, Job, JobPhase, JobStatus, PhaseStatus, utcnow
 from app.db.session import session_scope
 from app.errors import JobNotFoundError, PhaseOrderError, PicaividError, is_permanent
+from app.logs import bind
+from app.orchestrator.leases import held_job_lease
 from app.phases.base import PHASE_NAMES, PhaseContext, PhaseResult, PhaseRunner
 from app.progress import ProgressEvent, safe_emit
 
@@ -183,6 +185,21 @@ def _end_phase(
             job.error = f"phase {phase} ({PHASE_NAMES[phase]}): {error}"
         elif status == PhaseStatus.PENDING:
             row.error = f"attempt {row.attempts}: {error} (will retry)"
+    _log_phase_end(phase, status, seconds, error, result)
+
+
+def _log_phase_end(
+    phase: int, status: PhaseStatus, seconds: float, error: str | None, result: PhaseResult | None
+) -> None:
+    name = PHASE_NAMES[phase]
+    if status == PhaseStatus.COMPLETED:
+        log.info("phase %s (%s) completed in %.1f s", phase, name, seconds, extra={"seconds": round(seconds, 3)})
+        for warning in result.warnings if result else []:
+            log.info("phase %s (%s) warning: %s", phase, name, warning)
+    elif status == PhaseStatus.FAILED:
+        log.warning("phase %s (%s) failed: %s", phase, name, error)
+    else:
+        log.warning("phase %s (%s) will be retried: %s", phase, name, error)
 
 
 def error_message(exc: BaseException) -> str:
@@ -199,8 +216,13 @@ def run_phase(ctx: PhaseContext, job_id: int, phase: int, *, retry_transient: bo
 
     With `retry_transient` (fleet workers) an error that is not permanent (`is_permanent`) leaves the
     phase pending for a retry instead of failing the job."""
-    if not _start_phase(ctx, job_id, phase):
-        return False, 0.0
+    with bind(job_id=job_id, phase=phase):
+        if not _start_phase(ctx, job_id, phase):
+            return False, 0.0
+        return _run_started_phase(ctx, job_id, phase, retry_transient)
+
+
+def _run_started_phase(ctx: PhaseContext, job_id: int, phase: int, retry_transient: bool) -> tuple[bool, float]:
     safe_emit(ctx.progress_sink, ProgressEvent(job_id, "phase_started", phase, message=PHASE_NAMES[phase]))
     t0 = time.perf_counter()
     try:
@@ -244,8 +266,15 @@ def prepare_run(ctx: PhaseContext, job_id: int, start_phase: int | None) -> None
 def run_job(
     ctx: PhaseContext, job_id: int, *, start_phase: int | None = None, phases: Iterable[int] = ALL_PHASES
 ) -> JobOutcome:
-    """Run (or resume) a job in-process through `phases`. Errors are recorded on the job and
-    returned in the outcome, never raised, except `JobNotFoundError` / `PhaseOrderError`."""
+    """Run (or resume) a job in-process through `phases`, holding its lease (so nobody else runs or
+    edits it meanwhile, and a run whose process died can be resumed). Errors are recorded on the job
+    and returned in the outcome, never raised, except `JobNotFoundError`, `PhaseOrderError` and
+    `JobBusyError` (someone else holds a live lease)."""
+    with bind(job_id=job_id), held_job_lease(ctx, job_id):
+        return _run_job_phases(ctx, job_id, start_phase, phases)
+
+
+def _run_job_phases(ctx: PhaseContext, job_id: int, start_phase: int | None, phases: Iterable[int]) -> JobOutcome:
     prepare_run(ctx, job_id, start_phase)
     outcome = JobOutcome(job_id=job_id, status=JobStatus.RUNNING)
     safe_emit(ctx.progress_sink, ProgressEvent(job_id, "job_started"))

@@ -18,97 +18,48 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db.models import AppliedMessage, Clip, ClipStatus, Job, JobPhase, JobStatus, PhaseStatus, utcnow
 from app.db.session import session_scope
 from app.orchestrator.core import ALL_PHASES, ensure_phase_rows, get_job, invalidate_from
+from app.orchestrator.leases import (
+    LeaseResult,
+    acquire_job_lease,
+    aware,
+    job_busy_reason,
+    lease_seconds_left,
+    release_job_lease,
+    renew_job_lease,
+    renew_lease,
+)
 from app.phases.base import PHASE_NAMES, PhaseContext
 from app.queue.messages import JobMessage
 from app.queue.outbox import stage
 
 log = logging.getLogger(__name__)
 
+# Lease primitives live in `leases` (in-process runs hold job leases too); re-exported for the workers.
+__all__ = [
+    "LeaseResult",
+    "acquire_job_lease",
+    "aware",
+    "job_busy_reason",
+    "lease_seconds_left",
+    "release_job_lease",
+    "renew_job_lease",
+]
+
 RENDER_PHASE = 2
 
 
-def aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; every time we store is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-def lease_seconds_left(owner: str | None, expires_at: datetime | None, now: datetime | None = None) -> float:
-    """Seconds until a lease expires (0 when there is no live lease)."""
-    expires = aware(expires_at)
-    if not owner or expires is None:
-        return 0.0
-    return max(0.0, (expires - (now or utcnow())).total_seconds())
-
-
-def job_busy_reason(job: Job, now: datetime | None = None) -> str | None:
-    """Why the job cannot take a re-run or an edit right now, or None."""
-    left = lease_seconds_left(job.lease_owner, job.lease_expires_at, now)
-    if left > 0:
-        return f"job {job.id} is being worked on by {job.lease_owner} (lease expires in {left:.0f} s)"
-    if job.status == JobStatus.RUNNING:
-        return f"job {job.id} is running (phase {job.current_phase}: {PHASE_NAMES.get(job.current_phase, '?')})"
-    return None
-
-
 # ---------------------------------------------------------------------------------------------
-# job leases (CPU workers)
+# re-run requests from the queue
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LeaseResult:
-    acquired: bool
-    holder: str | None = None
-    #: When not acquired: seconds until the holder's lease expires.
-    seconds_left: float = 0.0
-
-
-def acquire_job_lease(ctx: PhaseContext, job_id: int, owner: str, ttl: float) -> LeaseResult:
-    with session_scope(ctx.sessions) as s:
-        job = get_job(s, job_id, lock=True)
-        now = utcnow()
-        left = lease_seconds_left(job.lease_owner, job.lease_expires_at, now)
-        if left > 0 and job.lease_owner != owner:
-            return LeaseResult(False, job.lease_owner, left)
-        job.lease_owner = owner
-        job.lease_expires_at = now + timedelta(seconds=ttl)
-        return LeaseResult(True, owner)
-
-
-def _renew_lease(ctx: PhaseContext, model: type[Job] | type[Clip], row_id: int, owner: str, ttl: float) -> bool:
-    """Extend our lease on a job or clip row. False when it is no longer ours (it expired and someone
-    took over)."""
-    with session_scope(ctx.sessions) as s:
-        result = s.execute(
-            update(model)
-            .where(model.id == row_id, model.lease_owner == owner)
-            .values(lease_expires_at=utcnow() + timedelta(seconds=ttl))
-        )
-        return bool(getattr(result, "rowcount", 0))
-
-
-def renew_job_lease(ctx: PhaseContext, job_id: int, owner: str, ttl: float) -> bool:
-    return _renew_lease(ctx, Job, job_id, owner, ttl)
-
-
-def release_job_lease(ctx: PhaseContext, job_id: int, owner: str) -> None:
-    with session_scope(ctx.sessions) as s:
-        s.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.lease_owner == owner)
-            .values(lease_owner=None, lease_expires_at=None)
-        )
 
 
 def apply_start_phase_once(ctx: PhaseContext, job_id: int, start_phase: int, message_id: str) -> bool:
@@ -305,9 +256,27 @@ def complete_render_phase_if_done(ctx: PhaseContext, job_id: int) -> bool:
         row = ensure_phase_rows(s, job)[RENDER_PHASE]
         if row.status != PhaseStatus.RUNNING or job.status == JobStatus.FAILED:
             return False
-        if _pending_clips(s, job_id):
+        # A clip every renderer failed on (status failed) drops out with a warning; phase 3 skips it.
+        left = _pending_clips(s, job_id)
+        if any(c.status != ClipStatus.FAILED for c in left):
+            return False
+        total = s.scalar(select(func.count()).select_from(Clip).where(Clip.job_id == job_id)) or 0
+        if left and len(left) == total:
+            row.status, row.finished_at = PhaseStatus.FAILED, utcnow()
+            row.error = f"no clip could be rendered ({len(left)} failed; first: clip {left[0].id}: {left[0].error})"
+            job.status, job.error = JobStatus.FAILED, f"phase 2 ({PHASE_NAMES[2]}): {row.error}"
             return False
         _complete_render_phase(s, job, row)
+        job.warnings = [
+            *(job.warnings or []),
+            *(
+                {
+                    "phase": RENDER_PHASE,
+                    "message": f"clip {c.id} left out of the video: no renderer could produce it ({c.error})",
+                }
+                for c in left
+            ),
+        ]
         job.current_phase = RENDER_PHASE
         stage(
             s,
@@ -385,7 +354,7 @@ def claim_clip(ctx: PhaseContext, message: JobMessage, owner: str, ttl: float) -
 
 
 def renew_clip_lease(ctx: PhaseContext, clip_id: int, owner: str, ttl: float) -> bool:
-    return _renew_lease(ctx, Clip, clip_id, owner, ttl)
+    return renew_lease(ctx, Clip, clip_id, owner, ttl)
 
 
 def release_clip_lease(ctx: PhaseContext, clip_id: int, owner: str) -> None:

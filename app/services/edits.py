@@ -15,9 +15,10 @@ Re-run rule per edit (`EditOutcome.rerun_from`):
     room_override                   1  labels are phase-1 output; clips whose plan is unchanged keep
                                        their render
     swap_hero                       2  the new hero gets a hero plan and is the only clip rendered again
+                                    1  when the photo has no clip (not needed for the target length)
     set_music                       3
     set_target_length               3  or 1 when the rendered footage cannot fill the new target (phase 1
-                                       plans longer clips)
+                                       plans longer clips) or it needs clips for photos left out
 
 When an earlier phase has not completed (an edit made before the run of the previous one finished), the
 re-run starts at that phase instead, and a timeline edit is only recorded: phase 3 applies it.
@@ -58,7 +59,8 @@ from app.media.assemble import XFADE_TRANSITIONS
 from app.media.images import ROOM_LABELS, normalize_room_label
 from app.media.types import BeatGrid
 from app.orchestrator import ALL_PHASES, ensure_phase_rows, get_job, invalidate_from
-from app.orchestrator.fleet import job_busy_reason
+from app.orchestrator.leases import job_busy_reason
+from app.phases.analyze.selection import NOT_NEEDED, needs_more_clips
 from app.phases.base import PhaseContext
 from app.phases.timeline.phase import clip_candidates, save_timeline, timeline_directives
 from app.phases.timeline.planner import (
@@ -344,7 +346,7 @@ def apply_edit(
     payload = parse_edit(edit)
     with session_scope(ctx.sessions) as s:
         job = get_job(s, job_id, lock=True)
-        busy = job_busy_reason(job)
+        busy = job_busy_reason(job, fleet=ctx.settings.is_fleet)
         if busy:
             raise JobBusyError(f"{busy}; edit it when the run stops")
         timeline = s.scalars(
@@ -543,6 +545,12 @@ def _swap_hero(st: _State, edit: SwapHeroEdit) -> _Applied:
     if photo.exclude:
         raise EditRejectedError(f"photo_id: photo {photo.id} is excluded; include it before making it a hero")
     clip = st.clip_of(photo.id)
+    if clip is None and photo.reject_reason == NOT_NEEDED:
+        # Analysed but left without a clip (the target did not need it): phase 1 honours the choice, makes
+        # it its room's hero (heroes are selected first) and plans its clip.
+        edit_id = st.record()
+        photo.manual_metadata = {**(photo.manual_metadata or {}), "hero": True, "hero_edit": edit_id}
+        return _Applied(rerun_from=st.rerun(1))
     if clip is None:
         duplicate_of = (photo.analysis or {}).get("duplicate_of")
         why = (
@@ -655,7 +663,9 @@ def _set_target_length(st: _State, edit: SetTargetLengthEdit) -> _Applied:
     target = edit.target_length
     if st.job.target_length is not None and math.isclose(st.job.target_length, target, abs_tol=1e-6):
         raise EditRejectedError(f"target_length: the job's target is already {target:g} s")
-    rerun = 3 if _footage_fills(st, target) else 1
+    # From 1 also when phase 1 would render more clips for the longer target (photos it left out as not
+    # needed): phase 3 can only place clips that exist.
+    rerun = 3 if _footage_fills(st, target) and not needs_more_clips(st.s, st.job.id, target) else 1
     st.record()
     st.job.target_length = target
     return _Applied(rerun_from=st.rerun(rerun))

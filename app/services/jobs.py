@@ -2,7 +2,9 @@
 
 * `create_job` (the CLI's): the job owns copies of its inputs in storage (deterministic keys under
   `jobs/<id>/input/`), so it can be re-run after the user's folder is gone, and a worker on another
-  machine can read them.
+  machine can read them. Each photo is checked before it is copied (a regular, readable file within
+  `MAX_IMAGE_BYTES`; `scan_photo_folder` already refused links leading out of the folder): a photo that
+  fails is recorded as a rejected row with its reason and nothing of it is stored.
 * `create_job_from_uris` (the API's): the inputs already sit in the configured bucket or storage root
   and are referenced in place.
 """
@@ -17,17 +19,22 @@ from typing import Any
 from urllib.parse import urlparse
 
 from app.config import Settings
-from app.db.models import Job, JobStatus, Photo
+from app.db.models import Job, JobStatus, Photo, PhotoStatus
 from app.db.session import session_scope
-from app.errors import AudioError, InvalidInputError, NoUsablePhotosError, StorageError
+from app.errors import AudioError, ImageRejectedError, InvalidInputError, NoUsablePhotosError, StorageError
 from app.media.audio import check_music_samples, load_music
-from app.media.images import list_photo_files
+from app.media.images import check_photo_file, scan_photo_folder
 from app.orchestrator import ensure_phase_rows
 from app.phases.base import PhaseContext
-from app.storage import keys
+from app.storage import MissingArtifactError, RefusedKeyError, keys
 
 #: Shortest music we accept: phase 3 needs a few bars to find a tempo.
 MIN_MUSIC_SECONDS = 4.0
+#: `photos.analysis` marker of a photo refused at ingest (nothing stored): phase 1 keeps it rejected.
+INGEST_REJECTED = "ingest_rejected"
+#: Column sizes of the backend's schema (`jobs.listing_id`, `photos.filename`).
+_LISTING_ID_CHARS = 128
+_FILENAME_CHARS = 255
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,8 @@ class PhotoInput:
     room_label: str | None = None
     exclude: bool = False
     manual_metadata: dict[str, Any] | None = None
+    #: "reason: detail" when the file must not be read (a link out of the photos folder).
+    rejected: str | None = None
 
 
 def check_music(path: Path) -> float:
@@ -49,10 +58,53 @@ def photos_from_folder(folder: Path) -> list[PhotoInput]:
     can name each skipped file with its reason."""
     if not folder.is_dir():
         raise InvalidInputError(f"{folder} is not a folder")
-    found = [PhotoInput(path=p, room_label=label) for p, label in list_photo_files(folder)]
+    found = [PhotoInput(path=e.path, room_label=e.label, rejected=e.rejected) for e in scan_photo_folder(folder)]
     if not found:
         raise NoUsablePhotosError(f"{folder} contains no files")
     return found
+
+
+def display_filename(name: str) -> str:
+    """A file name as stored in `photos.filename` and shown to people: bytes that are not UTF-8 (old zip
+    archives, Latin-1 disks) become U+FFFD instead of breaking the database write, and a name longer
+    than the column is cut, keeping its extension."""
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if len(text) <= _FILENAME_CHARS:
+        return text
+    stem, dot, ext = text.rpartition(".")
+    ext = f".{ext}" if dot and stem and len(ext) <= 16 else ""
+    return text[: _FILENAME_CHARS - len(ext) - 1] + "…" + ext
+
+
+def _check_listing_id(listing_id: str) -> None:
+    if not listing_id.strip():
+        raise InvalidInputError("listing_id is empty")
+    if len(listing_id) > _LISTING_ID_CHARS:
+        raise InvalidInputError(
+            f"listing id {listing_id[:40]!r}… is longer than {_LISTING_ID_CHARS} characters; pass a shorter one"
+        )
+
+
+def ingest_rejection(item: PhotoInput, max_bytes: int) -> str | None:
+    """Why `item` must not be copied into storage ("reason: detail"), or None. Runs before any copy,
+    so a 200 MB file or a FIFO is refused by `stat` alone."""
+    if item.rejected:
+        return item.rejected
+    try:
+        check_photo_file(item.path, max_bytes=max_bytes)
+    except ImageRejectedError as exc:
+        return exc.reason + (f": {exc.detail}" if exc.detail else "")
+    return None
+
+
+def _refuse_if_nothing_usable(photos: list[PhotoInput], refused: list[str | None]) -> None:
+    """Fail before creating anything when every photo was refused at ingest (phase 1 could only fail)."""
+    usable = [i for i, r in zip(photos, refused, strict=True) if r is None and not i.exclude]
+    if usable or not any(refused):
+        return
+    reasons = "; ".join(f"{display_filename(i.path.name)}: {r}" for i, r in zip(photos, refused, strict=True) if r)
+    count = sum(r is not None for r in refused)
+    raise NoUsablePhotosError(f"no usable photo: {count} rejected ({reasons[:300]})")
 
 
 def new_job(
@@ -91,11 +143,14 @@ def create_job(
     """Register a job and copy its inputs into storage. Returns the job id."""
     if not photos:
         raise NoUsablePhotosError("a job needs at least one photo")
+    _check_listing_id(listing_id)
     if target_length is not None and not (5.0 <= target_length <= 600.0):
         raise InvalidInputError(f"target length {target_length:g} s is outside 5-600 s")
+    settings = ctx.settings
+    refused = [ingest_rejection(item, settings.MAX_IMAGE_BYTES) for item in photos]
+    _refuse_if_nothing_usable(photos, refused)
     if music is not None:
         check_music(music)
-    settings = ctx.settings
     with session_scope(ctx.sessions) as s:
         job = new_job(
             settings,
@@ -108,23 +163,33 @@ def create_job(
         s.add(job)
         s.flush()
         job_id = job.id
-        for position, item in enumerate(photos):
-            uri = ctx.storage.put_file(keys.input_photo(job_id, position, item.path.name), item.path)
-            s.add(
-                Photo(
-                    job_id=job_id,
-                    s3_uri=uri,
-                    room_label=item.room_label,
-                    exclude=item.exclude,
-                    manual_metadata=item.manual_metadata,
-                    position=position,
-                    filename=item.path.name,
-                )
-            )
+        for position, (item, reason) in enumerate(zip(photos, refused, strict=True)):
+            s.add(_ingest_photo(ctx, job_id, position, item, reason))
         if music is not None:
             job.music_uri = ctx.storage.put_file(keys.input_music(job_id, music.name), music)
         ensure_phase_rows(s, job)
     return job_id
+
+
+def _ingest_photo(ctx: PhaseContext, job_id: int, position: int, item: PhotoInput, reason: str | None) -> Photo:
+    """The photo's row, its file copied into storage, or, when refused, a rejected row and no copy
+    (its URI names the key it would have had, which holds nothing)."""
+    key = keys.input_photo(job_id, position, item.path.name)
+    photo = Photo(
+        job_id=job_id,
+        room_label=item.room_label,
+        exclude=item.exclude,
+        manual_metadata=item.manual_metadata,
+        position=position,
+        filename=display_filename(item.path.name),
+    )
+    if reason is None:
+        photo.s3_uri = ctx.storage.put_file(key, item.path)
+    else:
+        photo.s3_uri = ctx.storage.uri(key)
+        photo.status, photo.reject_reason = PhotoStatus.REJECTED, reason
+        photo.analysis = {INGEST_REJECTED: True}
+    return photo
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,27 +212,32 @@ class PhotoRef:
     manual_metadata: dict[str, Any] | None = None
 
 
+def _short(uri: str, limit: int = 120) -> str:
+    return repr(uri) if len(uri) <= limit else repr(uri[: limit - 1] + "…")
+
+
+def _named(field_name: str, uri: str, exc: Exception) -> str:
+    text = str(exc)
+    return f"{field_name}: {text}" if uri in text or _short(uri) in text else f"{field_name} {_short(uri)}: {text}"
+
+
 def _input_key(ctx: PhaseContext, uri: str, field_name: str) -> str:
-    """Resolve `uri` to a storage key and make sure the object exists. Every failure is a one-line
-    `InvalidInputError` naming the field and the URI (the API answers 422)."""
-
-    def named(exc: Exception) -> str:
-        text = str(exc)
-        return f"{field_name}: {text}" if uri in text else f"{field_name} {uri!r}: {text}"
-
+    """Resolve `uri` to a storage key and make sure the object exists. What the URI itself gets wrong
+    (scheme, bucket, traversal, a name no file system or bucket can hold, S3 refusing that key) is a
+    one-line `InvalidInputError` naming the field and the URI (the API answers 422); only storage that
+    cannot answer (S3 unreachable or failing, a disk error) is a `StorageError` (503)."""
     try:
         # resolve_key is the SSRF / traversal guard: only this bucket or this root, no http://, no `..`.
         key = ctx.storage.resolve_key(uri)
-    except (InvalidInputError, StorageError) as exc:
-        raise InvalidInputError(named(exc)) from exc
-    try:
         found = ctx.storage.exists(key)
-    except (InvalidInputError, StorageError) as exc:  # e.g. S3 403 on that key: the input, not the service
-        raise InvalidInputError(named(exc)) from exc
-    except Exception as exc:  # endpoint unreachable and the like: transient, so 503 rather than 422
+    except (InvalidInputError, RefusedKeyError) as exc:  # e.g. S3 403 on that key: the input, not the service
+        raise InvalidInputError(_named(field_name, uri, exc)) from exc
+    except StorageError as exc:
+        raise StorageError(f"cannot reach storage to check {field_name}: {exc}") from exc
+    except OSError as exc:  # an OS error the storage did not classify: the storage, not the input
         raise StorageError(f"cannot reach storage to check {field_name}: {type(exc).__name__}") from exc
     if not found:
-        raise InvalidInputError(f"{field_name} {uri!r} does not exist")
+        raise InvalidInputError(f"{field_name} {_short(uri)} does not exist")
     return key
 
 
@@ -178,12 +248,12 @@ def _check_music_uri(ctx: PhaseContext, uri: str) -> str:
     with tempfile.TemporaryDirectory(prefix="picaivid-music-check-") as tmp:
         try:
             path = ctx.storage.local_path(key, Path(tmp))
-        except StorageError as exc:
-            raise InvalidInputError(f"music_uri {uri!r}: {exc}") from exc
+        except (InvalidInputError, MissingArtifactError, RefusedKeyError) as exc:  # gone since the check
+            raise InvalidInputError(_named("music_uri", uri, exc)) from exc
         try:
             check_music(path)
         except AudioError as exc:
-            raise AudioError(f"music_uri {uri!r}: {exc}") from exc
+            raise AudioError(f"music_uri {_short(uri)}: {exc}") from exc
     return key
 
 
@@ -212,8 +282,7 @@ def create_job_from_uris(
     same transaction; the caller sends it after commit (`Dispatcher.flush`). Returns the job id."""
     if not photos:
         raise NoUsablePhotosError("a job needs at least one photo")
-    if not listing_id.strip():
-        raise InvalidInputError("listing_id is empty")
+    _check_listing_id(listing_id)
     if target_length is not None and not (5.0 <= target_length <= 600.0):
         raise InvalidInputError(f"target length {target_length:g} s is outside 5-600 s")
     if callback_url is not None:
@@ -223,11 +292,8 @@ def create_job_from_uris(
     for i, ref in enumerate(photos):
         try:
             ctx.storage.resolve_key(ref.uri)
-        except (InvalidInputError, StorageError) as exc:
-            text = str(exc)
-            raise InvalidInputError(
-                f"photos[{i}].uri: {text}" if ref.uri in text else f"photos[{i}].uri {ref.uri!r}: {text}"
-            ) from exc
+        except InvalidInputError as exc:
+            raise InvalidInputError(_named(f"photos[{i}].uri", ref.uri, exc)) from exc
     with ThreadPoolExecutor(
         max_workers=min(_EXISTS_CHECK_THREADS, len(photos)), thread_name_prefix="picaivid-exists"
     ) as pool:
@@ -263,7 +329,7 @@ def create_job_from_uris(
                     exclude=ref.exclude,
                     manual_metadata=ref.manual_metadata,
                     position=position,
-                    filename=key.rsplit("/", 1)[-1],
+                    filename=display_filename(key.rsplit("/", 1)[-1]),
                 )
             )
         ensure_phase_rows(s, job)

@@ -86,9 +86,12 @@ def job_report(ctx: PhaseContext, job_id: int, *, output: Path | None = None) ->
     summary["phase_timings"] = {str(p["phase"]): p["duration_s"] for p in summary["phases"]}
     summary["warnings"] = [w["message"] if isinstance(w, dict) else str(w) for w in summary["warnings"]]
     summary["output"] = str(output) if output else summary.get("output_uri")
-    folder = output.parent if output else None
-    summary["poster"] = _local_copy(ctx, summary.get("poster_uri"), folder / "poster.jpg" if folder else None)
-    summary["storyboard"] = _local_copy(
-        ctx, summary.get("storyboard_uri"), folder / "storyboard.png" if folder else None
-    )
+    # Named after the video (listing.poster.jpg beside listing.mp4): fixed names would overwrite a
+    # user's own poster.jpg when --out sits in the photo folder.
+    summary["poster"] = _local_copy(ctx, summary.get("poster_uri"), _beside(output, ".poster.jpg"))
+    summary["storyboard"] = _local_copy(ctx, summary.get("storyboard_uri"), _beside(output, ".storyboard.png"))
     return summary
+
+
+def _beside(video: Path | None, suffix: str) -> Path | None:
+    return video.with_name(video.stem + suffix) if video else None

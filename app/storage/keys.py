@@ -1,7 +1,21 @@
 """Deterministic artifact keys: the same job, phase and artifact always map to the same key, so
-re-running a phase (or a redelivered message) overwrites rather than duplicates."""
+re-running a phase (or a redelivered message) overwrites rather than duplicates.
+
+User file names become one key component through `safe_name`: Unicode-normalised (NFC, so a macOS NFD
+"Küche" and a Windows NFC "Küche" give one key), letters and digits of any script kept, everything else
+(spaces, `#`, `%`, `?`, emoji, undecodable bytes) replaced by `_`, and at most `MAX_NAME_BYTES` bytes of
+UTF-8: longer names are cut and get a short hash of the whole name, so every key component stays well
+inside the 255-byte file-name limit of local file systems (and of S3Storage's download cache).
+"""
 
 from __future__ import annotations
+
+import hashlib
+import unicodedata
+
+#: Longest key component we make from a user's name, in UTF-8 bytes. File systems allow 255 per
+#: component; the rest is headroom for prefixes ("000_") and temporary names (".x.part").
+MAX_NAME_BYTES = 200
 
 
 def job_prefix(job_id: int) -> str:
@@ -43,5 +57,26 @@ def storyboard(job_id: int, version: int) -> str:
 
 
 def _safe(name: str) -> str:
-    keep = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-    return keep.lstrip(".") or "file"
+    return safe_name(name)
+
+
+def safe_name(name: str, max_bytes: int = MAX_NAME_BYTES) -> str:
+    """One deterministic, file-system- and URL-safe key component for a user's file name."""
+    text = unicodedata.normalize("NFC", name)
+    keep = "".join(c if c in "._-" or (c.isalnum() and c.isprintable()) else "_" for c in text)
+    return fit_name(keep.lstrip(".") or "file", max_bytes, original=name)
+
+
+def fit_name(name: str, max_bytes: int = MAX_NAME_BYTES, *, original: str | None = None) -> str:
+    """`name` if it fits in `max_bytes` of UTF-8, else its start, a hash of the whole name (`original`
+    when given) and its extension: deterministic, and distinct for names that share a long prefix."""
+    if len(name.encode("utf-8", "surrogatepass")) <= max_bytes:
+        return name
+    digest = hashlib.sha256((original or name).encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem or len(ext.encode("utf-8", "surrogatepass")) > 16:
+        stem, ext = name, ""
+    tail = f"~{digest}" + (f".{ext}" if ext else "")
+    budget = max_bytes - len(tail.encode("utf-8", "surrogatepass"))
+    cut = stem.encode("utf-8", "surrogatepass")[:budget].decode("utf-8", "ignore")
+    return cut + tail

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from app.cli import app
+from app.cli import main
 
 if __name__ == "__main__":
     sys.argv = [sys.argv[0], "worker", *sys.argv[1:]]
-    app()
+    main()

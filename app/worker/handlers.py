@@ -200,7 +200,7 @@ def handle_gpu(hctx: HandlerContext, inflight: InFlight) -> Disposition:
         return Disposition(Action.ACK, f"clip {clip_id} already rendered", job_id=job_id)
     with inflight.lock:
         inflight.clip_id = clip_id
-    from app.phases.render.phase import render_clip  # heavy imports only where clips are rendered
+    from app.phases.render.phase import ClipRejectedError, render_clip  # heavy imports only where clips render
 
     try:
         outcome = render_clip(ctx, clip_id, cancel=hctx.cancel)
@@ -210,6 +210,10 @@ def handle_gpu(hctx: HandlerContext, inflight: InFlight) -> Disposition:
             Action.RELEASE, f"clip {clip_id} handed back: shutting down", delay=hctx.release_delay(), job_id=job_id
         )
     except Exception as exc:
+        if isinstance(exc, ClipRejectedError):  # every renderer failed: the clip drops out, the job goes on
+            _release_clip(hctx, inflight)
+            _finish_clip(hctx, job_id)
+            return Disposition(Action.ACK, f"clip {clip_id} left out: {exc}", job_id=job_id)
         if is_permanent(exc):
             fleet.fail_render_phase(ctx, job_id, str(exc))
             _emit(hctx, ProgressEvent(job_id, "phase_failed", fleet.RENDER_PHASE, message=str(exc)))

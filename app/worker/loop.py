@@ -20,6 +20,7 @@ runs that phase again.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -36,6 +37,7 @@ from typing import Literal
 from app.callbacks import CallbackSink
 from app.db.models import Job
 from app.db.session import session_scope
+from app.logs import bind
 from app.orchestrator import fleet
 from app.phases.base import PhaseContext
 from app.progress import ProgressEvent, ProgressSink, safe_emit
@@ -188,6 +190,10 @@ class Worker:
         return disposition
 
     def _handle(self, inflight: InFlight) -> Disposition:
+        with bind(**_message_ids(inflight.message.body)):
+            return self._dispatch(inflight)
+
+    def _dispatch(self, inflight: InFlight) -> Disposition:
         hctx = HandlerContext(self.ctx, self.worker_id, self.relay, self.cancel, lambda: self.release_delay)
         try:
             if self.worker_type == "gpu":
@@ -338,3 +344,14 @@ def callback_url_lookup(ctx: PhaseContext) -> Callable[[int], str | None]:
             return job.callback_url if job is not None else None
 
     return lookup
+
+
+def _message_ids(body: str) -> dict[str, int | None]:
+    """job_id / clip_id of a message, for the log context; a body the handler will reject gives none."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k in ("job_id", "clip_id") if isinstance(v := data.get(k), int) and not isinstance(v, bool)}

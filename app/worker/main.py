@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-
 from app.config import Settings, get_settings
 from app.errors import InvalidInputError
+from app.logs import configure_logging
 from app.worker.loop import Worker, WorkerType, callback_url_lookup
-
-
-def configure_logging(settings: Settings) -> None:
-    """Workers log one line per event to stderr (the container's log stream)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers = [handler]
-    root.setLevel(settings.LOG_LEVEL.upper())
-    for noisy in ("botocore", "boto3", "urllib3", "httpx", "numba"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def build_worker(worker_type: WorkerType, settings: Settings | None = None) -> Worker:

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from app.api.deps import SettingsDep, StateDep
-from app.api.schemas import HealthOut, ReadyOut
+from app.api.schemas import ErrorDetail, ErrorInfo, HealthOut, ReadyOut
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,12 @@ def health() -> HealthOut:
     "/ready",
     response_model=ReadyOut,
     summary="Readiness",
-    responses={503: {"model": ReadyOut, "description": "A dependency did not answer."}},
+    responses={
+        503: {
+            "model": ReadyOut,
+            "description": "A dependency did not answer: the report, with `error` in the shape of every error.",
+        }
+    },
 )
 def ready(settings: SettingsDep, state: StateDep) -> JSONResponse:
     """200 when the database answers `select 1` and each configured SQS queue and the S3 bucket answer;
@@ -56,5 +61,18 @@ def ready(settings: SettingsDep, state: StateDep) -> JSONResponse:
     if s3 is not None and settings.S3_BUCKET:
         check("s3", partial(s3.head_bucket, Bucket=settings.S3_BUCKET))
     failed = [name for name, result in checks.items() if result != "ok"]
-    body = ReadyOut(status="unavailable" if failed else "ok", checks=checks, failed=failed)
-    return JSONResponse(body.model_dump(), status_code=status.HTTP_503_SERVICE_UNAVAILABLE if failed else 200)
+    body = ReadyOut(status="unavailable" if failed else "ok", checks=checks, failed=failed, error=_not_ready(checks))
+    return JSONResponse(
+        body.model_dump(exclude_none=True), status_code=status.HTTP_503_SERVICE_UNAVAILABLE if failed else 200
+    )
+
+
+def _not_ready(checks: dict[str, str]) -> ErrorInfo | None:
+    failed = [name for name, result in checks.items() if result != "ok"]
+    if not failed:
+        return None
+    return ErrorInfo(
+        code="NotReady",
+        message=f"not ready: {', '.join(failed)} did not answer",
+        details=[ErrorDetail(loc=[name], message=checks[name], type="check_failed") for name in failed],
+    )

@@ -8,14 +8,16 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy import select
 
-from app.api.deps import ContextDep, DispatcherDep, SessionDep
+from app.api.deps import ContextDep, DispatcherDep, JobId, RedactDep, SessionDep
+from app.api.errors import redact_summary
 from app.api.schemas import (
+    DB_INT_MAX,
     Artifacts,
     BeatGridOut,
     ClipOut,
-    ErrorOut,
     JobCreate,
     JobCreated,
     JobDetail,
@@ -27,10 +29,12 @@ from app.api.schemas import (
     TimelineClipOut,
     TimelineOut,
     TimelineVersionOut,
+    error_responses,
 )
 from app.db.models import Clip, Job, JobStatus, Photo, Timeline
 from app.db.session import session_scope
-from app.errors import InvalidInputError, PicaividError
+from app.errors import PicaividError
+from app.netguard import check_callback_url
 from app.orchestrator import get_job, job_summary
 from app.services.jobs import PhotoRef, create_job_from_uris
 from app.services.runs import request_run
@@ -40,7 +44,7 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "No such job."}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = error_responses(404, 422, s422="The id is not a job id (1 .. 2^31-1).")
 
 
 def artifact_url(storage: Storage, uri: str | None) -> str | None:
@@ -60,15 +64,25 @@ def encode_cursor(job_id: int) -> str:
 
 
 def decode_cursor(cursor: str) -> int:
-    """The cursor is opaque to clients (it may carry more than an id one day); today it is the last id."""
+    """The cursor is opaque to clients (it may carry more than an id one day); today it is the last id.
+    Anything that is not a cursor this API wrote (not base64, not digits, beyond the id column) is a
+    422 on `cursor`, like any other invalid query parameter."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        value = int(raw)
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidInputError(f"invalid cursor {cursor[:40]!r}") from None
-    if value < 1 or not raw.isdigit():
-        raise InvalidInputError(f"invalid cursor {cursor[:40]!r}")
-    return value
+        raw = ""
+    if not (raw.isdigit() and len(raw) <= len(str(DB_INT_MAX)) and 1 <= int(raw) <= DB_INT_MAX):
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", "cursor"),
+                    "msg": "invalid cursor: pass the next_cursor of the previous page",
+                    "input": cursor,
+                }
+            ]
+        )
+    return int(raw)
 
 
 @router.post(
@@ -76,15 +90,21 @@ def decode_cursor(cursor: str) -> int:
     status_code=status.HTTP_201_CREATED,
     response_model=JobCreated,
     summary="Create a job",
-    responses={
-        422: {"model": ErrorOut, "description": "An input URI, the music or a field is unusable."},
-        503: {"model": ErrorOut, "description": "Storage did not answer."},
-    },
+    responses=error_responses(
+        400,
+        413,
+        422,
+        503,
+        s422="An input URI, the music or a field is unusable.",
+        s503="Storage or the database did not answer.",
+    ),
 )
 def create_job(body: JobCreate, ctx: ContextDep, dispatcher: DispatcherDep) -> JobCreated:
     """Register a job whose photos and music already sit in storage (the configured S3 bucket, or under
     LOCAL_STORAGE_PATH). Every URI must exist; the music is decoded before anything is written. With
     `enqueue` the job is queued in the same transaction and sent after commit."""
+    if body.callback_url is not None:
+        check_callback_url(body.callback_url, ctx.settings)  # SSRF: resolved and checked (422 if refused)
     photos = [
         PhotoRef(uri=p.uri, room_label=p.room_label, exclude=p.exclude, manual_metadata=p.metadata) for p in body.photos
     ]
@@ -111,10 +131,11 @@ def create_job(body: JobCreate, ctx: ContextDep, dispatcher: DispatcherDep) -> J
     "",
     response_model=JobList,
     summary="List jobs",
-    responses={422: {"model": ErrorOut, "description": "Invalid cursor."}},
+    responses=error_responses(422, s422="Invalid status, limit or cursor."),
 )
 def list_jobs(
     session: SessionDep,
+    redact: RedactDep,
     status_filter: JobStatus | None = Query(default=None, alias="status"),
     limit: int = Query(default=20, ge=1, le=100),
     cursor: str | None = Query(default=None, max_length=64, description="`next_cursor` of the previous page."),
@@ -128,15 +149,15 @@ def list_jobs(
     ids = list(session.scalars(stmt))
     more = len(ids) > limit
     ids = ids[:limit]
-    items = [JobSummary.model_validate(job_summary(session, job_id)) for job_id in ids]
+    items = [JobSummary.model_validate(redact_summary(job_summary(session, job_id), redact)) for job_id in ids]
     return JobList(items=items, next_cursor=encode_cursor(ids[-1]) if more and ids else None)
 
 
 @router.get("/{job_id}", response_model=JobDetail, summary="Job status", responses=NOT_FOUND)
-def read_job(job_id: int, session: SessionDep, ctx: ContextDep) -> JobDetail:
+def read_job(job_id: JobId, session: SessionDep, ctx: ContextDep, redact: RedactDep) -> JobDetail:
     """The job's state, its photos (with scores and why any was rejected), its clips and download URLs of
     the delivered video, poster and storyboard."""
-    summary = job_summary(session, job_id)
+    summary = redact_summary(job_summary(session, job_id), redact)
     photos = list(session.scalars(select(Photo).where(Photo.job_id == job_id).order_by(Photo.position, Photo.id)))
     clips = list(session.scalars(select(Clip).where(Clip.job_id == job_id).order_by(Clip.id)))
     return JobDetail(
@@ -146,7 +167,7 @@ def read_job(job_id: int, session: SessionDep, ctx: ContextDep) -> JobDetail:
                 id=p.id,
                 uri=p.s3_uri,
                 status=p.status,
-                reject_reason=p.reject_reason,
+                reject_reason=redact(p.reject_reason) if p.reject_reason else None,
                 resolved_room_label=p.resolved_room_label,
                 label_source=p.label_source,
                 exclude=bool(p.exclude),
@@ -172,7 +193,7 @@ def read_job(job_id: int, session: SessionDep, ctx: ContextDep) -> JobDetail:
                 validation_score=c.validation_score,
                 render_seconds=c.render_seconds,
                 render_attempts=c.render_attempts or 0,
-                error=c.error,
+                error=redact(c.error) if c.error else None,
             )
             for c in clips
         ],
@@ -215,9 +236,9 @@ def _beat_grid(timeline: Timeline) -> BeatGridOut | None:
     "/{job_id}/timeline",
     response_model=TimelineOut,
     summary="Current timeline",
-    responses={404: {"model": ErrorOut, "description": "No such job, or no timeline yet."}},
+    responses={**NOT_FOUND, **error_responses(404, s404="No such job, or no timeline yet.")},
 )
-def read_timeline(job_id: int, session: SessionDep, ctx: ContextDep) -> TimelineOut:
+def read_timeline(job_id: JobId, session: SessionDep, ctx: ContextDep) -> TimelineOut:
     """The latest timeline version (clips in order, cut times on the beat grid) and the list of every
     version with its video."""
     get_job(session, job_id)
@@ -272,15 +293,12 @@ def read_timeline(job_id: int, session: SessionDep, ctx: ContextDep) -> Timeline
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobSummary,
     summary="Run or re-run a job",
-    responses={
-        **NOT_FOUND,
-        409: {"model": ErrorOut, "description": "The job is busy, or an earlier phase has not completed."},
-    },
+    responses={**NOT_FOUND, **error_responses(400, 409, 413)},
 )
-def rerun(job_id: int, body: RunRequest, ctx: ContextDep, dispatcher: DispatcherDep) -> JobSummary:
+def rerun(job_id: JobId, body: RunRequest, ctx: ContextDep, dispatcher: DispatcherDep, redact: RedactDep) -> JobSummary:
     """Re-run from `start_phase` (that phase and later ones are redone; earlier results and rendered
     clips are kept), or resume without it. Refused while a worker is on the job."""
     reason = f"api: run from phase {body.start_phase}" if body.start_phase else "api: resume"
     summary = request_run(ctx, job_id, body.start_phase, reason=reason)
     dispatcher.flush()
-    return JobSummary.model_validate(summary)
+    return JobSummary.model_validate(redact_summary(summary, redact))

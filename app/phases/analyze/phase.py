@@ -9,13 +9,14 @@ are replaced, clip rows are upserted by photo (a clip whose plan did not change 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db.models import AnalysisResult, Clip, ClipStatus, Photo, PhotoStatus, RoomCluster
@@ -24,10 +25,12 @@ from app.errors import ImageRejectedError, NoUsablePhotosError
 from app.media.clustering import ClusterInput, choose_hero, cluster_rooms
 from app.media.images import fingerprint_distance, load_photo, photo_fingerprint, resize_max
 from app.media.motion import plan_motion
-from app.media.quality import QualityScores, score_quality
+from app.media.quality import QualityScores, featureless_reason, score_quality
 from app.media.scene import SceneGuess, classify_scene, resolve_room_label
 from app.orchestrator import get_job
+from app.phases.analyze.selection import NOT_NEEDED, select_for_target
 from app.phases.base import PhaseContext, PhaseResult
+from app.phases.timeline.planner import ClipCandidate
 from app.storage import keys
 
 PHASE = 1
@@ -37,6 +40,8 @@ THUMB_MAX_SIDE = 320
 #: dHash distance at or below which two photos are the same shot.
 DUPLICATE_DISTANCE = 4
 MIN_CLIP_SECONDS, MAX_CLIP_SECONDS = 3.0, 10.0
+#: A re-plan keeps a clip's rendered footage when it is at least this fraction of the newly planned length.
+KEEP_FOOTAGE = 0.85
 
 
 @dataclass
@@ -124,65 +129,93 @@ def _thumbnail(ctx: PhaseContext, job_id: int, photo_id: int, rgb: np.ndarray, w
     ctx.storage.put_file(keys.thumbnail(job_id, photo_id), path, "image/jpeg")
 
 
-def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
-    settings = ctx.settings
-    out_h = settings.output_size[1]
-    workdir = ctx.workdir(job_id)
+@dataclass
+class _JobPhoto:
+    photo_id: int
+    uri: str
+    filename: str
+    override: str | None
+    given_label: str | None
+    exclude: bool
+    #: The reason a photo was refused at ingest (too big, a link out of the folder): nothing was stored.
+    ingest_rejected: str | None = None
+
+
+@dataclass
+class _Inventory:
+    """What the photo loop found: analysed photos, rejected ones (with reasons), excluded ones."""
+
+    analysed: list[_Analysed] = field(default_factory=list)
+    rejected: dict[int, str] = field(default_factory=dict)
+    excluded: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _load_or_reason(ctx: PhaseContext, uri: str, workdir: Path) -> tuple[np.ndarray, int, int] | str:
+    """The analysis copy of a photo, or why it cannot be shown: it does not decode safely
+    (`ImageRejectedError`), or it is featureless (a blank frame, a "coming soon" card, a gradient)."""
+    try:
+        small, width, height = load_analysis_copy(ctx, uri, workdir)
+    except ImageRejectedError as exc:
+        return exc.reason + (f": {exc.detail}" if exc.detail else "")
+    why = featureless_reason(small)
+    if why is not None:
+        return f"featureless: {why}"
+    return small, width, height
+
+
+def _analyse(ctx: PhaseContext, photo: _JobPhoto, small: np.ndarray, size: tuple[int, int]) -> _Analysed:
+    quality = score_quality(small)
+    scene = classify_scene(small)
+    label, source = resolve_room_label(photo.override or photo.given_label, scene)
+    if photo.override and source == "backend":
+        source = "override"  # a user's edit of the label wins over the backend's
+    return _Analysed(
+        photo_id=photo.photo_id,
+        filename=photo.filename,
+        rgb=small,
+        width=size[0],
+        height=size[1],
+        quality=quality,
+        scene=scene,
+        label=label,
+        label_source=source,
+        fingerprint=photo_fingerprint(small),
+        final_score=_final_score(quality, size[0], size[1], ctx.settings.output_size[1]),
+    )
+
+
+def _analyse_photos(ctx: PhaseContext, job_id: int, photos: list[_JobPhoto], workdir: Path) -> _Inventory:
     progress = ctx.progress(job_id, PHASE)
-    with session_scope(ctx.sessions) as s:
-        job = get_job(s, job_id)
-        target = job.target_length or settings.DEFAULT_TARGET_LENGTH
-        rows = list(s.scalars(select(Photo).where(Photo.job_id == job_id).order_by(Photo.position)))
-        photos = [
-            (p.id, p.s3_uri, p.filename or f"photo {p.id}", p.room_override, p.room_label, p.exclude) for p in rows
-        ]
-        manual_heroes = {p.id: rank for p in rows if (rank := manual_hero_rank(p.manual_metadata)) is not None}
-
-    warnings: list[str] = []
-    rejected: dict[int, str] = {}
-    analysed: list[_Analysed] = []
-    excluded: list[int] = []
-    for i, (photo_id, uri, filename, override, given_label, exclude) in enumerate(photos):
+    found = _Inventory()
+    for i, photo in enumerate(photos):
         progress.step(i, len(photos) + 2, f"photo {i + 1}/{len(photos)}")
-        if exclude:
-            excluded.append(photo_id)
+        if photo.ingest_rejected:
+            found.rejected[photo.photo_id] = photo.ingest_rejected
+            found.warnings.append(f"skipped {photo.filename}: {photo.ingest_rejected}")
             continue
-        try:
-            small, width, height = load_analysis_copy(ctx, uri, workdir)
-        except ImageRejectedError as exc:
-            reason = exc.reason + (f": {exc.detail}" if exc.detail else "")
-            rejected[photo_id] = reason
-            warnings.append(f"skipped {filename}: {reason}")
+        if photo.exclude:
+            found.excluded.append(photo.photo_id)
             continue
-        quality = score_quality(small)
-        scene = classify_scene(small)
-        label, source = resolve_room_label(override or given_label, scene)
-        if override and source == "backend":
-            source = "override"  # a user's edit of the label wins over the backend's
-        analysed.append(
-            _Analysed(
-                photo_id=photo_id,
-                filename=filename,
-                rgb=small,
-                width=width,
-                height=height,
-                quality=quality,
-                scene=scene,
-                label=label,
-                label_source=source,
-                fingerprint=photo_fingerprint(small),
-                final_score=_final_score(quality, width, height, out_h),
-            )
-        )
-        _thumbnail(ctx, job_id, photo_id, small, workdir)
-
-    if not analysed:
-        detail = "; ".join(f"{r}" for r in list(rejected.values())[:3])
+        loaded = _load_or_reason(ctx, photo.uri, workdir)
+        if isinstance(loaded, str):
+            found.rejected[photo.photo_id] = loaded
+            found.warnings.append(f"skipped {photo.filename}: {loaded}")
+            continue
+        small, width, height = loaded
+        found.analysed.append(_analyse(ctx, photo, small, (width, height)))
+        _thumbnail(ctx, job_id, photo.photo_id, small, workdir)
+    if not found.analysed:
+        detail = "; ".join(f"{r}" for r in list(found.rejected.values())[:3])
         raise NoUsablePhotosError(
-            f"no usable photo: {len(rejected)} rejected, {len(excluded)} excluded" + (f" ({detail})" if detail else "")
+            f"no usable photo: {len(found.rejected)} rejected, {len(found.excluded)} excluded"
+            + (f" ({detail})" if detail else "")
         )
+    return found
 
-    # Same shot twice (re-uploads, bursts): keep the better one on screen.
+
+def _find_duplicates(analysed: list[_Analysed], warnings: list[str]) -> dict[int, int]:
+    """Same shot twice (re-uploads, bursts): worse photo id -> better photo id (the better one is shown)."""
     duplicates: dict[int, int] = {}
     for i, a in enumerate(analysed):
         for b in analysed[i + 1 :]:
@@ -192,9 +225,97 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
                 worse, better = (a, b) if a.final_score < b.final_score else (b, a)
                 duplicates[worse.photo_id] = better.photo_id
                 warnings.append(f"{worse.filename} duplicates {better.filename}; showing the better one")
+    return duplicates
 
+
+def _choose_heroes(
+    clusters: list[Any], analysed: list[_Analysed], duplicates: dict[int, int], manual_heroes: dict[int, int]
+) -> dict[int, int]:
+    """Cluster index -> hero photo id: a user's choice (swap_hero) wins over the score."""
+    quality_by_id = {a.photo_id: a.final_score for a in analysed}
+    heroes: dict[int, int] = {}
+    for index, cluster in enumerate(clusters):
+        member_ids = [int(m) for m in cluster.member_ids]
+        members = [m for m in member_ids if m not in duplicates] or member_ids
+        chosen = [m for m in members if m in manual_heroes]
+        if chosen:
+            # Re-analysing must not undo a swap (the latest swap wins when a re-label put two chosen
+            # photos in one room).
+            heroes[index] = max(chosen, key=lambda m: (manual_heroes[m], -member_ids.index(m)))
+            continue
+        heroes[index] = int(choose_hero(cluster, {m: quality_by_id[m] for m in members}))  # type: ignore[call-overload]
+    return heroes
+
+
+def _select(
+    shown: list[_Analysed],
+    clusters: list[Any],
+    cluster_of: dict[int, int],
+    heroes: tuple[set[int], set[int]],
+    target: float,
+) -> list[_Analysed]:
+    """The shown photos that get a clip: as many as `target` can use, plus a margin (`selection`).
+    `heroes`: every room's hero, and those a user chose (always selected after the opener)."""
+    hero_ids, chosen = heroes
+    candidates = [
+        ClipCandidate(
+            clip_id=a.photo_id,
+            photo_id=a.photo_id,
+            room_type=clusters[cluster_of[a.photo_id]].room_type or a.label,
+            cluster_index=cluster_of[a.photo_id],
+            is_hero=a.photo_id in hero_ids,
+            score=a.final_score,
+            available=0.0,
+        )
+        for a in shown
+    ]
+    keep = select_for_target(candidates, target, pinned=hero_ids & chosen)
+    return [a for a in shown if a.photo_id in keep]
+
+
+@dataclass
+class _Plan:
+    """Everything phase 1 writes, decided before the write transaction."""
+
+    inventory: _Inventory
+    duplicates: dict[int, int]
+    clusters: list[Any]
+    cluster_of: dict[int, int]
+    heroes: dict[int, int]
+    selected: list[_Analysed]
+    plans: dict[int, dict[str, Any]]
+    durations: dict[int, float]
+
+    @property
+    def hero_ids(self) -> set[int]:
+        return set(self.heroes.values())
+
+
+def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
+    settings = ctx.settings
+    workdir = ctx.workdir(job_id)
+    progress = ctx.progress(job_id, PHASE)
+    with session_scope(ctx.sessions) as s:
+        job = get_job(s, job_id)
+        target = job.target_length or settings.DEFAULT_TARGET_LENGTH
+        rows = list(s.scalars(select(Photo).where(Photo.job_id == job_id).order_by(Photo.position)))
+        photos = [
+            _JobPhoto(
+                p.id,
+                p.s3_uri,
+                p.filename or f"photo {p.id}",
+                p.room_override,
+                p.room_label,
+                p.exclude,
+                (p.reject_reason or "rejected") if (p.analysis or {}).get("ingest_rejected") else None,
+            )
+            for p in rows
+        ]
+        manual_heroes = {p.id: rank for p in rows if (rank := manual_hero_rank(p.manual_metadata)) is not None}
+
+    found = _analyse_photos(ctx, job_id, photos, workdir)
+    duplicates = _find_duplicates(found.analysed, found.warnings)
     progress.step(len(photos), len(photos) + 2, "clustering rooms")
-    by_id = {a.photo_id: a for a in analysed}
     # A label from the backend (or a user) is a hard constraint; a guessed one only votes.
     clusters = cluster_rooms(
         [
@@ -205,158 +326,185 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
                 is_exterior=a.scene.is_exterior,
                 label_confidence=1.0 if a.label_source in ("backend", "override") else a.scene.label_confidence,
             )
-            for a in analysed
+            for a in found.analysed
         ]
     )
-    quality_by_id = {a.photo_id: a.final_score for a in analysed}
-    shown = [a for a in analysed if a.photo_id not in duplicates]
-    heroes: dict[int, int] = {}
-    for index, cluster in enumerate(clusters):
-        member_ids = [int(m) for m in cluster.member_ids]  # type: ignore[call-overload]
-        members = [m for m in member_ids if m not in duplicates] or member_ids
-        chosen = [m for m in members if m in manual_heroes]
-        if chosen:
-            # A user's swap_hero wins over the score: re-analysing must not undo it (the latest swap
-            # wins when a re-label put two chosen photos in one room).
-            heroes[index] = max(chosen, key=lambda m: (manual_heroes[m], -member_ids.index(m)))
-            continue
-        heroes[index] = int(choose_hero(cluster, {m: quality_by_id[m] for m in members}))  # type: ignore[call-overload]
+    cluster_of = {int(m): idx for idx, c in enumerate(clusters) for m in c.member_ids}  # type: ignore[call-overload]
+    heroes = _choose_heroes(clusters, found.analysed, duplicates, manual_heroes)
+    shown = [a for a in found.analysed if a.photo_id not in duplicates]
+    selected = _select(shown, clusters, cluster_of, (set(heroes.values()), set(manual_heroes)), target)
+    if len(selected) < len(shown):
+        found.warnings.append(
+            f"{len(shown) - len(selected)} photo(s) not needed for the {target:g} s target: rendering "
+            f"{len(selected)} of {len(shown)} (a longer target shows more)"
+        )
 
     progress.step(len(photos) + 1, len(photos) + 2, "planning motion")
-    plans: dict[int, dict[str, Any]] = {}
-    durations: dict[int, float] = {}
-    cluster_of: dict[int, int] = {
-        int(m): idx  # type: ignore[call-overload]
-        for idx, c in enumerate(clusters)
-        for m in c.member_ids
-    }
-    hero_ids = set(heroes.values())
-    for a in shown:
-        plans[a.photo_id], durations[a.photo_id] = clip_plan(
+    plan = _Plan(found, duplicates, clusters, cluster_of, heroes, selected, {}, {})
+    for a in selected:
+        plan.plans[a.photo_id], plan.durations[a.photo_id] = clip_plan(
             settings,
             a.rgb,
             photo_id=a.photo_id,
             size=(a.width, a.height),
             is_exterior=a.scene.is_exterior,
             quality=a.quality,
-            is_hero=a.photo_id in hero_ids,
+            is_hero=a.photo_id in plan.hero_ids,
             target=target,
-            clip_count=len(shown),
+            clip_count=len(selected),
         )
 
     with session_scope(ctx.sessions) as s:
-        s.execute(delete(AnalysisResult).where(AnalysisResult.job_id == job_id))
-        s.execute(delete(RoomCluster).where(RoomCluster.job_id == job_id))
-        s.flush()
-        cluster_rows: list[RoomCluster] = []
-        for index, cluster in enumerate(clusters):
-            row = RoomCluster(
-                job_id=job_id,
-                room_type=cluster.room_type,
-                confidence_tier=cluster.confidence_tier,
-                sfm_eligible=cluster.sfm_eligible,
-                image_count=len(cluster.member_ids),
-                overlap_score=round(float(cluster.overlap_score), 4),
-                cluster_index=index,
-                member_photo_ids=list(cluster.member_ids),
-            )
-            s.add(row)
-            cluster_rows.append(row)
-        s.flush()
-        for photo in s.scalars(select(Photo).where(Photo.job_id == job_id)):
-            if photo.id in rejected:
-                photo.status, photo.reject_reason = PhotoStatus.REJECTED, rejected[photo.id]
-                photo.room_cluster_id = None
-                continue
-            found = by_id.get(photo.id)
-            if found is None:  # excluded by the user
-                photo.status, photo.reject_reason, photo.room_cluster_id = PhotoStatus.OK, None, None
-                continue
-            a = found
-            photo.status, photo.reject_reason = PhotoStatus.OK, None
-            photo.width, photo.height = a.width, a.height
-            photo.sharpness = round(a.quality.sharpness, 4)
-            photo.exposure_score = round(a.quality.exposure, 4)
-            photo.composition_score = round(a.quality.composition, 4)
-            photo.base_score = round(a.quality.base_score, 4)
-            photo.final_score = a.final_score
-            photo.tilt_degrees = round(a.quality.tilt_degrees, 2)
-            photo.is_exterior = a.scene.is_exterior
-            photo.inferred_room_label = a.scene.room_label
-            photo.resolved_room_label = a.label
-            photo.label_source = a.label_source
-            photo.fingerprint = a.fingerprint
-            photo.room_cluster_id = cluster_rows[cluster_of[photo.id]].id
-            photo.analysis = {
-                "quality": a.quality.to_dict(),
-                "quality_source": "heuristic:v1",
-                "scene": {
-                    "is_exterior": a.scene.is_exterior,
-                    "exterior_probability": round(a.scene.exterior_probability, 4),
-                    "room_label": a.scene.room_label,
-                    "label_confidence": round(a.scene.label_confidence, 4),
-                    "source": a.scene.source,
-                },
-                "duplicate_of": duplicates.get(photo.id),
-            }
-        for index, cluster in enumerate(clusters):
-            hero = heroes[index]
-            hero_plan = plans.get(hero, {})
-            s.add(
-                AnalysisResult(
-                    job_id=job_id,
-                    room_cluster_id=cluster_rows[index].id,
-                    hero_photo_id=hero,
-                    recommended_motion=hero_plan.get("motion_type"),
-                    allowed_motion_types=hero_plan.get("allowed", []),
-                    recommended_duration=durations.get(hero),
-                    tier="2d",
-                    model_recommendation="ken_burns",
-                    debug_metrics={
-                        "pair_metrics": _jsonable(cluster.pair_metrics),
-                        "rationale": hero_plan.get("rationale", ""),
-                        "members": _jsonable(list(cluster.member_ids)),
-                    },
-                )
-            )
-        existing = {c.photo_id: c for c in s.scalars(select(Clip).where(Clip.job_id == job_id))}
-        for planned_photo, stale in existing.items():
-            if planned_photo not in plans:
-                s.delete(stale)
-        for a in shown:
-            plan_dict = plans[a.photo_id]
-            duration = durations[a.photo_id]
-            clip = existing.get(a.photo_id) or Clip(
-                job_id=job_id, photo_id=a.photo_id, status=ClipStatus.PENDING, render_log=[]
-            )
-            if clip.id is None:
-                s.add(clip)
-            if clip.motion_plan != plan_dict or clip.duration != duration:
-                clip.status = ClipStatus.PENDING
-            clip.room_cluster_id = cluster_rows[cluster_of[a.photo_id]].id
-            clip.source_photo_ids = [a.photo_id]
-            clip.motion_plan = plan_dict
-            clip.motion_type = plan_dict["motion_type"]
-            clip.duration = duration
-            clip.is_hero = a.photo_id in hero_ids
-            clip.tier = "2d"
+        _write(s, job_id, plan)
     progress.step(len(photos) + 2, len(photos) + 2, "done")
     return PhaseResult(
         PHASE,
         details={
             "photos": len(photos),
-            "analysed": len(analysed),
-            "rejected": len(rejected),
-            "excluded": len(excluded),
+            "analysed": len(found.analysed),
+            "rejected": len(found.rejected),
+            "excluded": len(found.excluded),
             "duplicates": len(duplicates),
             "clusters": len(clusters),
-            "clips": len(shown),
-            "label_sources": sorted({a.label_source for a in analysed}),
-            "scene_source": analysed[0].scene.source,
-            "manual_heroes": sorted(h for h in hero_ids if h in manual_heroes),
+            "clips": len(selected),
+            "not_needed": len(shown) - len(selected),
+            "label_sources": sorted({a.label_source for a in found.analysed}),
+            "scene_source": found.analysed[0].scene.source,
+            "manual_heroes": sorted(h for h in plan.hero_ids if h in manual_heroes),
         },
-        warnings=warnings,
+        warnings=found.warnings,
     )
+
+
+def _write(s: Session, job_id: int, plan: _Plan) -> None:
+    """Phase 1's rows, in the caller's (single) transaction: clusters and analysis results replaced,
+    photos updated, clips upserted by photo."""
+    s.execute(delete(AnalysisResult).where(AnalysisResult.job_id == job_id))
+    s.execute(delete(RoomCluster).where(RoomCluster.job_id == job_id))
+    s.flush()
+    cluster_rows = _write_clusters(s, job_id, plan.clusters)
+    # A clip with an unchanged plan whose footage is nearly as long as now planned, or longer, keeps its
+    # length (and so its render): phase 3 fits clips to the footage they have, and a re-run for a longer
+    # target then renders only the clips it adds.
+    existing = {c.photo_id: c for c in s.scalars(select(Clip).where(Clip.job_id == job_id))}
+    for photo_id, seconds in plan.durations.items():
+        old = existing.get(photo_id)
+        if (
+            old is not None
+            and old.motion_plan == plan.plans[photo_id]
+            and (old.duration or 0.0) >= KEEP_FOOTAGE * seconds
+        ):
+            plan.durations[photo_id] = float(old.duration or seconds)
+    by_id = {a.photo_id: a for a in plan.inventory.analysed}
+    for photo in s.scalars(select(Photo).where(Photo.job_id == job_id)):
+        _write_photo(photo, plan, by_id.get(photo.id), cluster_rows)
+    _write_analysis_results(s, job_id, plan, cluster_rows)
+    for planned_photo, stale in existing.items():
+        if planned_photo not in plan.plans:
+            s.delete(stale)
+    for a in plan.selected:
+        _upsert_clip(s, job_id, a, plan, existing.get(a.photo_id), cluster_rows)
+
+
+def _write_clusters(s: Session, job_id: int, clusters: list[Any]) -> list[RoomCluster]:
+    rows: list[RoomCluster] = []
+    for index, cluster in enumerate(clusters):
+        row = RoomCluster(
+            job_id=job_id,
+            room_type=cluster.room_type,
+            confidence_tier=cluster.confidence_tier,
+            sfm_eligible=cluster.sfm_eligible,
+            image_count=len(cluster.member_ids),
+            overlap_score=round(float(cluster.overlap_score), 4),
+            cluster_index=index,
+            member_photo_ids=list(cluster.member_ids),
+        )
+        s.add(row)
+        rows.append(row)
+    s.flush()
+    return rows
+
+
+def _write_photo(photo: Photo, plan: _Plan, a: _Analysed | None, cluster_rows: list[RoomCluster]) -> None:
+    rejected = plan.inventory.rejected
+    if photo.id in rejected:
+        photo.status, photo.reject_reason = PhotoStatus.REJECTED, rejected[photo.id]
+        photo.room_cluster_id = None
+        return
+    if a is None:  # excluded by the user
+        photo.status, photo.reject_reason, photo.room_cluster_id = PhotoStatus.OK, None, None
+        return
+    selected = photo.id in plan.plans
+    spare = not selected and photo.id not in plan.duplicates
+    photo.status, photo.reject_reason = PhotoStatus.OK, NOT_NEEDED if spare else None
+    photo.width, photo.height = a.width, a.height
+    photo.sharpness = round(a.quality.sharpness, 4)
+    photo.exposure_score = round(a.quality.exposure, 4)
+    photo.composition_score = round(a.quality.composition, 4)
+    photo.base_score = round(a.quality.base_score, 4)
+    photo.final_score = a.final_score
+    photo.tilt_degrees = round(a.quality.tilt_degrees, 2)
+    photo.is_exterior = a.scene.is_exterior
+    photo.inferred_room_label = a.scene.room_label
+    photo.resolved_room_label = a.label
+    photo.label_source = a.label_source
+    photo.fingerprint = a.fingerprint
+    photo.room_cluster_id = cluster_rows[plan.cluster_of[photo.id]].id
+    photo.analysis = {
+        "quality": a.quality.to_dict(),
+        "quality_source": "heuristic:v1",
+        "scene": {
+            "is_exterior": a.scene.is_exterior,
+            "exterior_probability": round(a.scene.exterior_probability, 4),
+            "room_label": a.scene.room_label,
+            "label_confidence": round(a.scene.label_confidence, 4),
+            "source": a.scene.source,
+        },
+        "duplicate_of": plan.duplicates.get(photo.id),
+        "selected": selected,
+    }
+
+
+def _write_analysis_results(s: Session, job_id: int, plan: _Plan, cluster_rows: list[RoomCluster]) -> None:
+    for index, cluster in enumerate(plan.clusters):
+        hero = plan.heroes[index]
+        hero_plan = plan.plans.get(hero, {})
+        s.add(
+            AnalysisResult(
+                job_id=job_id,
+                room_cluster_id=cluster_rows[index].id,
+                hero_photo_id=hero,
+                recommended_motion=hero_plan.get("motion_type"),
+                allowed_motion_types=hero_plan.get("allowed", []),
+                recommended_duration=plan.durations.get(hero),
+                tier="2d",
+                model_recommendation="ken_burns",
+                debug_metrics={
+                    "pair_metrics": _jsonable(cluster.pair_metrics),
+                    "rationale": hero_plan.get("rationale", ""),
+                    "members": _jsonable(list(cluster.member_ids)),
+                },
+            )
+        )
+
+
+def _upsert_clip(
+    s: Session, job_id: int, a: _Analysed, plan: _Plan, clip: Clip | None, cluster_rows: list[RoomCluster]
+) -> None:
+    plan_dict = plan.plans[a.photo_id]
+    duration = plan.durations[a.photo_id]
+    if clip is None:
+        clip = Clip(job_id=job_id, photo_id=a.photo_id, status=ClipStatus.PENDING, render_log=[])
+        s.add(clip)
+    if clip.motion_plan != plan_dict or clip.duration != duration:
+        clip.status = ClipStatus.PENDING
+    clip.room_cluster_id = cluster_rows[plan.cluster_of[a.photo_id]].id
+    clip.source_photo_ids = [a.photo_id]
+    clip.motion_plan = plan_dict
+    clip.motion_type = plan_dict["motion_type"]
+    clip.duration = duration
+    clip.is_hero = a.photo_id in plan.hero_ids
+    clip.tier = "2d"
 
 
 def _jsonable(value: Any) -> Any:

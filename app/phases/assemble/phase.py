@@ -7,10 +7,11 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import Clip, Timeline
+from app.db.models import Clip, JobPhase, Timeline
 from app.db.session import session_scope
-from app.errors import PhaseOrderError, StorageError
+from app.errors import AudioError, PhaseOrderError, StorageError
 from app.media.assemble import AssemblySegment, MusicBed, assemble_video, extract_poster
+from app.media.audio import music_digest
 from app.orchestrator import get_job
 from app.phases.base import PhaseContext, PhaseResult
 from app.storage import keys
@@ -37,6 +38,7 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
         version = timeline.version
         music_offset = timeline.music_offset or 0.0
         music_uri = job.music_uri
+        checked = _checked_music_digest(s, job_id)
         segments: list[AssemblySegment] = []
         for tc in timeline.clips:
             clip = s.get(Clip, tc.clip_id) if tc.clip_id else None
@@ -61,6 +63,8 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
     music = None
     if music_uri:
         music_path = ctx.storage.local_path(ctx.storage.resolve_key(music_uri), cache)
+        if checked is not None and music_digest(music_path) != checked:
+            raise AudioError("the music file changed after phase 3 checked it; re-run from phase 3")
         music = MusicBed(path=music_path, offset=music_offset)
     out = workdir / f"video-v{version}.mp4"
     result = assemble_video(
@@ -100,7 +104,15 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
     if result.loudness is not None:
         details["integrated_lufs"] = result.loudness.integrated_lufs
         details["true_peak_dbtp"] = result.loudness.true_peak_dbtp
-    return PhaseResult(PHASE, details=details)
+    return PhaseResult(PHASE, details=details, warnings=list(result.warnings))
+
+
+def _checked_music_digest(s: Session, job_id: int) -> str | None:
+    """The digest of the music phase 3 decoded and checked (None for a job phase 3 ran on before it
+    recorded one). Phase 4 plays only that music: no audio it did not check reaches the video."""
+    details = s.scalar(select(JobPhase.details).where(JobPhase.job_id == job_id, JobPhase.phase == 3))
+    value = details.get("music_sha256") if isinstance(details, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _storyboard_for(ctx: PhaseContext, job_id: int, version: int) -> str:

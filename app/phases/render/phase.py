@@ -26,7 +26,16 @@ PHASE = 2
 
 
 class ClipRenderError(PicaividError):
-    """Every renderer failed or was rejected by the validator for one clip."""
+    """A clip cannot be rendered: it does not exist, or every renderer failed for it."""
+
+
+class ClipRejectedError(ClipRenderError):
+    """Every renderer failed or was rejected by the validator for one clip. The clip is marked failed with
+    the reason; phase 2 leaves it out of the video with a warning (the job fails only when no clip is left)."""
+
+    def __init__(self, clip_id: int, photo: str, reason: str) -> None:
+        self.clip_id, self.photo, self.reason = clip_id, photo, reason
+        super().__init__(f"clip {clip_id} could not be rendered ({reason})")
 
 
 def render_key(
@@ -86,6 +95,7 @@ def render_clip(ctx: PhaseContext, clip_id: int, *, cancel: threading.Event | No
         clip.status = ClipStatus.RENDERING
         clip.render_attempts = (clip.render_attempts or 0) + 1
         job_id, photo_uri = clip.job_id, photo.s3_uri
+        photo_name = photo.filename or f"photo {photo.id}"
 
     workdir = ctx.workdir(job_id)
     source = load_photo(ctx.storage.local_path(ctx.storage.resolve_key(photo_uri), workdir / "cache"))
@@ -152,10 +162,12 @@ def render_clip(ctx: PhaseContext, clip_id: int, *, cancel: threading.Event | No
         clip.status = ClipStatus.FAILED
         clip.error = reason
         clip.render_log = log
-    raise ClipRenderError(f"clip {clip_id} could not be rendered ({reason})")
+    raise ClipRejectedError(clip_id, photo_name, reason)
 
 
 def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
+    """Render every clip of the job. A clip no renderer can produce is left out with a warning (phase 3
+    only places rendered clips); the phase fails only when not one clip could be rendered."""
     with session_scope(ctx.sessions) as s:
         get_job(s, job_id)
         clip_ids = list(s.scalars(select(Clip.id).where(Clip.job_id == job_id).order_by(Clip.id)))
@@ -163,19 +175,32 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
         raise ClipRenderError(f"job {job_id} has no planned clips; run phase 1 first")
     progress = ctx.progress(job_id, PHASE)
     outcomes: list[ClipOutcome] = []
+    dropped: list[ClipRejectedError] = []
     for i, clip_id in enumerate(clip_ids):
         progress.step(i, len(clip_ids), f"clip {i + 1}/{len(clip_ids)}")
-        outcomes.append(render_clip(ctx, clip_id))
+        try:
+            outcomes.append(render_clip(ctx, clip_id))
+        except ClipRejectedError as exc:
+            dropped.append(exc)
     progress.step(len(clip_ids), len(clip_ids), "done")
+    if not outcomes:
+        raise ClipRenderError(f"no clip could be rendered ({len(dropped)} failed; first: {dropped[0]})")
     rendered = [o for o in outcomes if o.rendered]
     return PhaseResult(
         PHASE,
         details={
-            "clips": len(outcomes),
+            "clips": len(outcomes) + len(dropped),
             "rendered": len(rendered),
             "reused": len(outcomes) - len(rendered),
+            "failed": [d.clip_id for d in dropped],
             "renderers": sorted({o.renderer for o in outcomes}),
             "render_seconds": round(sum(o.seconds for o in rendered), 3),
             "min_validation_score": round(min(o.validation_score for o in outcomes), 4),
         },
+        warnings=[dropped_clip_warning(d) for d in dropped],
     )
+
+
+def dropped_clip_warning(exc: ClipRejectedError) -> str:
+    """The job warning for a clip left out of the video because no renderer could produce it."""
+    return f"clip {exc.clip_id} ({exc.photo}) left out of the video: no renderer could produce it ({exc.reason})"

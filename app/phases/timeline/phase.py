@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from app.db.models import Clip, ClipStatus, Edit, Job, Photo, RoomCluster, Timeline, TimelineClip
 from app.db.session import session_scope
 from app.errors import PhaseOrderError
-from app.media.audio import analyze_music, check_music_samples, default_grid, load_music
+from app.media.audio import MusicCheck, analyze_samples, default_grid, inspect_music
 from app.media.types import BeatGrid
 from app.orchestrator import get_job
 from app.phases.base import PhaseContext, PhaseResult
@@ -28,19 +28,33 @@ from app.storage import keys
 PHASE = 3
 
 
-def beat_grid_for(job: Job, ctx: PhaseContext, workdir: Path) -> BeatGrid:
-    """The grid cuts snap to: the music's beats, or a DEFAULT_BPM grid (no music / beat sync off)."""
+def beat_grid_for(job: Job, ctx: PhaseContext, workdir: Path) -> tuple[BeatGrid, MusicCheck | None]:
+    """The grid cuts snap to: the music's beats, or a DEFAULT_BPM grid (no music / beat sync off); and the
+    music as checked (`inspect_music`: decode errors, silence gaps, its digest for phase 4), if any."""
     settings = ctx.settings
     if job.music_uri:
         music = ctx.storage.local_path(ctx.storage.resolve_key(job.music_uri), workdir / "cache")
         if job.enable_beat_sync:
-            return analyze_music(music)
+            check = inspect_music(music)
+            return analyze_samples(check.samples, check.sample_rate), check
         # Beat sync off: the music still plays, cut on a steady grid; only its length is needed.
-        sample_rate = 8000
-        samples = check_music_samples(load_music(music, sample_rate=sample_rate), sample_rate)
-        return default_grid(settings.DEFAULT_BPM, samples.size / sample_rate)
+        check = inspect_music(music, sample_rate=8000)
+        return default_grid(settings.DEFAULT_BPM, check.duration), check
     length = (job.target_length or settings.DEFAULT_TARGET_LENGTH) + 30.0
-    return default_grid(settings.DEFAULT_BPM, length)
+    return default_grid(settings.DEFAULT_BPM, length), None
+
+
+def music_details(check: MusicCheck | None) -> dict[str, object]:
+    """What phase 3 records about the music it checked; phase 4 compares `music_sha256` with its file."""
+    if check is None:
+        return {}
+    return {
+        "music_sha256": check.digest,
+        "music_decode_errors": check.decode_errors,
+        "music_silence_gaps": [list(g) for g in check.silence_gaps],
+        "music_analysed_seconds": round(check.duration, 3),
+        "music_longer_than": None if check.longer_than is None else round(check.longer_than, 3),
+    }
 
 
 def clip_candidates(s: Session, job_id: int) -> list[ClipCandidate]:
@@ -135,7 +149,7 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
         target = job.target_length or ctx.settings.DEFAULT_TARGET_LENGTH
         directives = timeline_directives(s, job_id)
     progress.step(0, 3, "beat tracking")
-    grid = beat_grid_for(job, ctx, workdir)
+    grid, music = beat_grid_for(job, ctx, workdir)
     progress.step(1, 3, "planning timeline")
     plan = plan_timeline(
         candidates, grid, target_length=target, transition_beats=ctx.settings.TRANSITION_BEATS, directives=directives
@@ -164,6 +178,8 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
             "music_offset": plan.music_offset,
             "cut_times": plan.cut_times,
             "user_directives": not directives.is_empty(),
+            **music_details(music),
         },
-        warnings=plan.warnings,
+        warnings=plan.warnings
+        + (music.warnings(plan.music_offset, plan.music_offset + plan.total_duration) if music else []),
     )
