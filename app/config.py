@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     LTX_MODEL_PATH: str = ""
     #: LTX-2 community licence: commercial use is free only below its annual-revenue threshold.
     LTX_ENABLED: bool = False
+    #: Let a CPU process run LTX-2 (tiny test weights, the CPU ladder test); production runs it on GPUs.
+    LTX_ALLOW_CPU: bool = False
+    #: The renderer ladder, best first (ltx2, parallax, ken_burns); each worker keeps what it can run and
+    #: Ken Burns is always the last step.
+    RENDERERS: str = "ltx2,parallax,ken_burns"
     #: Denoising steps per LTX-2 clip.
     LTX_STEPS: int = Field(default=30, ge=1, le=200)
     #: none: whole pipeline on the GPU (80 GB class); model: enable_model_cpu_offload (~48 GB);
@@ -154,6 +159,19 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.DATABASE_URL.startswith("sqlite")
+
+    @field_validator("RENDERERS")
+    @classmethod
+    def _known_renderers(cls, value: str) -> str:
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        unknown = [n for n in names if n not in ("ltx2", "parallax", "ken_burns")]
+        if unknown or not names:
+            raise ValueError(f"unknown renderer(s) {', '.join(unknown) or '(none)'}; use ltx2, parallax, ken_burns")
+        return ",".join(names)
+
+    @property
+    def renderer_names(self) -> list[str]:
+        return self.RENDERERS.split(",")
 
     @property
     def is_fleet(self) -> bool:

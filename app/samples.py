@@ -34,10 +34,13 @@ from scipy import signal
 from app.media.ffmpeg import run_ffmpeg
 
 __all__ = [
+    "DEPTH_PNG_SCALE",
     "ROOM_GROUPS",
     "ROOM_LABELS",
     "SampleListing",
+    "TrueView",
     "make_sample_listing",
+    "render_true_frames",
     "synthesize_music",
 ]
 
@@ -112,6 +115,7 @@ def make_sample_listing(
     seed: int = 7,
     rooms: Sequence[str] | None = None,
     workers: int | None = None,
+    depth: bool = False,
 ) -> SampleListing:
     """Render a synthetic listing into `out_dir` and return where everything is.
 
@@ -123,6 +127,11 @@ def make_sample_listing(
     (`seed`, room, size), so a subset renders exactly the photos the full listing would.
     `workers` caps the worker processes (default: CPU count, at most 4); 1 renders in this process.
     Files of the same name are overwritten; nothing else in `out_dir` is touched.
+
+    `depth` also writes each photo's TRUE depth next to it as ``<group>_view<N>.depth.png`` (16-bit,
+    millimetres along the optical axis, 0 = nothing hit; read it with `app.media.depth_io`) and adds
+    ``depth_file`` and ``focal_px`` to its ground-truth entry. Off by default: the photo folder
+    scanner would otherwise list the sidecars as photos. The photos are identical either way.
     """
     if width < 64 or height < 64:
         raise ValueError(f"photo size {width}x{height} is too small (minimum 64x64)")
@@ -139,7 +148,7 @@ def make_sample_listing(
     photos_dir = out_dir / "photos"
     photos_dir.mkdir(parents=True, exist_ok=True)
     music_path = out_dir / "music.wav"
-    jobs = [(_GROUP_SPECS[g], seed, width, height, str(photos_dir)) for g in groups]
+    jobs = [(_GROUP_SPECS[g], seed, width, height, str(photos_dir), depth) for g in groups]
 
     n_workers = min(workers if workers is not None else min(os.cpu_count() or 1, 4), len(jobs) + 1)
     if n_workers <= 1:
@@ -202,39 +211,144 @@ def _rng(seed: int, *names: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed & 0xFFFFFFFF, *(zlib.crc32(n.encode()) for n in names)]))
 
 
-def _render_group(spec: _GroupSpec, seed: int, width: int, height: int, photos_dir: str) -> list[dict[str, Any]]:
+def _render_group(
+    spec: _GroupSpec, seed: int, width: int, height: int, photos_dir: str, depth: bool = False
+) -> list[dict[str, Any]]:
     """Build one room's scene, photograph each of its views and return the ground-truth entries."""
-    rng = _rng(seed, "room", spec.group)
-    scale = max(width, height) / 1600.0
-    style = _listing_style(seed, spec.group)
-    builder = _SCENES[spec.group]
-    faces, poses = builder(rng, scale, style, spec.views)
+    faces, poses, scale = _room_scene(spec, seed, width, height)
     folder = Path(photos_dir) / spec.label
     folder.mkdir(parents=True, exist_ok=True)
     entries: list[dict[str, Any]] = []
     for i, pose in enumerate(poses[: spec.views], start=1):
-        portrait = i == spec.portrait_view
-        w, h = (height, width) if portrait else (width, height)
-        cam = _Camera(pos=pose.pos, yaw=pose.yaw, pitch=pose.pitch, width=w, height=h, hfov=pose.hfov)
+        cam = _view_camera(spec, pose, i, width, height)
+        w, h = cam.width, cam.height
         view_rng = _rng(seed, "view", spec.group, str(i))
-        img = _develop(_render(faces, cam, pose.background), view_rng, scale, outdoor=pose.outdoor)
+        linear, inv_z = _render(faces, cam, pose.background, with_depth=True)
+        img = _develop(linear, view_rng, scale, outdoor=pose.outdoor)
         name = f"{spec.group}_view{i}.jpg"
         path = folder / name
         if not cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY]):
             raise OSError(f"could not write {path}")
-        entries.append(
-            {
-                "file": f"photos/{spec.label}/{name}",
-                "room_label": spec.label,
-                "room_group": spec.group,
-                "is_exterior": spec.label in ("exterior", "outdoor"),
-                "view": i,
-                "width": w,
-                "height": h,
-                "orientation": "portrait" if h > w else "landscape",
-            }
-        )
+        entry: dict[str, Any] = {
+            "file": f"photos/{spec.label}/{name}",
+            "room_label": spec.label,
+            "room_group": spec.group,
+            "is_exterior": spec.label in ("exterior", "outdoor"),
+            "view": i,
+            "width": w,
+            "height": h,
+            "orientation": "portrait" if h > w else "landscape",
+        }
+        if depth:
+            depth_name = f"{spec.group}_view{i}.depth.png"
+            _write_depth_png(folder / depth_name, inv_z)
+            entry["depth_file"] = f"photos/{spec.label}/{depth_name}"
+            entry["focal_px"] = round(cam.focal(), 4)
+        entries.append(entry)
     return entries
+
+
+def _room_scene(spec: _GroupSpec, seed: int, width: int, height: int) -> tuple[list[_Face], list[_Pose], float]:
+    """One room's faces (lit, mip-mapped) and camera poses, and the texture scale of the listing size."""
+    rng = _rng(seed, "room", spec.group)
+    scale = max(width, height) / 1600.0
+    style = _listing_style(seed, spec.group)
+    faces, poses = _SCENES[spec.group](rng, scale, style, spec.views)
+    return faces, poses, scale
+
+
+def _view_camera(spec: _GroupSpec, pose: _Pose, view: int, width: int, height: int) -> _Camera:
+    w, h = (height, width) if view == spec.portrait_view else (width, height)
+    return _Camera(pos=pose.pos, yaw=pose.yaw, pitch=pose.pitch, width=w, height=h, hfov=pose.hfov)
+
+
+#: Sidecar depth: 16-bit PNG of metric depth along the optical axis (z, not range) in millimetres;
+#: 0 = no depth (nothing hit: treated as infinitely far). See `app.media.depth_io`.
+DEPTH_PNG_SCALE = 1000.0
+
+
+def _write_depth_png(path: Path, inv_z: np.ndarray) -> None:
+    with np.errstate(divide="ignore"):
+        z_mm = np.where(inv_z > 0, DEPTH_PNG_SCALE / np.maximum(inv_z, 1e-9), 0.0)
+    if not cv2.imwrite(str(path), np.clip(np.round(z_mm), 0, 65535).astype(np.uint16)):
+        raise OSError(f"could not write {path}")
+
+
+@dataclass(frozen=True)
+class TrueView:
+    """A sample photo's ground truth for parallax: the developed photo, its true inverse depth (1/m,
+    0 = nothing hit), its focal length in pixels, and `frames` rendered by the same renderer with the
+    camera moved (see `render_true_frames`)."""
+
+    photo: np.ndarray
+    inverse_depth: np.ndarray
+    focal_px: float
+    frames: list[np.ndarray]
+
+
+def render_true_frames(
+    group: str,
+    moves: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    seed: int = 7,
+    width: int = 1600,
+    height: int = 1067,
+    view: int = 1,
+) -> TrueView:
+    """Render view `view` of room `group` (exactly the photo `make_sample_listing` writes, with the
+    same arguments) and the TRUE frames of a camera path over the same room.
+
+    `moves`: per frame (R, C) in the photo camera's coordinates (x right, y down, z forward; C in
+    metres): R rotates photo-camera coordinates into the moved camera's, C is the moved camera's
+    centre. Frames are developed like the photo (same exposure, white balance, highlight roll-off,
+    vignetting and softness) but without sensor noise, so they are the clean truth.
+    """
+    if group not in _GROUP_SPECS:
+        raise ValueError(f"unknown room group {group!r}; choose from {list(ROOM_GROUPS)}")
+    spec = _GROUP_SPECS[group]
+    faces, poses, scale = _room_scene(spec, seed, width, height)
+    if not 1 <= view <= min(spec.views, len(poses)):
+        raise ValueError(f"room {group!r} has views 1..{spec.views}")
+    pose = poses[view - 1]
+    cam = _view_camera(spec, pose, view, width, height)
+    linear, inv_z = _render(faces, cam, pose.background, with_depth=True)
+    view_rng = _rng(seed, "view", spec.group, str(view))
+    gain = _exposure(linear, view_rng, outdoor=pose.outdoor)
+    photo = _finish(linear, gain, view_rng, scale)
+    R0 = cam.rotation()
+    frames = []
+    for R, C in moves:
+        moved = _MovedCamera(cam, R0.T @ np.asarray(C, float), np.asarray(R, float) @ R0)
+        frames.append(_finish(_render(faces, moved, pose.background), gain, None, scale))
+    return TrueView(photo=photo, inverse_depth=inv_z, focal_px=cam.focal(), frames=frames)
+
+
+@dataclass(frozen=True)
+class _MovedCamera:
+    """A `_Camera` displaced by `offset` (world metres) with world-to-camera rotation `R`."""
+
+    base: _Camera
+    offset: np.ndarray
+    R: np.ndarray
+
+    @property
+    def width(self) -> int:
+        return self.base.width
+
+    @property
+    def height(self) -> int:
+        return self.base.height
+
+    @property
+    def pos(self) -> tuple[float, float, float]:
+        p = np.asarray(self.base.pos, float) + self.offset
+        return float(p[0]), float(p[1]), float(p[2])
+
+    def rotation(self) -> np.ndarray:
+        return self.R
+
+    def focal(self) -> float:
+        return self.base.focal()
 
 
 # =============================================================================================
@@ -345,8 +459,9 @@ def _clip(points: np.ndarray, planes: Sequence[tuple[np.ndarray, float]]) -> np.
     return points
 
 
-def _render(faces: Sequence[_Face], cam: _Camera, background: tuple[float, float, float]) -> np.ndarray:
-    """Rasterise `faces` as seen by `cam`; returns a float32 RGB image (0..255, may exceed 255)."""
+def _render(faces: Sequence[_Face], cam: Any, background: tuple[float, float, float], with_depth: bool = False) -> Any:
+    """Rasterise `faces` as seen by `cam`; returns a float32 RGB image (0..255, may exceed 255), and
+    with `with_depth` also the z-buffer: inverse depth along the optical axis (1/m, 0 = nothing hit)."""
     W, H = cam.width, cam.height
     img = np.empty((H, W, 3), F32)
     img[:] = background
@@ -368,7 +483,7 @@ def _render(faces: Sequence[_Face], cam: _Camera, background: tuple[float, float
     order = sorted(faces, key=lambda fc: float(np.min(np.linalg.norm(fc.corners() - C, axis=1))))
     for face in order:
         _draw_face(img, zbuf, face, R, C, K, planes)
-    return img
+    return (img, zbuf) if with_depth else img
 
 
 def _draw_face(
@@ -515,24 +630,34 @@ def _bake(face: _Face, lights: Sequence[_Light], ambient: float) -> None:
 
 def _develop(img: np.ndarray, rng: np.random.Generator, scale: float, *, outdoor: bool) -> np.ndarray:
     """Camera look: exposure and white-balance jitter, highlight roll-off, vignetting, softness, noise."""
-    H, W = img.shape[:2]
-    # Auto-exposure on the median brightness, then a little jitter, as a camera would.
+    return _finish(img, _exposure(img, rng, outdoor=outdoor), rng, scale)
+
+
+def _exposure(img: np.ndarray, rng: np.random.Generator, *, outdoor: bool) -> np.ndarray:
+    """Per-channel gain: auto-exposure on the median brightness, then a little jitter, as a camera would."""
     median = float(np.median(img[::4, ::4].mean(axis=2)))
     target = 128.0 if outdoor else 150.0
     gain = float(np.clip(target / max(median, 1.0), 0.75, 1.3)) * rng.uniform(0.95, 1.05)
     wb = 1.0 + rng.normal(0.0, 0.015, 3)
+    return np.asarray((gain * wb).astype(F32))
+
+
+def _finish(img: np.ndarray, gain: np.ndarray, rng: np.random.Generator | None, scale: float) -> np.ndarray:
+    """Everything after the exposure: roll-off, vignetting, softness, and (given `rng`) sensor noise."""
+    H, W = img.shape[:2]
     yy = ((np.arange(H, dtype=F32) - (H - 1) / 2) / (max(H, W) / 2)) ** 2
     xx = ((np.arange(W, dtype=F32) - (W - 1) / 2) / (max(H, W) / 2)) ** 2
     vignette = 1.0 - 0.28 * (yy[:, None] + xx[None, :])
-    out = img * (gain * wb).astype(F32)
+    out = img * gain
     knee = 215.0  # soft shoulder: windows and sky blow out gently instead of clipping hard
     over = np.maximum(out - knee, 0.0)
     out -= over
     out += 40.0 * np.tanh(over * (1 / 40.0))
     out *= vignette[..., None]
     out = np.asarray(cv2.GaussianBlur(out, (0, 0), 0.55 * max(scale, 0.6)), F32)
-    out += _fast_noise(rng, (H, W, 1)) * 1.6
-    out += _fast_noise(rng, (H, W, 3)) * 1.2
+    if rng is not None:
+        out += _fast_noise(rng, (H, W, 1)) * 1.6
+        out += _fast_noise(rng, (H, W, 3)) * 1.2
     return np.clip(out, 0, 255).astype(np.uint8)
 
 

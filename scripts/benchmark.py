@@ -12,12 +12,22 @@ What it measures, on a generated listing (N photos, a music track of the given l
 * ratios phase / bare encode. A ratio near 1 means the phase is encoder-bound.
 
 Numbers are for comparing commits on one machine; they are never asserted in tests.
+
+    python scripts/benchmark.py --parallax-quality [--out q.json]
+
+measures the depth-parallax renderer instead (`parallax_quality` in the JSON): for every sample room
+(view 1, with its TRUE depth), a dolly-in with a slight truck rendered three ways - the TRUE frames
+(the sample renderer, camera moved), the parallax clip from the photo + depth, and the best Ken Burns
+approximation (per frame, the zoom + pan window that maximises PSNR against the true frame, found by
+Nelder-Mead from the parallax window) - PSNR and SSIM of both against the truth; and the wall time of
+a full 1080p30 4 s clip (encode included) by each renderer: `time_ratio_parallax_vs_ken_burns`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -105,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution", default="1920x1080")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument("--parallax-quality", action="store_true", help="measure the parallax renderer instead")
     args = parser.parse_args(argv)
+    if args.parallax_quality:
+        return _emit({"parallax_quality": parallax_quality()}, args.out)
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="picaivid-bench-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -201,11 +214,192 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
+    return _emit(result, args.out)
+
+
+def _emit(result: dict[str, Any], out: Path | None) -> int:
     text = json.dumps(result, indent=2)
     print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    if out:
+        out.write_text(text + "\n")
     return 0
+
+
+# --- parallax quality ------------------------------------------------------------------------------
+
+#: The benchmark's camera path, in the renderer's units (the near scene's depth, see
+#: `app.media.parallax.reference_inverse_depth`): a dolly-in with a slight truck to the right.
+PARALLAX_MOVE = {"dolly": 0.15, "truck": 0.05}
+
+
+def _psnr(a: Any, b: Any) -> float:
+    import numpy as np
+
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10.0 * math.log10(255.0**2 / max(mse, 1e-10))
+
+
+def _ssim(a: Any, b: Any) -> float:
+    """Mean SSIM on luma (Gaussian window, sigma 1.5; Wang et al. 2004 constants)."""
+    import cv2
+    import numpy as np
+
+    x = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY).astype(np.float64)
+    y = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY).astype(np.float64)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def blur(z: Any) -> Any:
+        return cv2.GaussianBlur(z, (11, 11), 1.5)
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return float(s.mean())
+
+
+def _window(img: Any, rect: tuple[float, float, float, float], width: int, height: int) -> Any:
+    """The window `rect` (x0, y0, w, h, continuous photo pixels) of `img`, at width x height (bilinear)."""
+    import cv2
+    import numpy as np
+
+    x0, y0, w, h = rect
+    m = np.array([[w / width, 0, x0 + 0.5 * w / width - 0.5], [0, h / height, y0 + 0.5 * h / height - 0.5]])
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return cv2.warpAffine(img, m.astype(np.float32), (width, height), flags=flags, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def best_ken_burns_frame(photo: Any, truth: Any, rect: tuple[float, float, float, float]) -> Any:
+    """The Ken Burns frame (one zoom + pan window on the photo) closest to `truth` in PSNR: Nelder-Mead
+    over (x0, y0, log w) at half resolution, from `rect` and two zooms around it."""
+    import cv2
+    import numpy as np
+    from scipy.optimize import minimize
+
+    height, width = truth.shape[:2]
+    aspect = height / width
+    target = cv2.resize(truth, (width // 2, height // 2), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+    def cost(p: Any) -> float:
+        w = math.exp(p[2])
+        frame = _window(photo, (p[0], p[1], w, w * aspect), width // 2, height // 2).astype(np.float32)
+        return float(np.mean((frame - target) ** 2))
+
+    x0, y0, w, h = rect
+    best = None
+    for s in (1.0, 0.96, 1.04):
+        p0 = np.array([x0 + w * (1 - s) / 2, y0 + h * (1 - s) / 2, math.log(w * s)])
+        simplex = p0 + np.array([[0, 0, 0], [w * 0.02, 0, 0], [0, w * 0.02, 0], [0, 0, 0.02]])
+        res = minimize(
+            cost, p0, method="Nelder-Mead", options={"xatol": 0.05, "fatol": 0.01, "initial_simplex": simplex}
+        )
+        if best is None or res.fun < best.fun:
+            best = res
+    assert best is not None
+    w = math.exp(best.x[2])
+    return _window(photo, (best.x[0], best.x[1], w, w * aspect), width, height)
+
+
+def parallax_room(group: str, *, photo_size: tuple[int, int], out_size: tuple[int, int], frames: int) -> dict[str, Any]:
+    """PSNR/SSIM of the parallax and best Ken Burns frames of `group` against its true frames."""
+    import numpy as np
+
+    from app.media.kenburns import ease, frame_t_norm
+    from app.media.parallax import CameraMove, ParallaxCamera, reference_inverse_depth
+    from app.media.types import MotionPlan, MotionType, Viewport
+    from app.samples import render_true_frames
+
+    move = CameraMove(**PARALLAX_MOVE)
+    plan = MotionPlan(MotionType.PARALLAX, Viewport(), Viewport())
+    base = render_true_frames(group, [], width=photo_size[0], height=photo_size[1])
+    metres = 1.0 / reference_inverse_depth(base.inverse_depth)  # renderer units -> metres
+    camera = ParallaxCamera(base.photo, base.inverse_depth, plan, *out_size, move=move, focal_px=base.focal_px)
+    ts = [frame_t_norm(i, frames) for i in range(frames)]
+    poses = [move.pose(ease(plan.easing, t)) for t in ts]
+    truth = render_true_frames(group, [(r, c * metres) for r, c in poses], width=photo_size[0], height=photo_size[1])
+    scores: dict[str, list[float]] = {"pp": [], "pk": [], "sp": [], "sk": []}
+    for t, true_full in zip(ts, truth.frames, strict=True):
+        rect = camera.rect_at(t)
+        true = _window(true_full, rect, *out_size)
+        par = camera.render(t)
+        kb = best_ken_burns_frame(base.photo, true, rect)
+        scores["pp"].append(_psnr(par, true))
+        scores["pk"].append(_psnr(kb, true))
+        scores["sp"].append(_ssim(par, true))
+        scores["sk"].append(_ssim(kb, true))
+    m = {k: round(float(np.mean(v)), 3) for k, v in scores.items()}
+    return {
+        "room": group,
+        "psnr_parallax": m["pp"],
+        "psnr_ken_burns": m["pk"],
+        "ssim_parallax": round(m["sp"], 4),
+        "ssim_ken_burns": round(m["sk"], 4),
+        "move_m": {k: round(v * metres, 3) for k, v in PARALLAX_MOVE.items()},
+        "safe_zoom": round(camera.zoom, 4),
+    }
+
+
+def parallax_timing(*, seconds: float = 4.0, size: tuple[int, int] = (1920, 1080), repeats: int = 2) -> dict[str, Any]:
+    """Wall time of a full clip (render + x264 encode, the phase-2 settings) by Ken Burns and by
+    parallax on the same photo, plan and size; the best of `repeats` each, interleaved."""
+    from app.media.kenburns import render_ken_burns
+    from app.media.parallax import CameraMove, render_parallax
+    from app.media.types import MotionPlan, MotionType, Viewport
+    from app.samples import render_true_frames
+
+    base = render_true_frames("kitchen", [])
+    plan = MotionPlan(MotionType.PUSH_IN, Viewport(0.5, 0.5, 1.0), Viewport(0.55, 0.5, 1.15))
+    move = CameraMove(**PARALLAX_MOVE)
+    kb_s, px_s = [], []
+    with tempfile.TemporaryDirectory(prefix="picaivid-px-") as tmp:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            render_ken_burns(base.photo, plan, Path(tmp) / "kb.mp4", width=size[0], height=size[1], duration=seconds)
+            kb_s.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            render_parallax(
+                base.photo,
+                base.inverse_depth,
+                plan,
+                Path(tmp) / "px.mp4",
+                width=size[0],
+                height=size[1],
+                duration=seconds,
+                move=move,
+                focal_px=base.focal_px,
+            )
+            px_s.append(time.perf_counter() - t0)
+    return {
+        "clip": f"{size[0]}x{size[1]} 30 fps {seconds} s, photo 1600x1067",
+        "ken_burns_s": round(min(kb_s), 3),
+        "parallax_s": round(min(px_s), 3),
+        "time_ratio_parallax_vs_ken_burns": round(min(px_s) / min(kb_s), 3),
+    }
+
+
+def parallax_quality(
+    *, photo_size: tuple[int, int] = (960, 640), out_size: tuple[int, int] = (768, 432), frames: int = 9
+) -> dict[str, Any]:
+    from app.samples import ROOM_GROUPS
+
+    t0 = time.perf_counter()
+    rooms = [parallax_room(g, photo_size=photo_size, out_size=out_size, frames=frames) for g in ROOM_GROUPS]
+    gains = [r["psnr_parallax"] - r["psnr_ken_burns"] for r in rooms]
+    quality_s = time.perf_counter() - t0
+    timing = parallax_timing()
+    return {
+        "rooms": rooms,
+        "mean_psnr_gain_db": round(sum(gains) / len(gains), 3),
+        "min_psnr_gain_db": round(min(gains), 3),
+        "time_ratio_parallax_vs_ken_burns": timing.pop("time_ratio_parallax_vs_ken_burns"),
+        "timing": timing,
+        "setup": {
+            "move": PARALLAX_MOVE,
+            "photo_size": list(photo_size),
+            "out_size": list(out_size),
+            "frames_per_room": frames,
+            "quality_s": round(quality_s, 1),
+        },
+    }
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ unset S3_BUCKET
 
 if [ ! -f "$OUT/sample/ground_truth.json" ]; then
   echo "==> generating the sample listing in $OUT/sample" >&2
-  python scripts/make_sample_listing.py "$OUT/sample" >&2
+  # With its true depth as sidecars (as a 3-D tour export brings them): the clips use depth parallax.
+  python scripts/make_sample_listing.py "$OUT/sample" --depth >&2
 fi
 echo "==> rendering" >&2
 picaivid render "$OUT/sample/photos" --music "$OUT/sample/music.wav" --out "$OUT/listing.mp4" \

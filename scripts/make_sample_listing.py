@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         help=f"render only these room groups: {', '.join(ROOM_GROUPS)}",
     )
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count, at most 4)")
+    parser.add_argument(
+        "--depth", action="store_true", help="write each photo's true depth as NAME.depth.png (parallax clips)"
+    )
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -51,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             rooms=args.rooms,
             workers=args.workers,
+            depth=args.depth,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -246,3 +246,22 @@ def test_cli_writes_a_listing(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert portrait is not None and portrait.shape == (192, 128, 3)
     assert gt["music"]["bpm"] == 100.0 and (out / "music.wav").is_file()
     assert "wrote 4 photos of 2 rooms" in capsys.readouterr().out
+
+
+def test_depth_sidecars_leave_the_photos_unchanged_and_true_frames_match(
+    small_listing: SampleListing, tmp_path: Path
+) -> None:
+    from app.samples import render_true_frames
+
+    with_depth = make_sample_listing(
+        tmp_path, width=640, height=427, music_seconds=6.0, seed=3, rooms=["bedroom_b"], workers=1, depth=True
+    )
+    for p in with_depth.ground_truth["photos"]:
+        assert _md5(with_depth.out_dir / p["file"]) == _md5(small_listing.out_dir / p["file"]), p["file"]
+        depth = cv2.imread(str(with_depth.out_dir / p["depth_file"]), cv2.IMREAD_UNCHANGED)
+        assert depth is not None and depth.dtype == np.uint16 and depth.shape == (p["height"], p["width"])
+        assert 300 < int(np.median(depth)) < 15000  # millimetres: a room a few metres deep
+    # the true frames of an unmoved camera are the photo without its sensor noise
+    identity = (np.eye(3), np.zeros(3))
+    truth = render_true_frames("bedroom_b", [identity], seed=3, width=640, height=427)
+    assert cv2.PSNR(truth.frames[0], truth.photo) > 38

@@ -46,6 +46,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from app.errors import ImageRejectedError
+from app.media.depth_io import is_depth_sidecar
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -652,7 +653,7 @@ def scan_photo_folder(directory: str | os.PathLike[str]) -> list[FolderEntry]:
         rel_dir = Path(dirpath).relative_to(root)
         label = _label_for(rel_dir.parts)
         for name in filenames:
-            if name.startswith("."):
+            if name.startswith(".") or is_depth_sidecar(name):  # a photo's depth travels with the photo
                 continue
             entry = _folder_entry(Path(dirpath) / name, label, real_root)
             if entry is not None:

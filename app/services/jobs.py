@@ -22,6 +22,7 @@ from app.config import Settings
 from app.db.models import Job, JobStatus, Photo, PhotoStatus
 from app.db.session import session_scope
 from app.errors import AudioError, ImageRejectedError, InvalidInputError, NoUsablePhotosError, StorageError
+from app.media import depth_io
 from app.media.audio import check_music_samples, load_music
 from app.media.images import check_photo_file, scan_photo_folder
 from app.orchestrator import ensure_phase_rows
@@ -171,6 +172,15 @@ def create_job(
     return job_id
 
 
+def _ingest_depth_sidecar(ctx: PhaseContext, photo_key: str, photo: Path) -> None:
+    """A depth map that came with the photo (``NAME.depth.png`` …) is stored beside it for phase 1."""
+    sidecar = depth_io.sidecar_path(photo)
+    if sidecar is None or sidecar.is_symlink() or sidecar.stat().st_size > ctx.settings.MAX_IMAGE_BYTES:
+        return
+    suffix = sidecar.name[len(photo.stem) :]
+    ctx.storage.put_file(keys.depth_sidecar(photo_key, suffix), sidecar)
+
+
 def _ingest_photo(ctx: PhaseContext, job_id: int, position: int, item: PhotoInput, reason: str | None) -> Photo:
     """The photo's row, its file copied into storage, or, when refused, a rejected row and no copy
     (its URI names the key it would have had, which holds nothing)."""
@@ -185,6 +195,7 @@ def _ingest_photo(ctx: PhaseContext, job_id: int, position: int, item: PhotoInpu
     )
     if reason is None:
         photo.s3_uri = ctx.storage.put_file(key, item.path)
+        _ingest_depth_sidecar(ctx, key, item.path)
     else:
         photo.s3_uri = ctx.storage.uri(key)
         photo.status, photo.reject_reason = PhotoStatus.REJECTED, reason

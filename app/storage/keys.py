@@ -38,6 +38,16 @@ def thumbnail(job_id: int, photo_id: int) -> str:
     return f"jobs/{job_id}/phase1/thumbs/{photo_id}.jpg"
 
 
+def depth_map(job_id: int, photo_id: int) -> str:
+    """Phase 1's inverse-depth map of a photo (float32 .npy)."""
+    return f"{phase_prefix(job_id, 1)}/depth/{photo_id}.npy"
+
+
+def depth_sidecar(photo_key: str, suffix: str) -> str:
+    """Where the ingest stores a photo's depth sidecar: beside it, same stem (``….depth.png``)."""
+    return photo_key.rsplit(".", 1)[0] + suffix
+
+
 def clip(job_id: int, clip_id: int, render_key: str) -> str:
     # The render key is part of the name: a clip re-planned with a new motion gets a new object,
     # and a retry of the same plan overwrites the same one.

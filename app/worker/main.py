@@ -10,6 +10,7 @@ from app.worker.loop import Worker, WorkerType, callback_url_lookup
 
 def build_worker(worker_type: WorkerType, settings: Settings | None = None) -> Worker:
     from app.callbacks import CallbackSink
+    from app.components import Components
     from app.db.migrate import ensure_schema
     from app.db.session import session_factory
     from app.phases.base import PhaseContext
@@ -30,8 +31,13 @@ def build_worker(worker_type: WorkerType, settings: Settings | None = None) -> W
             "the embedded single-machine mode (`picaivid render`)"
         )
     ensure_schema(settings.DATABASE_URL)
+    # Models and renderers are built once per worker process and handed to every phase it runs.
+    components = Components.from_settings(settings, gpu=worker_type == "gpu")
     ctx = PhaseContext(
-        settings=settings, sessions=session_factory(settings.DATABASE_URL), storage=get_storage(settings)
+        settings=settings,
+        sessions=session_factory(settings.DATABASE_URL),
+        storage=get_storage(settings),
+        components=components,
     )
     client = sqs_client(settings)
     callbacks = CallbackSink(settings, url_for_job=callback_url_lookup(ctx))

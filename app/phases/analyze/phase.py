@@ -8,6 +8,7 @@ are replaced, clip rows are upserted by photo (a clip whose plan did not change 
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +29,15 @@ from app.media.motion import plan_motion
 from app.media.quality import QualityScores, featureless_reason, score_quality
 from app.media.scene import SceneGuess, classify_scene, resolve_room_label
 from app.orchestrator import get_job
+from app.phases.analyze.depth import DepthRecord, photo_depth, store_depth
 from app.phases.analyze.selection import NOT_NEEDED, select_for_target
 from app.phases.base import PhaseContext, PhaseResult
 from app.phases.timeline.planner import ClipCandidate
 from app.storage import keys
 
 PHASE = 1
+
+log = logging.getLogger(__name__)
 #: Analysis works on a copy this size: enough for features and saliency, cheap on memory.
 ANALYSIS_MAX_SIDE = 1024
 THUMB_MAX_SIDE = 320
@@ -164,9 +168,32 @@ def _load_or_reason(ctx: PhaseContext, uri: str, workdir: Path) -> tuple[np.ndar
     return small, width, height
 
 
+def _scene(ctx: PhaseContext, small: np.ndarray) -> SceneGuess:
+    """Interior/exterior and room type: CLIP zero-shot when its weights are here, else the heuristics.
+    The result's `source` says which ("clip:<repo>@<revision>" or "heuristic:v1")."""
+    models = ctx.get_components().models
+    clip = getattr(models, "clip", None) if models is not None else None
+    heuristic = classify_scene(small)
+    if clip is None:
+        return heuristic
+    try:
+        result = clip([small])[0]
+    except Exception:  # a model failure costs the photo its model labels, never the job
+        log.warning("CLIP failed; using the heuristic scene labels", exc_info=True)
+        return heuristic
+    return SceneGuess(
+        is_exterior=result.is_exterior,
+        exterior_probability=float(result.exterior_prob),
+        room_label=result.room_label,
+        label_confidence=float(result.room_confidence),
+        source=result.source,
+        features={**heuristic.features, "heuristic_exterior_probability": heuristic.exterior_probability},
+    )
+
+
 def _analyse(ctx: PhaseContext, photo: _JobPhoto, small: np.ndarray, size: tuple[int, int]) -> _Analysed:
     quality = score_quality(small)
-    scene = classify_scene(small)
+    scene = _scene(ctx, small)
     label, source = resolve_room_label(photo.override or photo.given_label, scene)
     if photo.override and source == "backend":
         source = "override"  # a user's edit of the label wins over the backend's
@@ -285,6 +312,8 @@ class _Plan:
     selected: list[_Analysed]
     plans: dict[int, dict[str, Any]]
     durations: dict[int, float]
+    #: Depth maps stored for photos that get a clip (photo id -> record).
+    depth: dict[int, DepthRecord] = field(default_factory=dict)
 
     @property
     def hero_ids(self) -> set[int]:
@@ -339,8 +368,9 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
             f"{len(selected)} of {len(shown)} (a longer target shows more)"
         )
 
-    progress.step(len(photos) + 1, len(photos) + 2, "planning motion")
+    progress.step(len(photos) + 1, len(photos) + 2, "depth and motion")
     plan = _Plan(found, duplicates, clusters, cluster_of, heroes, selected, {}, {})
+    plan.depth = _depth_step(ctx, job_id, selected, {p.photo_id: p.uri for p in photos}, workdir)
     for a in selected:
         plan.plans[a.photo_id], plan.durations[a.photo_id] = clip_plan(
             settings,
@@ -374,6 +404,18 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
         },
         warnings=found.warnings,
     )
+
+
+def _depth_step(
+    ctx: PhaseContext, job_id: int, selected: list[_Analysed], uris: dict[int, str], workdir: Path
+) -> dict[int, DepthRecord]:
+    """A depth map for every photo that gets a clip (see `depth.py`), stored as an artifact."""
+    found: dict[int, DepthRecord] = {}
+    for a in selected:
+        depth = photo_depth(ctx, uris[a.photo_id], a.rgb, workdir)
+        if depth is not None:
+            found[a.photo_id] = store_depth(ctx, job_id, a.photo_id, depth, workdir)
+    return found
 
 
 def _write(s: Session, job_id: int, plan: _Plan) -> None:
@@ -462,6 +504,7 @@ def _write_photo(photo: Photo, plan: _Plan, a: _Analysed | None, cluster_rows: l
         },
         "duplicate_of": plan.duplicates.get(photo.id),
         "selected": selected,
+        "depth": plan.depth[photo.id].as_dict() if photo.id in plan.depth else None,
     }
 
 

@@ -5,24 +5,30 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 
 from app.db.models import Clip, ClipStatus, Photo, utcnow
 from app.db.session import session_scope
-from app.errors import PicaividError
+from app.errors import PicaividError, RenderCancelled
 from app.media.images import load_photo
 from app.media.types import MotionPlan
 from app.media.validate import validate_clip
 from app.orchestrator import get_job
 from app.phases.base import PhaseContext, PhaseResult
-from app.phases.render.renderers import ClipRenderer, RenderRequest, renderer_chain
+from app.phases.render.renderers import ClipRenderer, RendererDeclined, RenderRequest
 from app.storage import keys
 
 PHASE = 2
+
+log = logging.getLogger(__name__)
 
 
 class ClipRenderError(PicaividError):
@@ -38,10 +44,21 @@ class ClipRejectedError(ClipRenderError):
         super().__init__(f"clip {clip_id} could not be rendered ({reason})")
 
 
+def renderer_chain(ctx: PhaseContext) -> list[ClipRenderer]:
+    """The ladder this process runs, best first (the components the entry point built)."""
+    return ctx.get_components().renderers
+
+
 def render_key(
-    photo_uri: str, plan: dict[str, object], duration: float, ctx: PhaseContext, chain: list[ClipRenderer]
+    photo_uri: str,
+    plan: dict[str, object],
+    duration: float,
+    ctx: PhaseContext,
+    renderer: ClipRenderer,
+    depth_uri: str | None = None,
 ) -> str:
-    """Everything a rendered clip depends on. Equal keys mean the existing artifact can be reused."""
+    """Everything a clip made by `renderer` depends on. Equal keys mean the existing artifact can be reused;
+    the renderer is part of it, so adding a renderer to the ladder leaves clips made by others valid."""
     width, height = ctx.settings.output_size
     material = json.dumps(
         {
@@ -51,7 +68,9 @@ def render_key(
             "size": [width, height],
             "fps": ctx.settings.OUTPUT_FPS,
             "crf": ctx.settings.CLIP_CRF,
-            "renderers": [f"{r.name}@{r.version}" for r in chain],
+            "renderer": f"{renderer.name}@{renderer.version}",
+            # Only renderers that use depth depend on it: new depth re-renders parallax clips alone.
+            "depth": depth_uri if renderer.is_3d else None,
         },
         sort_keys=True,
     )
@@ -67,102 +86,180 @@ class ClipOutcome:
     validation_score: float
 
 
-def render_clip(ctx: PhaseContext, clip_id: int, *, cancel: threading.Event | None = None) -> ClipOutcome:
-    """Render one clip unless its checkpoint (row + artifact with the same render key) exists.
+@dataclass
+class _ClipJob:
+    """What rendering one clip needs, read in one transaction."""
 
-    `cancel` (fleet workers): when set, the renderer stops at its next frame and `RenderCancelled`
-    propagates; the clip row keeps status "rendering" for the worker to hand back."""
-    settings = ctx.settings
-    width, height = settings.output_size
-    chain = renderer_chain(settings)
+    clip_id: int
+    job_id: int
+    photo_uri: str
+    photo_name: str
+    plan: dict[str, object]
+    duration: float
+    room_type: str | None
+    depth_uri: str | None
+
+
+def _reusable(ctx: PhaseContext, clip: Clip, job: _ClipJob, chain: list[ClipRenderer]) -> bool:
+    if clip.status != ClipStatus.RENDERED or not clip.s3_uri or not clip.render_key:
+        return False
+    maker = next((r for r in chain if r.name == clip.model_used), None)
+    if maker is None:
+        return False
+    key = render_key(job.photo_uri, job.plan, job.duration, ctx, maker, job.depth_uri)
+    return clip.render_key == key and ctx.storage.exists(keys.clip(clip.job_id, clip.id, key))
+
+
+def _claim(ctx: PhaseContext, clip_id: int, chain: list[ClipRenderer]) -> _ClipJob | ClipOutcome:
+    """Mark the clip rendering (one more attempt), or return the outcome of its valid checkpoint."""
     with session_scope(ctx.sessions) as s:
         clip = s.get(Clip, clip_id)
         if clip is None or clip.photo_id is None:
             raise ClipRenderError(f"clip {clip_id} does not exist")
         photo = s.get(Photo, clip.photo_id)
         assert photo is not None
-        plan_dict = dict(clip.motion_plan or {})
-        duration = float(clip.duration or 4.0)
-        key = render_key(photo.s3_uri, plan_dict, duration, ctx, chain)
-        artifact = keys.clip(clip.job_id, clip.id, key)
-        if (
-            clip.status == ClipStatus.RENDERED
-            and clip.render_key == key
-            and clip.s3_uri
-            and ctx.storage.exists(artifact)
-        ):
+        depth = (photo.analysis or {}).get("depth") or {}
+        job = _ClipJob(
+            clip_id=clip_id,
+            job_id=clip.job_id,
+            photo_uri=photo.s3_uri,
+            photo_name=photo.filename or f"photo {photo.id}",
+            plan=dict(clip.motion_plan or {}),
+            duration=float(clip.duration or 4.0),
+            room_type=photo.resolved_room_label,
+            depth_uri=depth.get("uri"),
+        )
+        if _reusable(ctx, clip, job, chain):
             return ClipOutcome(clip_id, False, clip.model_used or "", 0.0, clip.validation_score or 0.0)
         clip.status = ClipStatus.RENDERING
         clip.render_attempts = (clip.render_attempts or 0) + 1
-        job_id, photo_uri = clip.job_id, photo.s3_uri
-        photo_name = photo.filename or f"photo {photo.id}"
+        return job
 
-    workdir = ctx.workdir(job_id)
-    source = load_photo(ctx.storage.local_path(ctx.storage.resolve_key(photo_uri), workdir / "cache"))
-    plan = MotionPlan.from_dict(plan_dict)
-    out = workdir / "clips" / f"{clip_id}-{key[:12]}.mp4"
-    log: list[dict[str, object]] = []
+
+def _load_depth(ctx: PhaseContext, job: _ClipJob) -> np.ndarray | None:
+    if not job.depth_uri:
+        return None
+    from app.phases.analyze.depth import load_depth
+
+    try:
+        return load_depth(ctx, job.depth_uri, ctx.workdir(job.job_id))
+    except Exception:  # a lost depth map costs the clip its parallax rung, not the clip
+        log.warning("depth map %s unreadable", job.depth_uri, exc_info=True)
+        return None
+
+
+def _attempt(
+    renderer: ClipRenderer, request: RenderRequest, source_rgb: np.ndarray, ctx: PhaseContext
+) -> tuple[dict[str, Any], float]:
+    """One rung of the ladder: render and validate. Returns the attempt record and the validation score."""
+    settings = ctx.settings
+    t0 = time.perf_counter()
+    try:
+        renderer.render(request)
+    except RenderCancelled:
+        raise
+    except RendererDeclined as exc:
+        return {"renderer": renderer.name, "passed": False, "declined": True, "reasons": [str(exc)]}, 0.0
+    except Exception as exc:  # CUDA OOM, a model bug, ffmpeg: step down the ladder, never fail the job here
+        if not isinstance(exc, PicaividError):
+            log.warning("renderer %s failed", renderer.name, exc_info=True)
+        return {"renderer": renderer.name, "passed": False, "reasons": [f"{type(exc).__name__}: {exc}"[:300]]}, 0.0
+    seconds = time.perf_counter() - t0
+    check = validate_clip(
+        request.out_path,
+        source_rgb,
+        request.plan,
+        width=request.width,
+        height=request.height,
+        fps=settings.OUTPUT_FPS,
+        duration=request.duration,
+    )
+    record = {
+        "renderer": renderer.name,
+        "passed": check.passed,
+        "reasons": check.reasons,
+        "score": round(check.score, 4),
+        "seconds": round(seconds, 3),
+        "validate_seconds": round(time.perf_counter() - t0 - seconds, 3),
+    }
+    return record, check.score
+
+
+def render_clip(ctx: PhaseContext, clip_id: int, *, cancel: threading.Event | None = None) -> ClipOutcome:
+    """Render one clip down the ladder unless its checkpoint (row + artifact, same render key) exists.
+
+    `cancel` (fleet workers): when set, the renderer stops at its next frame and `RenderCancelled`
+    propagates; the clip row keeps status "rendering" for the worker to hand back."""
+    settings = ctx.settings
+    width, height = settings.output_size
+    chain = renderer_chain(ctx)
+    claimed = _claim(ctx, clip_id, chain)
+    if isinstance(claimed, ClipOutcome):
+        return claimed
+    job = claimed
+    workdir = ctx.workdir(job.job_id)
+    source = load_photo(ctx.storage.local_path(ctx.storage.resolve_key(job.photo_uri), workdir / "cache"))
+    depth = _load_depth(ctx, job)
+    attempts: list[dict[str, Any]] = []
     for renderer in chain:
-        t0 = time.perf_counter()
-        try:
-            renderer.render(
-                RenderRequest(
-                    rgb=source.rgb,
-                    plan=plan,
-                    out_path=out,
-                    width=width,
-                    height=height,
-                    fps=settings.OUTPUT_FPS,
-                    duration=duration,
-                    preset=settings.CLIP_X264_PRESET,
-                    crf=settings.CLIP_CRF,
-                    cancel=cancel,
-                )
-            )
-        except PicaividError as exc:
-            log.append({"renderer": renderer.name, "ok": False, "reason": str(exc)})
-            continue
-        seconds = time.perf_counter() - t0
-        check = validate_clip(
-            out, source.rgb, plan, width=width, height=height, fps=settings.OUTPUT_FPS, duration=duration
+        key = render_key(job.photo_uri, job.plan, job.duration, ctx, renderer, job.depth_uri)
+        out = workdir / "clips" / f"{clip_id}-{key[:12]}.mp4"
+        request = RenderRequest(
+            rgb=source.rgb,
+            plan=MotionPlan.from_dict(job.plan),
+            out_path=out,
+            width=width,
+            height=height,
+            fps=settings.OUTPUT_FPS,
+            duration=job.duration,
+            preset=settings.CLIP_X264_PRESET,
+            crf=settings.CLIP_CRF,
+            cancel=cancel,
+            depth=depth,
+            room_type=job.room_type,
+            seed_key=key,
         )
-        log.append(
-            {
-                "renderer": renderer.name,
-                "ok": check.passed,
-                "score": round(check.score, 4),
-                "reasons": check.reasons,
-                "seconds": round(seconds, 3),
-                "validate_seconds": round(time.perf_counter() - t0 - seconds, 3),
-            }
-        )
-        if not check.passed:
-            continue
-        uri = ctx.storage.put_file(artifact, out, "video/mp4")
-        with session_scope(ctx.sessions) as s:
-            clip = s.get(Clip, clip_id)
-            assert clip is not None
-            clip.status = ClipStatus.RENDERED
-            clip.s3_uri = uri
-            clip.render_key = key
-            clip.model_used = renderer.name
-            clip.is_3d = renderer.is_3d
-            clip.validation_score = round(check.score, 4)
-            clip.render_seconds = round(seconds, 3)
-            clip.rendered_at = utcnow()
-            clip.render_log = log
-            clip.error = None
-            clip.lease_owner = clip.lease_expires_at = None
+        record, score = _attempt(renderer, request, source.rgb, ctx)
+        attempts.append(record)
+        if record["passed"]:
+            _checkpoint(ctx, job, renderer, key, out, attempts, score)
+            return ClipOutcome(clip_id, True, renderer.name, float(record["seconds"]), score)
         out.unlink(missing_ok=True)
-        return ClipOutcome(clip_id, True, renderer.name, seconds, check.score)
-    reason = "; ".join(f"{e['renderer']}: {e.get('reason') or e.get('reasons')}" for e in log)
+    reason = "; ".join(f"{a['renderer']}: {', '.join(a['reasons']) or 'rejected'}" for a in attempts)
     with session_scope(ctx.sessions) as s:
         clip = s.get(Clip, clip_id)
         assert clip is not None
         clip.status = ClipStatus.FAILED
         clip.error = reason
-        clip.render_log = log
-    raise ClipRejectedError(clip_id, photo_name, reason)
+        clip.render_log = attempts
+    raise ClipRejectedError(clip_id, job.photo_name, reason)
+
+
+def _checkpoint(
+    ctx: PhaseContext,
+    job: _ClipJob,
+    renderer: ClipRenderer,
+    key: str,
+    out: Path,
+    attempts: list[dict[str, Any]],
+    score: float,
+) -> None:
+    uri = ctx.storage.put_file(keys.clip(job.job_id, job.clip_id, key), out, "video/mp4")
+    with session_scope(ctx.sessions) as s:
+        clip = s.get(Clip, job.clip_id)
+        assert clip is not None
+        clip.status = ClipStatus.RENDERED
+        clip.s3_uri = uri
+        clip.render_key = key
+        clip.model_used = renderer.name
+        clip.is_3d = renderer.is_3d
+        clip.validation_score = round(score, 4)
+        clip.render_seconds = attempts[-1]["seconds"]
+        clip.rendered_at = utcnow()
+        clip.render_log = attempts
+        clip.error = None
+        clip.lease_owner = clip.lease_expires_at = None
+    out.unlink(missing_ok=True)
 
 
 def run(job_id: int, ctx: PhaseContext) -> PhaseResult:

@@ -1,0 +1,246 @@
+"""`ModelRegistry`: every model component, built once per process from the settings, with the reasons for
+whatever is missing. Callers use ``registry.clip`` / ``registry.depth`` when not None and fall back to
+the classical code otherwise; ``registry.report()`` says which happened and why."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from app.models.catalog import Kind, licence_refusal
+from app.models.layout import Manifest, ManifestError, model_dir, read_manifest, verify_files
+from app.models.runtime import ModulesMixin, pick_device
+
+log = logging.getLogger(__name__)
+
+#: Settings that choose depth weights, best first: the first one whose weights load is used.
+DEPTH_SETTINGS: tuple[str, ...] = ("DEPTH_MODEL", "MIDAS_MODEL")
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    """One attempt to build a component. `loaded` False means the caller falls back; `reason` says why."""
+
+    role: str
+    setting: str
+    name: str
+    loaded: bool
+    reason: str | None = None
+    source: str | None = None
+    path: str | None = None
+    licence: str | None = None
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    cache_dir: Path
+    device: str = "cpu"
+    allow_noncommercial: bool = False
+    allow_tiny_random: bool = True
+    depth_input_size: int | None = None
+
+
+class _Unavailable(Exception):
+    """The component cannot be built; the message is the recorded reason."""
+
+
+def check_folder(kind: Kind, name: str, opts: LoadOptions) -> tuple[Path, Manifest]:
+    """The verified folder and manifest of one model, or `_Unavailable` with the reason."""
+    try:
+        folder = model_dir(opts.cache_dir, kind, name)
+    except ValueError as exc:
+        raise _Unavailable(str(exc)) from None
+    if not folder.is_dir():
+        raise _Unavailable(f"no weights at {folder} (see scripts/download_models.py)")
+    try:
+        manifest = read_manifest(folder)
+    except ManifestError as exc:
+        raise _Unavailable(f"corrupt weights: {exc}") from None
+    if manifest.kind != kind:
+        raise _Unavailable(f"corrupt weights: {folder} holds a {manifest.kind!r} model, not {kind!r}")
+    refusal = licence_refusal(kind, name, manifest.licence, opts.allow_noncommercial)
+    if refusal:
+        raise _Unavailable(refusal)
+    if manifest.tiny_random and not opts.allow_tiny_random:
+        raise _Unavailable(f"refused: {folder} holds tiny random test weights (not in production)")
+    try:
+        verify_files(folder, manifest)
+    except ManifestError as exc:
+        raise _Unavailable(f"corrupt weights: {exc}") from None
+    return folder, manifest
+
+
+def _build(kind: Kind, folder: Path, manifest: Manifest, opts: LoadOptions) -> Any:
+    device = pick_device(opts.device)
+    if kind == "clip":
+        from app.models.clip import load_clip
+
+        return load_clip(folder, source=manifest.source, device=device)
+    from app.models.depth import load_depth
+
+    return load_depth(
+        folder,
+        architecture=manifest.architecture,
+        source=manifest.source,
+        device=device,
+        input_size=opts.depth_input_size,
+    )
+
+
+def load_component(role: str, kind: Kind, setting: str, name: str, opts: LoadOptions) -> tuple[Any, ComponentStatus]:
+    """(component or None, status). Never raises for missing, refused, corrupt or unloadable weights."""
+    started = time.perf_counter()
+    base: dict[str, Any] = {"role": role, "setting": setting, "name": name}
+    try:
+        folder, manifest = check_folder(kind, name, opts)
+    except _Unavailable as exc:
+        return None, ComponentStatus(**base, loaded=False, reason=str(exc))
+    try:
+        component = _build(kind, folder, manifest, opts)
+    except Exception as exc:  # a broken checkpoint must never take a job down: the caller falls back
+        log.warning("model %s=%s failed to load: %s", setting, name, exc, exc_info=True)
+        reason = f"failed to load {folder}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        return None, ComponentStatus(**base, loaded=False, reason=reason, path=str(folder))
+    status = ComponentStatus(
+        **base,
+        loaded=True,
+        source=manifest.source,
+        path=str(folder),
+        licence=manifest.licence,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    return component, status
+
+
+class ModelRegistry(ModulesMixin):
+    """The process's model components: ``clip`` (`ClipAnalyzer` | None), ``depth`` (`DepthEstimator` | None).
+
+    Build it once (`from_settings`, or the cached `get_model_registry`) and pass it to whoever needs it."""
+
+    clip: Any
+    depth: Any
+
+    def __init__(self, *, clip: Any = None, depth: Any = None, statuses: tuple[ComponentStatus, ...] = ()) -> None:
+        self.register_modules(clip=clip, depth=depth)
+        self.statuses = statuses
+
+    @classmethod
+    def from_settings(cls, settings: Any, *, device: str | None = None) -> ModelRegistry:
+        """Load what `settings` asks for and what is on disk; record why anything else is missing."""
+        if not settings.MODELS_ENABLED:
+            off = "disabled (MODELS_ENABLED=false)"
+            return cls(
+                statuses=(
+                    ComponentStatus("clip", "OPENCLIP_MODEL", settings.OPENCLIP_MODEL, False, off),
+                    ComponentStatus("depth", "DEPTH_MODEL", settings.DEPTH_MODEL, False, off),
+                )
+            )
+        opts = LoadOptions(
+            cache_dir=Path(settings.MODEL_CACHE_DIR),
+            device=device or settings.MODELS_DEVICE,
+            allow_noncommercial=settings.MODELS_ALLOW_NONCOMMERCIAL,
+            allow_tiny_random=settings.ENVIRONMENT != "production",
+            depth_input_size=settings.DEPTH_INPUT_SIZE or None,
+        )
+        clip, clip_status = _load_named("clip", "clip", "OPENCLIP_MODEL", settings.OPENCLIP_MODEL, opts)
+        depth, depth_statuses = _load_first_depth(settings, opts)
+        registry = cls(clip=clip, depth=depth, statuses=(clip_status, *depth_statuses))
+        log.info("models: %s", registry.describe())
+        return registry
+
+    def status(self, role: str) -> ComponentStatus | None:
+        """The loaded attempt for `role`, else its first failed one."""
+        attempts = [s for s in self.statuses if s.role == role]
+        return next((s for s in attempts if s.loaded), attempts[0] if attempts else None)
+
+    def report(self) -> dict[str, Any]:
+        """JSON-ready: per role what was loaded (its `source`) or why the classical fallback runs, plus
+        every attempt in order."""
+        roles = {}
+        for role in ("clip", "depth"):
+            chosen = self.status(role)
+            reasons = [f"{s.setting}: {s.reason}" for s in self.statuses if s.role == role and s.reason]
+            roles[role] = {
+                "loaded": bool(chosen and chosen.loaded),
+                "source": chosen.source if chosen else None,
+                "fallback_reason": None if chosen and chosen.loaded else ("; ".join(reasons) or "not configured"),
+            }
+        return {**roles, "attempts": [s.as_dict() for s in self.statuses]}
+
+    def describe(self) -> str:
+        """One line for logs: "clip=clip:laion/...@abc; depth=fallback (DEPTH_MODEL: no weights at ...)"."""
+        parts = []
+        for role, info in self.report().items():
+            if role != "attempts":
+                parts.append(
+                    f"{role}={info['source'] if info['loaded'] else 'fallback (' + info['fallback_reason'] + ')'}"
+                )
+        return "; ".join(parts)
+
+
+def _load_named(role: str, kind: Kind, setting: str, name: str, opts: LoadOptions) -> tuple[Any, ComponentStatus]:
+    if not name.strip():
+        return None, ComponentStatus(role, setting, name, False, f"not configured ({setting} is empty)")
+    return load_component(role, kind, setting, name.strip(), opts)
+
+
+def _load_first_depth(settings: Any, opts: LoadOptions) -> tuple[Any, list[ComponentStatus]]:
+    depth: Any = None
+    statuses: list[ComponentStatus] = []
+    for setting in DEPTH_SETTINGS:
+        name = str(getattr(settings, setting, "") or "")
+        if depth is not None:
+            statuses.append(
+                ComponentStatus("depth", setting, name, False, f"not needed ({statuses[-1].setting} loaded)")
+            )
+            continue
+        if not name.strip():
+            continue
+        depth, status = _load_named("depth", "depth", setting, name, opts)
+        statuses.append(status)
+    if not statuses:
+        statuses.append(ComponentStatus("depth", "DEPTH_MODEL", "", False, "not configured (DEPTH_MODEL is empty)"))
+    return depth, statuses
+
+
+_CACHE: dict[tuple[Any, ...], ModelRegistry] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def get_model_registry(settings: Any = None) -> ModelRegistry:
+    """The process-wide registry for these settings (built on first use, then shared across threads)."""
+    if settings is None:
+        from app.config import get_settings
+
+        settings = get_settings()
+    key = tuple(
+        str(getattr(settings, n, ""))
+        for n in (
+            "MODELS_ENABLED",
+            "MODEL_CACHE_DIR",
+            "MODELS_DEVICE",
+            "MODELS_ALLOW_NONCOMMERCIAL",
+            "DEPTH_INPUT_SIZE",
+            "ENVIRONMENT",
+            "OPENCLIP_MODEL",
+            *DEPTH_SETTINGS,
+        )
+    )
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = ModelRegistry.from_settings(settings)
+        return _CACHE[key]
+
+
+def clear_model_registry_cache() -> None:
+    """Forget cached registries (tests; a worker that was told its weights changed)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
