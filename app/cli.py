@@ -200,6 +200,7 @@ def render(
             )
         output = local_output(ctx, job_id, out.resolve())
         report = _render_report(ctx, job_id, output)
+        report["components"] = ctx.get_components().report()
         _emit_render_report(report, as_json)
 
 
@@ -255,6 +256,23 @@ def is_own_artifact(path: Path, out: Path) -> bool:
     return False
 
 
+def _components_line(components: dict[str, Any]) -> str:
+    """Which renderers and models ran, and which fell back to classical code and why (one line)."""
+    used = ", ".join(components.get("renderers", []))
+    models = components.get("models") or {}
+    parts = [f"renderers: {used}"]
+    for kind in ("clip", "depth"):
+        info = models.get(kind) or {}
+        parts.append(
+            f"{kind}: {info['source']}"
+            if info.get("loaded")
+            else f"{kind}: classical ({info.get('fallback_reason', 'no model')})"
+        )
+    skipped = components.get("skipped") or {}
+    parts.extend(f"{name} off ({why})" for name, why in skipped.items())
+    return "; ".join(parts)
+
+
 def _emit_render_report(report: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(report))
@@ -263,6 +281,8 @@ def _emit_render_report(report: dict[str, Any], as_json: bool) -> None:
         err_console.print(f"[yellow]skipped[/] {shown(skipped['file'])}: {shown(skipped['reason'])}", highlight=False)
     for warning in report["warnings"]:
         err_console.print(f"[yellow]note:[/] {shown(warning)}", highlight=False)
+    if report.get("components"):
+        err_console.print(f"[dim]{shown(_components_line(report['components']))}[/]", highlight=False)
     tl = report["timeline"] or {}
     err_console.print(
         f"[green]job {report['job_id']} {report['status']}[/]: {len(tl.get('clips', []))} clips, "

@@ -2495,14 +2495,63 @@ def _kitchen(rng: np.random.Generator, scale: float, style: dict[str, Any], n_vi
 def _bedroom(rng: np.random.Generator, scale: float, style: dict[str, Any], n_views: int) -> Scene:
     W, D, H = rng.uniform(3.9, 4.6), rng.uniform(4.4, 5.0), 2.6
     wood = style["wood"]
+    b = _bedroom_shell(rng, scale, style, (W, D, H))
+    bed = _bed_layout(rng, b, W, D)
+    head_h = _bed(rng, b, bed, wood)
+    _nightstands(rng, b, bed, wood)
+    bc = b.walls[bed.wall]
+    if rng.random() < 0.6:
+        _art(bc, rng, bed.s_mid, head_h + 0.5, min(bed.width * 0.75, 1.3), rng.uniform(0.5, 0.7))
+    else:
+        for off in (-0.25, 0.25):
+            _art(bc, rng, bed.s_mid + off * bed.width, head_h + 0.5, 0.45, 0.6)
+    _outlet(bc, bed.s0 - bed.nightstand_w - 0.3)
+    _bedroom_window(rng, b, bed, W, D)
+    _dresser(rng, b, bed.dresser_wall, D, wood)
+    _bed_foot(rng, b, bed)
+    b.ceiling_light(W / 2, D / 2)
+    # with the bed on a side wall, stand on the other side of the room and turn toward it
+    side = {"back": 0.0, "left": -1.0, "right": 1.0}[bed.wall]
+    return b.finish(), _interior_poses(rng, W, D, n_views, hfov=76.0, x_shift=-0.15 * side, yaw_bias=10.0 * side)
+
+
+def _bedroom_shell(
+    rng: np.random.Generator, scale: float, style: dict[str, Any], dims: tuple[float, float, float]
+) -> _Interior:
+    """The room's walls (with baseboards) over a carpet or a plank floor."""
+    wood = style["wood"]
     if rng.random() < 0.5:
         carpet = _pick(rng, ((190, 180, 165), (160, 160, 158), (205, 198, 185)))
-        b = _Interior(rng, scale, (W, D, H), style["wall"], lambda w, h, p: _carpet_img(rng, w, h, p, carpet))
+        b = _Interior(rng, scale, dims, style["wall"], lambda w, h, p: _carpet_img(rng, w, h, p, carpet))
     else:
-        b = _Interior(rng, scale, (W, D, H), style["wall"], lambda w, h, p: _planks_img(rng, w, h, p, wood))
-    p = b.ppm
+        b = _Interior(rng, scale, dims, style["wall"], lambda w, h, p: _planks_img(rng, w, h, p, wood))
     for canvas in b.walls.values():
         _baseboard(canvas)
+    return b
+
+
+@dataclass(frozen=True)
+class _BedLayout:
+    """Where a bedroom's furniture goes: the bed's wall, its centre `s_mid` along that wall and its
+    width; the walls holding the window and the dresser; the nightstands' width."""
+
+    wall: str
+    s_mid: float
+    width: float
+    nightstand_w: float
+    window_wall: str
+    dresser_wall: str
+
+    @property
+    def s0(self) -> float:
+        return self.s_mid - self.width / 2
+
+    @property
+    def s1(self) -> float:
+        return self.s_mid + self.width / 2
+
+
+def _bed_layout(rng: np.random.Generator, b: _Interior, W: float, D: float) -> _BedLayout:
     # The bed's headboard goes against the back wall or one side wall; the window and the dresser take
     # two of the remaining walls, so two bedrooms of one listing rarely share a layout.
     bed_wall = str(rng.choice(["back", "back", "left", "right"]))
@@ -2514,8 +2563,13 @@ def _bedroom(rng: np.random.Generator, scale: float, style: dict[str, Any], n_vi
     else:  # toward the back corner, clear of the camera, with a nightstand between it and the corner
         win_wall, dresser_wall = "back", ("right" if bed_wall == "left" else "left")
         s_bed = b.s_of_z(bed_wall, D - bw / 2 - ns_w - 0.15 - rng.uniform(0.0, 0.25))
-    s0, s1 = s_bed - bw / 2, s_bed + bw / 2
-    bc = b.walls[bed_wall]
+    return _BedLayout(bed_wall, s_bed, bw, ns_w, win_wall, dresser_wall)
+
+
+def _bed(rng: np.random.Generator, b: _Interior, bed: _BedLayout, wood: Color) -> float:
+    """Headboard, frame, duvet, pillows, a cushion and maybe a throw; returns the headboard's height."""
+    p = b.ppm
+    bed_wall, s0, s1, bw, s_bed = bed.wall, bed.s0, bed.s1, bed.width, bed.s_mid
     frame_col = _pick(rng, (wood, (60, 58, 56), (225, 220, 210)))
     duvet_col = _pick(rng, ((238, 236, 230), (200, 205, 210), (120, 140, 160), (210, 190, 170), (90, 100, 90)))
     accent = _pick(rng, _ACCENTS)
@@ -2559,11 +2613,17 @@ def _bedroom(rng: np.random.Generator, scale: float, style: dict[str, Any], n_vi
     if rng.random() < 0.7:
         throw = _fabric(rng, _pick(rng, _FABRICS), p, "checks", accent)
         b.against(bed_wall, s0 - 0.05, s1 + 0.05, 0.34, 0.625, 1.55, 1.95, {"side": throw})
-    # nightstands with lamps, art above the bed
+    return head_h
+
+
+def _nightstands(rng: np.random.Generator, b: _Interior, bed: _BedLayout, wood: Color) -> None:
+    """A nightstand with a lamp on each side of the bed."""
+    p = b.ppm
+    ns_w = bed.nightstand_w
     ns_col = _pick(rng, (wood, (240, 238, 232), (50, 50, 52)))
-    for a in (s0 - ns_w - 0.08, s1 + 0.08):
+    for a in (bed.s0 - ns_w - 0.08, bed.s1 + 0.08):
         b.against(
-            bed_wall,
+            bed.wall,
             a,
             a + ns_w,
             0.0,
@@ -2575,24 +2635,27 @@ def _bedroom(rng: np.random.Generator, scale: float, style: dict[str, Any], n_vi
                 "side": _wood(rng, ns_col, p),
             },
         )
-        lp = b.point(bed_wall, a + ns_w / 2, 0.58, 0.2)
+        lp = b.point(bed.wall, a + ns_w / 2, 0.58, 0.2)
         _lamp(
             b, float(lp[0]), float(lp[2]), 0.58, shade_col=_pick(rng, ((236, 226, 205), (60, 60, 62), (200, 215, 220)))
         )
-    if rng.random() < 0.6:
-        _art(bc, rng, s_bed, head_h + 0.5, min(bw * 0.75, 1.3), rng.uniform(0.5, 0.7))
-    else:
-        for off in (-0.25, 0.25):
-            _art(bc, rng, s_bed + off * bw, head_h + 0.5, 0.45, 0.6)
-    _outlet(bc, s0 - ns_w - 0.3)
-    # window, dresser with mirror or art, door
+
+
+def _bedroom_window(rng: np.random.Generator, b: _Interior, bed: _BedLayout, W: float, D: float) -> None:
+    """The window with curtains and its daylight; a plant beside it when it is on the back wall."""
+    win_wall = bed.window_wall
     wc = b.walls[win_wall]
     win_w = rng.uniform(1.1, 1.5)
     wm = W * rng.uniform(0.35, 0.65) if win_wall == "back" else b.s_of_z(win_wall, D * rng.uniform(0.45, 0.6))
     _window(wc, rng, wm - win_w / 2, wm + win_w / 2, 0.9, 2.15, curtains=_pick(rng, _FABRICS))
     b.window_light(win_wall, wm, 1.5, win_w * 1.25)
     if win_wall == "back" and rng.random() < 0.7:
-        b.plant(0.4 if bed_wall == "right" else W - 0.4, D - 0.4, rng.uniform(0.9, 1.4))
+        b.plant(0.4 if bed.wall == "right" else W - 0.4, D - 0.4, rng.uniform(0.9, 1.4))
+
+
+def _dresser(rng: np.random.Generator, b: _Interior, dresser_wall: str, D: float, wood: Color) -> None:
+    """A dresser with a mirror or art above it and a small object on top, and the room's door."""
+    p = b.ppm
     oc = b.walls[dresser_wall]
     dl = rng.uniform(1.1, 1.45)
     dm = b.s_of_z(dresser_wall, D * rng.uniform(0.5, 0.62))
@@ -2631,22 +2694,29 @@ def _bedroom(rng: np.random.Generator, scale: float, style: dict[str, Any], n_vi
     )
     d_s = b.s_of_z(dresser_wall, 0.3) if dresser_wall == "left" else b.s_of_z(dresser_wall, 0.3) - 0.86
     _door(oc, rng, d_s, (238, 236, 230))
-    # rug under the foot of the bed, maybe a bench at its end
-    c0 = b.point(bed_wall, s0 - 0.55, 0, 0.9)
-    c1 = b.point(bed_wall, s1 + 0.55, 0, 0.9 + rng.uniform(1.6, 2.0))
+
+
+def _bed_foot(rng: np.random.Generator, b: _Interior, bed: _BedLayout) -> None:
+    """A rug under the foot of the bed, maybe a bench at its end."""
+    p = b.ppm
+    c0 = b.point(bed.wall, bed.s0 - 0.55, 0, 0.9)
+    c1 = b.point(bed.wall, bed.s1 + 0.55, 0, 0.9 + rng.uniform(1.6, 2.0))
     if rng.random() < 0.7:
         rx0, rx1 = sorted((float(c0[0]), float(c1[0])))
         rz0, rz1 = sorted((float(c0[2]), float(c1[2])))
         rw, rh = b.floor.size(rx0, rz0, rx1, rz1)
         b.floor.paste(_rug_img(rng, rw, rh, p), rx0, rz0, rx1, rz1)
-    if bed_wall == "back" and rng.random() < 0.5:
+    if bed.wall == "back" and rng.random() < 0.5:
         b.against(
-            bed_wall, s_bed - 0.55, s_bed + 0.55, 0.0, 0.45, 2.25, 2.62, {"side": _fabric(rng, _pick(rng, _FABRICS), p)}
+            bed.wall,
+            bed.s_mid - 0.55,
+            bed.s_mid + 0.55,
+            0.0,
+            0.45,
+            2.25,
+            2.62,
+            {"side": _fabric(rng, _pick(rng, _FABRICS), p)},
         )
-    b.ceiling_light(W / 2, D / 2)
-    # with the bed on a side wall, stand on the other side of the room and turn toward it
-    side = {"back": 0.0, "left": -1.0, "right": 1.0}[bed_wall]
-    return b.finish(), _interior_poses(rng, W, D, n_views, hfov=76.0, x_shift=-0.15 * side, yaw_bias=10.0 * side)
 
 
 def _bathroom(rng: np.random.Generator, scale: float, style: dict[str, Any], n_views: int) -> Scene:
@@ -2922,12 +2992,62 @@ def _garage_door_img(rng: np.random.Generator, w: int, h: int, ppm: float, color
     return img
 
 
+#: How far the roofs overhang the walls (metres).
+_ROOF_OVERHANG = 0.45
+
+
+@dataclass(frozen=True)
+class _House:
+    """The main house of the exterior scene: a box `width` x `depth` with walls `wall_h` tall (one or
+    two storeys) under a gable roof, centred on x = 0 with its facade at z = 0; `p` is pixels per metre."""
+
+    p: float
+    two: bool
+    width: float
+    depth: float
+    wall_h: float
+    siding: Color
+    trim: Color
+    roof_col: Color
+    door_col: Color
+    shutter: Color | None
+
+    @property
+    def xl(self) -> float:
+        return -self.width / 2
+
+    @property
+    def xr(self) -> float:
+        return self.width / 2
+
+    def siding_canvas(self, rng: np.random.Generator, length: float, height: float) -> _Canvas:
+        p = self.p
+        w, h = round(length * p), round(height * p)
+        return _Canvas(length, height, p, _siding_img(rng, w, h, p, self.siding))
+
+
 def _exterior(rng: np.random.Generator, scale: float, style: dict[str, Any], n_views: int) -> Scene:
+    house = _house(rng, scale)
+    xl, Dh = house.xl, house.depth
+    facade, xd_s = _facade(rng, house)
+    faces: list[_Face] = [facade]
+    side_faces, rise = _side_walls(rng, house)
+    faces += side_faces
+    faces += _roof(rng, house, rise)
+    garage_faces, xg0, xg1, zg = _garage(rng, house)
+    faces += garage_faces
+    faces += _grounds(rng, scale, house, xl + xd_s, xg0, xg1, zg)
+    for f in faces:
+        _bake(f, [_SUN], 0.55)
+    return faces, _exterior_poses(rng, (xl + xg1) / 2, xl, Dh)[:n_views]
+
+
+def _house(rng: np.random.Generator, scale: float) -> _House:
+    """Size, storeys and colours of the house."""
     p = max(90.0 * scale, 24.0)
     two = rng.random() < 0.65
     Wh, Dh = rng.uniform(11.0, 13.0), rng.uniform(8.5, 10.0)
     hw = 5.7 if two else 3.1
-    xl, xr = -Wh / 2, Wh / 2
     siding = _pick(
         rng, ((215, 210, 195), (160, 175, 188), (236, 234, 226), (125, 140, 122), (196, 176, 146), (95, 105, 120))
     )
@@ -2935,14 +3055,14 @@ def _exterior(rng: np.random.Generator, scale: float, style: dict[str, Any], n_v
     roof_col = _pick(rng, ((70, 70, 72), (96, 82, 72), (112, 112, 118), (62, 68, 80)))
     door_col = _pick(rng, ((150, 35, 35), (30, 45, 80), (30, 30, 32), (60, 90, 70), (190, 150, 60)))
     shutter = _pick(rng, ((40, 45, 50), (30, 50, 80), (100, 40, 40), (236, 236, 232))) if rng.random() < 0.7 else None
-    faces: list[_Face] = []
+    return _House(p, two, Wh, Dh, hw, siding, trim, roof_col, door_col, shutter)
 
-    def siding_canvas(length: float, height: float) -> _Canvas:
-        w, h = round(length * p), round(height * p)
-        return _Canvas(length, height, p, _siding_img(rng, w, h, p, siding))
 
-    # facade
-    fc = siding_canvas(Wh, hw)
+def _facade(rng: np.random.Generator, house: _House) -> tuple[_Face, float]:
+    """The front wall: foundation, corner trim, the entry (door, sidelights, lamp, house number,
+    wreath) and windows on each storey. Returns the face and the door's position along the facade."""
+    p, Wh, hw, trim, shutter = house.p, house.width, house.wall_h, house.trim, house.shutter
+    fc = house.siding_canvas(rng, Wh, hw)
     fw, fh = fc.size(0, 0, Wh, 0.4)
     fc.paste(_concrete_img(rng, fw, fh, p, 160.0), 0, 0, Wh, 0.4)
     fc.fill(0, 0.4, 0.14, hw, trim)
@@ -2953,7 +3073,7 @@ def _exterior(rng: np.random.Generator, scale: float, style: dict[str, Any], n_v
         gw_, gh_ = fc.size(a, 0.5, a + 0.25, 2.5)
         fc.paste(_vgrad(gh_, gw_, (140, 160, 180), (50, 60, 70)), a, 0.5, a + 0.25, 2.5)
     dw_, dh_ = fc.size(xd_s - 0.45, 0.4, xd_s + 0.45, 2.55)
-    fc.paste(_door_img(rng, dw_, dh_, p, door_col), xd_s - 0.45, 0.4, xd_s + 0.45, 2.55)
+    fc.paste(_door_img(rng, dw_, dh_, p, house.door_col), xd_s - 0.45, 0.4, xd_s + 0.45, 2.55)
     fc.fill(xd_s - 1.15, 1.9, xd_s - 1.0, 2.2, (30, 30, 30))
     fc.fill(xd_s - 1.13, 1.95, xd_s - 1.02, 2.15, (255, 240, 200), emissive=1.0)
     # house number plaque and a wreath on the door: small, high-contrast, unique details
@@ -2975,17 +3095,23 @@ def _exterior(rng: np.random.Generator, scale: float, style: dict[str, Any], n_v
         s = fc.find(rng, ww, 1.0, 2.5, lo=0.9, hi=Wh - 0.9, margin=0.6)
         if s is not None:
             _ext_window(fc, rng, s, s + ww, 1.05, 2.5, trim, shutter)
-    if two:
+    if house.two:
         n_up = 4 if Wh > 12 else 3
         for k in range(n_up):
             sm = Wh * (k + 0.5) / n_up
             _ext_window(fc, rng, sm - 0.55, sm + 0.55, hw - 1.95, hw - 0.6, trim, shutter)
-    faces.append(_face((xl, hw, 0), (Wh, 0, 0), (0, -hw, 0), fc.img, emissive=fc.emissive))
-    # side walls and gables
+    return _face((house.xl, hw, 0), (Wh, 0, 0), (0, -hw, 0), fc.img, emissive=fc.emissive), xd_s
+
+
+def _side_walls(rng: np.random.Generator, house: _House) -> tuple[list[_Face], float]:
+    """Both side walls up to their gables (windows on the left one only); returns the faces and the
+    gable's rise above the walls."""
+    Dh, hw, trim, two = house.depth, house.wall_h, house.trim, house.two
+    faces: list[_Face] = []
     pitch = math.radians(rng.uniform(28, 36) if two else rng.uniform(24, 30))
     rise = Dh / 2 * math.tan(pitch)
     for side in (-1, 1):
-        sc = siding_canvas(Dh, hw + rise)
+        sc = house.siding_canvas(rng, Dh, hw + rise)
         sc.fill(0, 0, Dh, 0.4, (160, 158, 152))
         if side < 0:
             _ext_window(sc, rng, Dh * 0.55, Dh * 0.55 + 1.2, 1.05, 2.4, trim, None)
@@ -2998,28 +3124,49 @@ def _exterior(rng: np.random.Generator, scale: float, style: dict[str, Any], n_v
         poly = np.array([[0, vr], [0.5, 0], [1, vr], [1, 1], [0, 1]], float)
         if side < 0:
             faces.append(
-                _face((xl, hw + rise, Dh), (0, 0, -Dh), (0, -(hw + rise), 0), sc.img, poly=poly, emissive=sc.emissive)
+                _face(
+                    (house.xl, hw + rise, Dh),
+                    (0, 0, -Dh),
+                    (0, -(hw + rise), 0),
+                    sc.img,
+                    poly=poly,
+                    emissive=sc.emissive,
+                )
             )
         else:
             faces.append(
-                _face((xr, hw + rise, 0), (0, 0, Dh), (0, -(hw + rise), 0), sc.img, poly=poly, emissive=sc.emissive)
+                _face(
+                    (house.xr, hw + rise, 0), (0, 0, Dh), (0, -(hw + rise), 0), sc.img, poly=poly, emissive=sc.emissive
+                )
             )
-    # roof
-    ov = 0.45
+    return faces, rise
+
+
+def _roof(rng: np.random.Generator, house: _House, rise: float) -> list[_Face]:
+    """The front slope of the gable roof (the back one is never seen) and the fascia under its eave."""
+    p, Wh, Dh, hw, xl, xr = house.p, house.width, house.depth, house.wall_h, house.xl, house.xr
+    ov = _ROOF_OVERHANG
     slope = rise / (Dh / 2)
     ye = hw - ov * slope
     rl = math.hypot(Dh / 2 + ov, rise + ov * slope)
-    rtex = _shingles_img(rng, int((Wh + 2 * ov) * p), int(rl * p), p, roof_col)
-    faces.append(_face((xl - ov, hw + rise, Dh / 2), (Wh + 2 * ov, 0, 0), (0, ye - hw - rise, -(Dh / 2 + ov)), rtex))
-    trim_m = _plain(rng, trim, 0.02)
+    rtex = _shingles_img(rng, int((Wh + 2 * ov) * p), int(rl * p), p, house.roof_col)
+    faces = [_face((xl - ov, hw + rise, Dh / 2), (Wh + 2 * ov, 0, 0), (0, ye - hw - rise, -(Dh / 2 + ov)), rtex)]
+    trim_m = _plain(rng, house.trim, 0.02)
     faces += _box_faces(
         np.array([xl - ov, ye - 0.2, -ov - 0.03]), np.array([xr + ov, ye, 0.0]), (0, 0, -1), {"side": trim_m}, p
     )
+    return faces
 
-    # attached garage with a front-facing gable
+
+def _garage(rng: np.random.Generator, house: _House) -> tuple[list[_Face], float, float, float]:
+    """An attached garage right of the house with a front-facing gable; returns its faces, its x range
+    (x0, x1) and how far its front stands back from the facade (z)."""
+    p, trim, siding, xr = house.p, house.trim, house.siding, house.xr
+    ov = _ROOF_OVERHANG
+    faces: list[_Face] = []
     Wg, zg, Lg, hg = rng.uniform(5.8, 6.4), rng.uniform(0.4, 1.2), 7.0, 3.0
     rg = Wg / 2 * math.tan(math.radians(24))
-    gc = siding_canvas(Wg, hg + rg)
+    gc = house.siding_canvas(rng, Wg, hg + rg)
     gc.fill(0, 0, Wg, 0.3, (160, 158, 152))
     gc.fill(0.4, 0.0, Wg - 0.4, 2.4, trim)
     gdw, gdh = gc.size(0.55, 0.0, Wg - 0.55, 2.25)
@@ -3046,15 +3193,23 @@ def _exterior(rng: np.random.Generator, scale: float, style: dict[str, Any], n_v
             poly=np.array([[0, vr], [0.5, 0], [1, vr], [1, 1], [0, 1]], float),
         )
     )
-    gs = siding_canvas(Lg, hg)
+    gs = house.siding_canvas(rng, Lg, hg)
     faces.append(_face((xg1, hg, zg), (0, 0, Lg), (0, -hg, 0), gs.img))
     sl_g = rg / (Wg / 2)
     slope_len = math.hypot(Wg / 2 + ov, rg + ov * sl_g)
-    gtex = _shingles_img(rng, int((Lg + ov) * p), int(slope_len * p), p, roof_col)
+    gtex = _shingles_img(rng, int((Lg + ov) * p), int(slope_len * p), p, house.roof_col)
     faces.append(_face((xm, hg + rg, zg - ov), (0, 0, Lg + ov), (Wg / 2 + ov, -(rg + ov * sl_g), 0), gtex))
     faces.append(_face((xm, hg + rg, zg + Lg), (0, 0, -(Lg + ov)), (-Wg / 2, -rg, 0), gtex.copy()))
+    return faces, xg0, xg1, zg
 
-    # grounds
+
+def _grounds(
+    rng: np.random.Generator, scale: float, house: _House, xd: float, xg0: float, xg1: float, zg: float
+) -> list[_Face]:
+    """Lawn, street, sidewalk and kerb, the driveway to the garage (x `xg0`..`xg1`, front at `zg`),
+    the walk and steps to the door (at x `xd`), planted beds along the facade, trees and the backdrop."""
+    p, Dh, xl, xr = house.p, house.depth, house.xl, house.xr
+    faces: list[_Face] = []
     gp = max(110.0 * scale, 24.0)
     n_tile = int(4.0 * gp)
     faces.append(_ground(_grass_img(rng, n_tile, n_tile, gp), 4.0, -160, 160, -60, 200))
@@ -3074,29 +3229,36 @@ def _exterior(rng: np.random.Generator, scale: float, style: dict[str, Any], n_v
     dx0, dx1 = xg0 + 0.4, xg1 - 0.4
     dwp, dhp = int((dx1 - dx0) * gp * 0.6), int((12.2 + zg) * gp * 0.6)
     faces.append(_flat(_concrete_img(rng, dwp, dhp, gp * 0.6, 178.0, joint=3.0), dx0, dx1, -12.2, zg, 0.008))
-    xd = xl + xd_s
     wk = _pavers_img(rng, int(1.2 * gp), int(11.3 * gp), gp, (170, 120, 100))
     faces.append(_flat(wk, xd - 0.6, xd + 0.6, -12.2, -0.9, 0.008))
     step_m = {"side": _plain(rng, (180, 178, 172))}
     faces += _box_faces(np.array([xd - 1.0, 0, -0.9]), np.array([xd + 1.0, 0.17, 0.0]), (0, 0, -1), step_m, p)
     faces += _box_faces(np.array([xd - 1.0, 0.17, -0.5]), np.array([xd + 1.0, 0.36, 0.0]), (0, 0, -1), step_m, p)
     for a, c in ((xl, xd - 1.0), (xd + 1.0, xr)):
-        mw, mh = int((c - a) * gp * 0.5), int(1.4 * gp * 0.5)
-        mulch = _solid(mh, mw, (95, 62, 42))
-        _grain(mulch, rng, 22.0)
-        faces.append(_flat(mulch, a, c, -1.4, 0.0, 0.006))
-        x = a + 0.6
-        while x < c - 0.5:
-            faces.append(_bush(rng, scale, x, -0.75, rng.uniform(0.9, 1.3), rng.uniform(0.7, 1.1), rng.random() < 0.3))
-            x += rng.uniform(1.2, 1.7)
+        faces += _planted_bed(rng, scale, gp, a, c)
     faces += _tree(rng, scale, xl - rng.uniform(3.0, 4.5), rng.uniform(-1.0, 4.0), rng.uniform(7.0, 9.0))
     faces += _tree(rng, scale, xg1 + rng.uniform(2.5, 4.0), rng.uniform(-7.0, -3.0), rng.uniform(5.0, 6.5))
     faces += _tree(rng, scale, rng.uniform(-4, 4), Dh + rng.uniform(3, 6), rng.uniform(9.0, 12.0))
     faces += _backdrop(rng, scale)
-    for f in faces:
-        _bake(f, [_SUN], 0.55)
+    return faces
 
-    xc = (xl + xg1) / 2
+
+def _planted_bed(rng: np.random.Generator, scale: float, gp: float, a: float, c: float) -> list[_Face]:
+    """A mulch bed along the facade from x `a` to `c`, with a row of bushes."""
+    faces: list[_Face] = []
+    mw, mh = int((c - a) * gp * 0.5), int(1.4 * gp * 0.5)
+    mulch = _solid(mh, mw, (95, 62, 42))
+    _grain(mulch, rng, 22.0)
+    faces.append(_flat(mulch, a, c, -1.4, 0.0, 0.006))
+    x = a + 0.6
+    while x < c - 0.5:
+        faces.append(_bush(rng, scale, x, -0.75, rng.uniform(0.9, 1.3), rng.uniform(0.7, 1.1), rng.random() < 0.3))
+        x += rng.uniform(1.2, 1.7)
+    return faces
+
+
+def _exterior_poses(rng: np.random.Generator, xc: float, xl: float, Dh: float) -> list[_Pose]:
+    """Two street views: one from across the street facing the house, one from the left front corner."""
     poses = []
     x1_, z1_ = xc + rng.uniform(-1.0, 1.0), -rng.uniform(14.5, 15.5)
     poses.append(
@@ -3120,7 +3282,7 @@ def _exterior(rng: np.random.Generator, scale: float, style: dict[str, Any], n_v
             outdoor=True,
         )
     )
-    return faces, poses[:n_views]
+    return poses
 
 
 def _canopy(center: Vec, r: float, y_edge: float, y_apex: float, tex: np.ndarray) -> list[_Face]:
@@ -3437,9 +3599,27 @@ def _arrange(
     is an onset; hats enter in the second bar, snare and clap on 2 and 4 from the second bar, the
     arpeggio from the third; bass and pad follow the chords throughout."""
     mix = np.zeros((n, 2))
-    noise = rng.standard_normal(sr * 3)
+    kit = _drum_kit(rng, sr)
+    _play_drums(mix, kit, beats, eighths)
+    _play_harmony(mix, rng, sr, beats, period)
+    return mix
 
-    # drums
+
+@dataclass(frozen=True)
+class _DrumKit:
+    """One-shot drum samples (mono, float)."""
+
+    kick: np.ndarray
+    snare: np.ndarray
+    clap: np.ndarray
+    hat: np.ndarray
+    open_hat: np.ndarray
+    crash: np.ndarray
+
+
+def _drum_kit(rng: np.random.Generator, sr: int) -> _DrumKit:
+    """Synthesise the drums: a pitch-swept kick, noise-based snare, clap, hats and crash."""
+    noise = rng.standard_normal(sr * 3)
     t = np.arange(int(0.45 * sr)) / sr
     freq = 46 + 100 * np.exp(-t / 0.035)
     kick = np.sin(2 * np.pi * np.cumsum(freq) / sr) * np.exp(-t / 0.2)
@@ -3465,72 +3645,103 @@ def _arrange(
     crash = signal.sosfilt(
         signal.butter(2, 3500, "highpass", fs=sr, output="sos"), rng.standard_normal(len(tc))
     ) * np.exp(-tc / 0.8)
+    return _DrumKit(kick=kick, snare=snare, clap=clap, hat=hat, open_hat=open_hat, crash=crash)
 
-    n_bars = (len(beats) + 3) // 4
+
+def _play_drums(mix: np.ndarray, kit: _DrumKit, beats: list[int], eighths: list[int]) -> None:
+    """Kick on every beat (accented downbeats), snare and clap on 2 and 4 from bar 2, a crash every
+    eight bars, hats on the beats from bar 2 and on the eighths (an open one closing each bar)."""
     for k, s in enumerate(beats):
         bar, pos = divmod(k, 4)
-        _add(mix, s, kick, 1.0 if pos == 0 else 0.8)
+        _add(mix, s, kit.kick, 1.0 if pos == 0 else 0.8)
         if pos in (1, 3) and bar >= 1:
-            _add(mix, s, snare, 0.34)
-            _add(mix, s, clap, 0.22, 0.1)
+            _add(mix, s, kit.snare, 0.34)
+            _add(mix, s, kit.clap, 0.22, 0.1)
         if pos == 0 and bar % 8 == 0:
-            _add(mix, s, crash, 0.1, -0.3)
+            _add(mix, s, kit.crash, 0.1, -0.3)
     for k, s in enumerate(beats):
         if k >= 4:
-            _add(mix, s, hat, 0.055, 0.35)
+            _add(mix, s, kit.hat, 0.055, 0.35)
     for k, s in enumerate(eighths):
         if k >= 2:
             is_open = k % 8 == 7
-            _add(mix, s, open_hat if is_open else hat, 0.07 if is_open else 0.09, 0.35)
+            _add(mix, s, kit.open_hat if is_open else kit.hat, 0.07 if is_open else 0.09, 0.35)
 
-    # harmony: one chord per bar
+
+def _play_harmony(mix: np.ndarray, rng: np.random.Generator, sr: int, beats: list[int], period: float) -> None:
+    """One chord per bar, in a random key and progression: bass line, pad, and from bar 3 an arpeggio."""
+    n = len(mix)
     key = int(rng.choice([-3, -2, 0, 2, 3, 5]))
     prog = _PROGRESSIONS[int(rng.integers(len(_PROGRESSIONS)))]
     saw = _saw_table()
     bar_len = round(4 * period * sr)
     eighth_len = round(period / 2 * sr)
-    bass_pat = [(0, 0), (None, 0), (0, 0), (0, 12), (None, 0), (0, 0), (7, 0), (0, 12)]
+    bass_pat: list[tuple[int | None, int]] = [(0, 0), (None, 0), (0, 0), (0, 12), (None, 0), (0, 0), (7, 0), (0, 12)]
     if rng.random() < 0.5:
         bass_pat = [(0, 0), (0, 12), (None, 0), (0, 0), (0, 0), (0, 12), (7, 0), (None, 0)]
     lp_bass = signal.butter(2, 700, "lowpass", fs=sr, output="sos")
     lp_pad = signal.butter(2, 1600, "lowpass", fs=sr, output="sos")
     pad = np.zeros((n, 2))
+    n_bars = (len(beats) + 3) // 4
     for bar in range(n_bars):
         root, minor = prog[bar % len(prog)]
         third = 3 if minor else 4
         bar_start = beats[bar * 4]
-        # bass, eighth notes
-        for e, (interval, octave) in enumerate(bass_pat):
-            if interval is None:
-                continue
-            start = bar_start + e * eighth_len
-            f = _hz(36 + (root + key) % 12 + interval + octave)
-            ln = int(eighth_len * 0.9)
-            note = _osc(saw, f, ln, sr) * 0.6 + np.sin(2 * np.pi * f * np.arange(ln) / sr) * 0.6
-            note *= _env(ln, sr, 0.004, 0.25) * np.minimum(1.0, (ln - np.arange(ln)) / (0.01 * sr))
-            _add(mix, start, signal.sosfilt(lp_bass, note), 0.28)
-        # pad chord (the first one swells in before the first beat)
-        start = 0 if bar == 0 else bar_start
-        ln = (bar_start + bar_len - start) + int(0.4 * sr)
+        _play_bass_bar(mix, saw, lp_bass, sr, bar_start, eighth_len, bass_pat, (root + key) % 12)
         chord = [root + key + 57 + i for i in (0, third, 7, 12)]
-        voice = np.zeros((ln, 2))
-        for m_i, m in enumerate(chord):
-            for ch, det in ((0, -0.06), (1, 0.06)):
-                voice[:, ch] += _osc(saw, _hz(m + det), ln, sr, phase=0.13 * m_i + 0.5 * ch)
-        attack = max(bar_start - start, int(0.25 * sr)) if bar == 0 else int(0.25 * sr)
-        env = np.minimum(np.arange(ln) / attack, 1.0) * np.minimum(1.0, (ln - np.arange(ln)) / (0.4 * sr))
-        end = min(start + ln, n)
-        pad[start:end] += (voice * env[:, None])[: end - start] * 0.05
-        # plucked arpeggio on the eighths from bar 2
+        _add_pad_chord(pad, saw, sr, bar, bar_start, bar_len, chord)
         if bar >= 2:
-            arp = [chord[0] + 12, chord[1] + 12, chord[2] + 12, chord[3] + 12]
-            order = [0, 1, 2, 3, 2, 1, 2, 3] if bar % 2 else [0, 2, 1, 3, 0, 2, 3, 1]
-            ln_p = int(0.35 * sr)
-            tp = np.arange(ln_p) / sr
-            for e, idx in enumerate(order):
-                f = _hz(arp[idx])
-                pluck = sum(np.sin(2 * np.pi * f * h * tp) * np.exp(-tp * (5 + 4 * h)) / h for h in (1, 2, 3))
-                pluck = np.asarray(pluck) * np.minimum(tp / 0.003, 1.0)
-                _add(mix, bar_start + e * eighth_len, pluck, 0.06, -0.35 if e % 2 else 0.2)
+            _play_arpeggio(mix, sr, bar, bar_start, eighth_len, chord)
     mix += signal.sosfilt(lp_pad, pad, axis=0)
-    return mix
+
+
+def _play_bass_bar(
+    mix: np.ndarray,
+    saw: np.ndarray,
+    lp_bass: np.ndarray,
+    sr: int,
+    bar_start: int,
+    eighth_len: int,
+    bass_pat: list[tuple[int | None, int]],
+    root_pc: int,
+) -> None:
+    """One bar of bass eighth notes on the pattern's (interval, octave) steps above `root_pc`."""
+    for e, (interval, octave) in enumerate(bass_pat):
+        if interval is None:
+            continue
+        start = bar_start + e * eighth_len
+        f = _hz(36 + root_pc + interval + octave)
+        ln = int(eighth_len * 0.9)
+        note = _osc(saw, f, ln, sr) * 0.6 + np.sin(2 * np.pi * f * np.arange(ln) / sr) * 0.6
+        note *= _env(ln, sr, 0.004, 0.25) * np.minimum(1.0, (ln - np.arange(ln)) / (0.01 * sr))
+        _add(mix, start, signal.sosfilt(lp_bass, note), 0.28)
+
+
+def _add_pad_chord(
+    pad: np.ndarray, saw: np.ndarray, sr: int, bar: int, bar_start: int, bar_len: int, chord: list[int]
+) -> None:
+    """A detuned saw chord over the bar into `pad` (the first one swells in before the first beat)."""
+    n = len(pad)
+    start = 0 if bar == 0 else bar_start
+    ln = (bar_start + bar_len - start) + int(0.4 * sr)
+    voice = np.zeros((ln, 2))
+    for m_i, m in enumerate(chord):
+        for ch, det in ((0, -0.06), (1, 0.06)):
+            voice[:, ch] += _osc(saw, _hz(m + det), ln, sr, phase=0.13 * m_i + 0.5 * ch)
+    attack = max(bar_start - start, int(0.25 * sr)) if bar == 0 else int(0.25 * sr)
+    env = np.minimum(np.arange(ln) / attack, 1.0) * np.minimum(1.0, (ln - np.arange(ln)) / (0.4 * sr))
+    end = min(start + ln, n)
+    pad[start:end] += (voice * env[:, None])[: end - start] * 0.05
+
+
+def _play_arpeggio(mix: np.ndarray, sr: int, bar: int, bar_start: int, eighth_len: int, chord: list[int]) -> None:
+    """A plucked arpeggio of the chord an octave up, on the bar's eighths, panned alternately."""
+    arp = [chord[0] + 12, chord[1] + 12, chord[2] + 12, chord[3] + 12]
+    order = [0, 1, 2, 3, 2, 1, 2, 3] if bar % 2 else [0, 2, 1, 3, 0, 2, 3, 1]
+    ln_p = int(0.35 * sr)
+    tp = np.arange(ln_p) / sr
+    for e, idx in enumerate(order):
+        f = _hz(arp[idx])
+        pluck = sum(np.sin(2 * np.pi * f * h * tp) * np.exp(-tp * (5 + 4 * h)) / h for h in (1, 2, 3))
+        pluck = np.asarray(pluck) * np.minimum(tp / 0.003, 1.0)
+        _add(mix, bar_start + e * eighth_len, pluck, 0.06, -0.35 if e % 2 else 0.2)

@@ -679,3 +679,149 @@ def test_embedded_render_then_reorder_edit(tmp_path: Path, sqlite_url: str, list
             "picaivid_outbox_unsent",
             "picaivid_worker_messages",
         } <= set(fam)
+
+
+# ---------------------------------------------------------------------------------------------
+# the renderer ladder: attempts, AI disclosure, renderer metrics, worker capabilities
+# ---------------------------------------------------------------------------------------------
+
+
+def _ladder_job(settings: Settings) -> dict[str, int]:
+    """A job whose clips went down the ladder in different ways (rows written directly: no render)."""
+    from app.db.models import Clip
+
+    leaked = f"{Path(settings.WORK_DIR).resolve()}/job-1/clips/x.mp4"
+    with session_scope(session_factory(settings.DATABASE_URL)) as s:
+        job = Job(listing_id="ladder", status="completed", current_phase=4)
+        s.add(job)
+        s.flush()
+        made_by_ltx = Clip(
+            job_id=job.id,
+            status="rendered",
+            model_used="ltx2",
+            render_attempts=1,
+            render_log=[{"renderer": "ltx2", "passed": True, "reasons": [], "score": 0.97, "seconds": 40.0}],
+        )
+        stepped_down = Clip(
+            job_id=job.id,
+            status="rendered",
+            model_used="ken_burns",
+            render_attempts=1,
+            render_log=[
+                {"renderer": "ltx2", "passed": False, "reasons": ["OutOfMemoryError: CUDA out of memory"]},
+                {"renderer": "parallax", "passed": False, "declined": True, "reasons": ["no depth map for this photo"]},
+                {"renderer": "ken_burns", "passed": True, "reasons": [], "score": 0.99},
+            ],
+        )
+        failed = Clip(
+            job_id=job.id,
+            status="failed",
+            model_used="ltx2",  # left from an earlier render: not what the video shows
+            render_attempts=2,
+            error="every renderer failed",
+            render_log=[
+                {"renderer": "ltx2", "passed": False, "reasons": [f"RuntimeError: cannot write {leaked}"]},
+                {"renderer": "ken_burns", "ok": False, "reason": "clip is frozen: first and last frames are identical"},
+            ],
+        )
+        pending = Clip(job_id=job.id, status="pending")
+        s.add_all([made_by_ltx, stepped_down, failed, pending])
+        s.flush()
+        s.add(
+            Worker(
+                id="gpu-test-1",
+                worker_type="gpu",
+                state="idle",
+                counts={
+                    "done": 3,
+                    "capabilities": {"renderers": ["ltx2", "parallax", "ken_burns"], "skipped": {}},
+                },
+            )
+        )
+        s.add(
+            Worker(
+                id="cpu-test-1",
+                worker_type="cpu",
+                state="idle",
+                counts={
+                    "done": 1,
+                    "capabilities": {"renderers": ["parallax", "ken_burns"], "skipped": {"ltx2": "GPU only"}},
+                },
+            )
+        )
+        return {
+            "job": job.id,
+            "ltx": made_by_ltx.id,
+            "stepped": stepped_down.id,
+            "failed": failed.id,
+            "pending": pending.id,
+        }
+
+
+def test_job_detail_shows_ladder_attempts_and_ai_generated_clips(tmp_path: Path, database_url: str) -> None:
+    settings = _settings(tmp_path, database_url)
+    ids = _ladder_job(settings)
+    with api(settings) as client:
+        body = client.get(f"/internal/jobs/{ids['job']}").json()
+        fam = _families(client.get("/internal/metrics").text)
+    clips = {c["id"]: c for c in body["clips"]}
+    assert body["ai_generated_clips"] == [ids["ltx"]]
+    assert [clips[i]["generative"] for i in (ids["ltx"], ids["stepped"], ids["failed"], ids["pending"])] == [
+        True,
+        False,
+        False,  # failed: not in the video, whatever model_used still says
+        False,
+    ]
+    assert clips[ids["ltx"]]["attempts"] == [{"renderer": "ltx2", "passed": True, "reasons": []}]
+    assert clips[ids["stepped"]]["attempts"] == [
+        {"renderer": "ltx2", "passed": False, "reasons": ["OutOfMemoryError: CUDA out of memory"]},
+        {"renderer": "parallax", "passed": False, "reasons": ["no depth map for this photo"]},
+        {"renderer": "ken_burns", "passed": True, "reasons": []},
+    ]
+    failed = clips[ids["failed"]]["attempts"]
+    assert failed[0]["reasons"] == ["RuntimeError: cannot write <work>/job-1/clips/x.mp4"]  # no server path
+    assert failed[1] == {
+        "renderer": "ken_burns",
+        "passed": False,
+        "reasons": ["clip is frozen: first and last frames are identical"],
+    }  # an older log entry ({"ok", "reason"}) reads the same
+    assert clips[ids["pending"]]["attempts"] == []
+
+    # Renders by renderer and status; downgrades by renderer and reason code.
+    assert _sample(fam, "picaivid_clips", "picaivid_clips", renderer="ltx2", status="rendered") == 1
+    assert _sample(fam, "picaivid_clips", "picaivid_clips", renderer="ken_burns", status="rendered") == 1
+    assert _sample(fam, "picaivid_clips", "picaivid_clips", renderer="ltx2", status="failed") == 1
+    assert _sample(fam, "picaivid_clips", "picaivid_clips", renderer="none", status="pending") == 1
+    downgrades = {
+        (s.labels["renderer"], s.labels["reason"]): s.value for s in fam["picaivid_render_downgrades"].samples
+    }
+    assert downgrades == {
+        ("ltx2", "out_of_memory"): 1,
+        ("parallax", "no_depth"): 1,
+        ("ltx2", "RuntimeError"): 1,
+        ("ken_burns", "frozen"): 1,
+    }
+    # What live workers can render; their capabilities never count as messages.
+    renderers = {(s.labels["type"], s.labels["renderer"]): s.value for s in fam["picaivid_worker_renderers"].samples}
+    assert renderers == {
+        ("gpu", "ltx2"): 1,
+        ("gpu", "parallax"): 1,
+        ("gpu", "ken_burns"): 1,
+        ("cpu", "parallax"): 1,
+        ("cpu", "ken_burns"): 1,
+    }
+    skipped = fam["picaivid_worker_components_skipped"].samples
+    assert [(s.labels["type"], s.labels["component"], s.value) for s in skipped] == [("cpu", "ltx2", 1.0)]
+    messages = {(s.labels["type"], s.labels["outcome"]): s.value for s in fam["picaivid_worker_messages"].samples}
+    assert messages == {("cpu", "done"): 1, ("gpu", "done"): 3}
+
+
+def test_openapi_documents_attempts_and_disclosure(auth_client: TestClient) -> None:
+    schemas = auth_client.get("/openapi.json").json()["components"]["schemas"]
+    clip = schemas["ClipOut"]["properties"]
+    assert "AB 723" in clip["generative"]["description"]
+    assert clip["attempts"]["items"]["$ref"].endswith("/RenderAttemptOut")
+    assert set(schemas["RenderAttemptOut"]["properties"]) == {"renderer", "passed", "reasons"}
+    assert all(p.get("description") for p in schemas["RenderAttemptOut"]["properties"].values())
+    detail = schemas["JobDetail"]["properties"]["ai_generated_clips"]
+    assert detail["items"]["type"] == "integer" and "disclosure" in detail["description"]

@@ -104,7 +104,7 @@ def test_wrong_frame_count_and_size_fail(clip: tuple[Path, np.ndarray]) -> None:
     assert not res.passed and any("frames, expected 45" in r for r in res.reasons)
     assert res.score < PASS_SCORE
     res = validate_clip(path, photo, PLAN, width=640, height=360, fps=FPS, duration=DUR)
-    assert not res.passed and any("size 480x270" in r for r in res.reasons)
+    assert not res.passed and any("size: 480x270" in r for r in res.reasons)
 
 
 def test_missing_file_scores_zero(tmp_path: Path) -> None:

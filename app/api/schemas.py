@@ -337,18 +337,48 @@ class PhotoOut(BaseModel):
     scores: PhotoScores
 
 
+class RenderAttemptOut(BaseModel):
+    """One rung of the renderer ladder tried for a clip (`clips.render_log`), in the order tried."""
+
+    renderer: str | None = Field(
+        default=None, description="The renderer tried: ltx2, parallax or ken_burns.", examples=["parallax"]
+    )
+    passed: bool = Field(
+        default=False,
+        description="Whether its output passed the validator (the last attempt of a rendered clip is the one that "
+        "passed; every earlier one stepped the clip down the ladder).",
+    )
+    reasons: list[str] = Field(
+        default_factory=list,
+        description="Why it was declined, failed or rejected by the validator (empty when it passed).",
+        examples=[["no depth map for this photo"]],
+    )
+
+
 class ClipOut(BaseModel):
     id: int
     photo_id: int | None = None
     status: str = Field(examples=["rendered"])
-    renderer: str | None = Field(default=None, description="clips.model_used", examples=["kenburns"])
+    renderer: str | None = Field(
+        default=None, description="The renderer that made the clip (clips.model_used).", examples=["ken_burns"]
+    )
     motion_type: str | None = None
     is_hero: bool = False
     duration: float | None = None
     validation_score: float | None = None
     render_seconds: float | None = None
-    render_attempts: int = 0
+    render_attempts: int = Field(default=0, description="How many times the clip was rendered (not ladder rungs).")
     error: str | None = None
+    attempts: list[RenderAttemptOut] = Field(
+        default_factory=list,
+        description="Every renderer tried in the clip's latest render, best first, with why each that did not pass "
+        "was stepped down from.",
+    )
+    generative: bool = Field(
+        default=False,
+        description="True when a generative model (LTX-2) made the clip: AI-generated listing media that may need "
+        "disclosure (MLS rules, California AB 723). Parallax and Ken Burns clips move the photo's own pixels.",
+    )
 
 
 class Artifacts(BaseModel):
@@ -362,6 +392,13 @@ class Artifacts(BaseModel):
 class JobDetail(JobSummary):
     photos: list[PhotoOut] = Field(default_factory=list)
     clips: list[ClipOut] = Field(default_factory=list)
+    ai_generated_clips: list[int] = Field(
+        default_factory=list,
+        description="Ids of the rendered clips a generative model made (`clips[].generative`), for disclosure of "
+        "AI-generated listing media (MLS rules, California AB 723); empty when every clip moves the photos' own "
+        "pixels.",
+        examples=[[]],
+    )
     artifacts: Artifacts = Field(default_factory=Artifacts)
 
 

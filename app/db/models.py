@@ -332,5 +332,7 @@ class Worker(Base):
     clip_id: Mapped[int | None] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
     last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
-    #: Messages handled, by outcome: {"done": n, "retried": n, "deferred": n, "rejected": n, "failed": n}.
+    #: Messages handled, by outcome: {"done": n, "retried": n, "deferred": n, "rejected": n, "failed": n},
+    #: and under "capabilities" what the worker can render: {"renderers": [...], "skipped": {name: why}}
+    #: (`app.worker.registry`; readers summing outcomes take the numbers only).
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))

@@ -452,21 +452,46 @@ def cluster_rooms(
     n = len(photos)
     if n == 0:
         return []
-    feats = list(features) if features is not None else [extract_features(p) for p in photos]
-    if len(feats) != n or any(f.id != p.id for f, p in zip(feats, photos, strict=True)):
-        raise ValueError("features must match photos one to one, in the same order")
+    feats = _features_for(photos, features)
     hard = [_norm(p.label) if p.label and p.label_confidence >= min_label_confidence else None for p in photos]
+    pairs = _match_candidate_pairs(photos, feats, hard)
+    uf = _merge_verified_pairs(pairs, _UnionFind(hard, [p.is_exterior for p in photos]))
 
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(uf.find(i), []).append(i)
+    clusters = [_make_cluster(members, photos, feats, pairs, hard) for members in groups.values()]
+    return sorted(clusters, key=lambda c: _index_of(photos, c.member_ids[0]))
+
+
+def _features_for(photos: Sequence[ClusterInput], features: Sequence[PhotoFeatures] | None) -> list[PhotoFeatures]:
+    """The given features (checked against `photos`), else extracted now."""
+    feats = list(features) if features is not None else [extract_features(p) for p in photos]
+    if len(feats) != len(photos) or any(f.id != p.id for f, p in zip(feats, photos, strict=True)):
+        raise ValueError("features must match photos one to one, in the same order")
+    return feats
+
+
+def _match_candidate_pairs(
+    photos: Sequence[ClusterInput], feats: Sequence[PhotoFeatures], hard: Sequence[str | None]
+) -> dict[tuple[int, int], PairMetrics]:
+    """Match every pair (i < j) that could end in one cluster; pairs the constraints forbid
+    (exterior with interior, two different hard labels) are never merged, so not worth matching."""
+    n = len(photos)
     pairs: dict[tuple[int, int], PairMetrics] = {}
     for i in range(n):
         for j in range(i + 1, n):
             if photos[i].is_exterior != photos[j].is_exterior:
-                continue  # never merged, not worth matching
+                continue
             if hard[i] and hard[j] and hard[i] != hard[j]:
                 continue
             pairs[(i, j)] = match_pair(feats[i], feats[j])
+    return pairs
 
-    uf = _UnionFind(hard, [p.is_exterior for p in photos])
+
+def _merge_verified_pairs(pairs: Mapping[tuple[int, int], PairMetrics], uf: _UnionFind) -> _UnionFind:
+    """Union the verified pairs into `uf`, strongest first: decisive ones outright, then weak ones
+    while they are corroborated (see `cluster_rooms`). Returns `uf`."""
     edges = sorted(
         ((pm.strength, i, j) for (i, j), pm in pairs.items() if pm.verified), key=lambda t: (-t[0], t[1], t[2])
     )
@@ -482,12 +507,7 @@ def cluster_rooms(
         for i, j in pending:
             if uf.find(i) != uf.find(j) and uf.weak_merge_allowed(i, j, verified) and uf.try_union(i, j):
                 changed = True
-
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(uf.find(i), []).append(i)
-    clusters = [_make_cluster(members, photos, feats, pairs, hard) for members in groups.values()]
-    return sorted(clusters, key=lambda c: _index_of(photos, c.member_ids[0]))
+    return uf
 
 
 def _decisive(pm: PairMetrics) -> bool:

@@ -316,17 +316,45 @@ def plan_motion(
         raise ValueError(f"output_aspect must be positive, got {output_aspect}")
     h, w = rgb.shape[:2]
     aspect = w / h
-    if source_size is not None:
-        src_w, src_h = source_size
-        if src_w <= 0 or src_h <= 0 or abs(src_w / src_h - aspect) > 0.02 * aspect:
-            raise ValueError(f"source_size {source_size} does not match the image's aspect {aspect:.3f}")
-    else:
-        src_w, src_h = w, h
+    src_w, src_h = _rendered_size(source_size, w, h)
     rng = random.Random(seed)
     zmax = max_zoom_for(src_w, src_h, output_aspect=output_aspect, output_height=output_height)
     allowed = allowed_motion_types(src_w, src_h, output_aspect=output_aspect, max_zoom=zmax)
     fw, fh = _cover_fraction(aspect, output_aspect)
+    region, focus = _focus_region(rgb, salient_point)
+    shot = _Shot(aspect, output_aspect, zmax, tuple(allowed), is_hero, region, focus)
+    # Drawn before any branch, so a seed gives the same jitter whichever move is chosen.
+    jitter = rng.uniform(-0.02, 0.02)
 
+    if _is_weak(quality):
+        return shot.drift("weak photo quality")
+    # Pans and tilts at zoom 1.0 magnify nothing, so they suit low-resolution photos too.
+    if 1.0 - fw >= _MUCH_ROOM:
+        return _pan(region, aspect, output_aspect, 1.0, allowed, is_hero, f"photo much wider than output; {focus}")
+    if 1.0 - fh >= _MUCH_ROOM:
+        return _tilt(region, aspect, output_aspect, 1.0, allowed, is_hero, f"photo much taller than output; {focus}")
+    if zmax < 1.08:
+        return shot.drift(f"low resolution (max zoom {zmax:.2f})")
+    if is_exterior:
+        return _exterior_move(shot, jitter, rng)
+    return _interior_move(shot, jitter, fw)
+
+
+def _rendered_size(source_size: tuple[int, int] | None, w: int, h: int) -> tuple[int, int]:
+    """(width, height) of the photo that will be rendered: `source_size` when given (it must have
+    the analysis copy's aspect), else the analysis copy's own size."""
+    if source_size is None:
+        return w, h
+    aspect = w / h
+    src_w, src_h = source_size
+    if src_w <= 0 or src_h <= 0 or abs(src_w / src_h - aspect) > 0.02 * aspect:
+        raise ValueError(f"source_size {source_size} does not match the image's aspect {aspect:.3f}")
+    return src_w, src_h
+
+
+def _focus_region(rgb: np.ndarray, salient_point: tuple[float, float] | None) -> tuple[SalientRegion, str]:
+    """Where the interest is (a given point, else the saliency map's region) and how to say so in
+    the plan's rationale."""
     if salient_point is not None:
         sx, sy = (float(np.clip(salient_point[0], 0.0, 1.0)), float(np.clip(salient_point[1], 0.0, 1.0)))
         region = SalientRegion(sx, sy, 0.1, 0.1, 1.0)
@@ -334,86 +362,88 @@ def plan_motion(
     else:
         region = salient_region(saliency_map(rgb))
         source = "saliency"
-    focus = f"{source} at ({region.x:.2f}, {region.y:.2f}), concentration {region.concentration:.2f}"
+    return region, f"{source} at ({region.x:.2f}, {region.y:.2f}), concentration {region.concentration:.2f}"
 
-    def vp(cx: float, cy: float, zoom: float) -> Viewport:
-        return clamp_viewport(Viewport(cx, cy, zoom), aspect, output_aspect)
 
-    weak = quality is not None and (quality.base_score < 0.45 or quality.sharpness < 0.35)
-    jitter = rng.uniform(-0.02, 0.02)
+def _is_weak(quality: QualityScores | None) -> bool:
+    """Too soft or too poor to magnify (see `plan_motion`, rule 1)."""
+    return quality is not None and (quality.base_score < 0.45 or quality.sharpness < 0.35)
 
-    def drift(why: str) -> MotionPlan:
+
+@dataclass(frozen=True)
+class _Shot:
+    """What every candidate move of one photo shares: its geometry, zoom limit and saliency."""
+
+    aspect: float
+    output_aspect: float
+    zmax: float
+    allowed: tuple[MotionType, ...]
+    is_hero: bool
+    region: SalientRegion
+    focus: str
+
+    def viewport(self, cx: float, cy: float, zoom: float) -> Viewport:
+        return clamp_viewport(Viewport(cx, cy, zoom), self.aspect, self.output_aspect)
+
+    def plan(
+        self, kind: MotionType, start: Viewport, end: Viewport, easing: Easing, duration: float, rationale: str
+    ) -> MotionPlan:
+        return _plan(kind, start, end, easing, self.allowed, duration, self.is_hero, rationale)
+
+    def drift(self, why: str) -> MotionPlan:
         # Drift a little toward the interest, never more than a few percent of the frame.
-        end = vp(0.5 + 0.25 * (region.x - 0.5), 0.5 + 0.25 * (region.y - 0.5), min(zmax, 1.05))
-        return _plan(
-            MotionType.DRIFT, vp(0.5, 0.5, 1.0), end, Easing.LINEAR, allowed, 3.0, is_hero, f"drift: {why}; {focus}"
+        region = self.region
+        end = self.viewport(0.5 + 0.25 * (region.x - 0.5), 0.5 + 0.25 * (region.y - 0.5), min(self.zmax, 1.05))
+        return self.plan(
+            MotionType.DRIFT, self.viewport(0.5, 0.5, 1.0), end, Easing.LINEAR, 3.0, f"drift: {why}; {self.focus}"
         )
 
-    if weak:
-        return drift("weak photo quality")
-    # Pans and tilts at zoom 1.0 magnify nothing, so they suit low-resolution photos too.
-    if 1.0 - fw >= _MUCH_ROOM:
-        return _pan(region, aspect, output_aspect, 1.0, allowed, is_hero, f"photo much wider than output; {focus}")
-    if 1.0 - fh >= _MUCH_ROOM:
-        return _tilt(region, aspect, output_aspect, 1.0, allowed, is_hero, f"photo much taller than output; {focus}")
-    if zmax < 1.08:
-        return drift(f"low resolution (max zoom {zmax:.2f})")
 
-    if is_exterior:
-        z_end = min(zmax, 1.15 + jitter)
-        target = vp(0.5 + 0.6 * (region.x - 0.5), 0.5 + 0.6 * (region.y - 0.5), z_end)
-        wide = vp(0.5, 0.5, 1.0)
-        if rng.random() < 0.35:
-            return _plan(
-                MotionType.PULL_OUT,
-                target,
-                wide,
-                Easing.EASE_IN_OUT,
-                allowed,
-                4.5,
-                is_hero,
-                f"exterior: reveal from the house; {focus}",
-            )
-        return _plan(
-            MotionType.PUSH_IN,
-            wide,
-            target,
-            Easing.EASE_IN_OUT,
-            allowed,
-            4.5,
-            is_hero,
-            f"exterior: slow push-in on the house; {focus}",
+def _exterior_move(shot: _Shot, jitter: float, rng: random.Random) -> MotionPlan:
+    """Rule 4 of `plan_motion`: a slow push-in on the house, or for some seeds a pull-out from it."""
+    region = shot.region
+    z_end = min(shot.zmax, 1.15 + jitter)
+    target = shot.viewport(0.5 + 0.6 * (region.x - 0.5), 0.5 + 0.6 * (region.y - 0.5), z_end)
+    wide = shot.viewport(0.5, 0.5, 1.0)
+    if rng.random() < 0.35:
+        return shot.plan(
+            MotionType.PULL_OUT, target, wide, Easing.EASE_IN_OUT, 4.5, f"exterior: reveal from the house; {shot.focus}"
         )
+    return shot.plan(
+        MotionType.PUSH_IN, wide, target, Easing.EASE_IN_OUT, 4.5, f"exterior: slow push-in on the house; {shot.focus}"
+    )
 
+
+def _interior_move(shot: _Shot, jitter: float, fw: float) -> MotionPlan:
+    """Rules 5-7 of `plan_motion`: push in toward clear interest, pan across spread-out interest,
+    else push in gently toward its centre. `fw` is the zoom-1.0 window's width fraction."""
+    region, zmax, focus = shot.region, shot.zmax, shot.focus
     if region.concentration >= 0.3:
         z_end = min(zmax, 1.25 + jitter)
-        return _plan(
+        return shot.plan(
             MotionType.PUSH_IN,
-            vp(0.5, 0.5, 1.0),
-            vp(region.x, region.y, z_end),
+            shot.viewport(0.5, 0.5, 1.0),
+            shot.viewport(region.x, region.y, z_end),
             Easing.EASE_IN_OUT,
-            allowed,
             4.0,
-            is_hero,
             f"interior: push in toward the salient region; {focus}",
         )
 
     if region.spread_x >= 0.22 and zmax >= 1.15 and 1.0 - fw / min(zmax, 1.2) >= 0.12:
         return _pan(
-            region, aspect, output_aspect, min(zmax, 1.2), allowed, is_hero, f"interest spread horizontally; {focus}"
+            region,
+            shot.aspect,
+            shot.output_aspect,
+            min(zmax, 1.2),
+            shot.allowed,
+            shot.is_hero,
+            f"interest spread horizontally; {focus}",
         )
 
     z_end = min(zmax, 1.12 + jitter)
-    end = vp(0.5 + 0.5 * (region.x - 0.5), 0.5 + 0.5 * (region.y - 0.5), z_end)
-    return _plan(
-        MotionType.PUSH_IN,
-        vp(0.5, 0.5, 1.0),
-        end,
-        Easing.EASE_IN_OUT,
-        allowed,
-        3.5,
-        is_hero,
-        f"gentle push-in; {focus}",
+    end = shot.viewport(0.5 + 0.5 * (region.x - 0.5), 0.5 + 0.5 * (region.y - 0.5), z_end)
+    return shot.plan(
+        MotionType.PUSH_IN, shot.viewport(0.5, 0.5, 1.0), end, Easing.EASE_IN_OUT, 3.5, f"gentle push-in; {focus}"
     )
 
 

@@ -382,6 +382,26 @@ def _nice_step(span: float, target_ticks: int) -> float:
     return 10 * mag
 
 
+@dataclass(frozen=True)
+class _TimeScale:
+    """Maps video time to x on the timeline strip: [0, total] onto [left, right], clamped."""
+
+    left: float
+    right: float
+    total: float
+
+    def x(self, t: float) -> float:
+        return self.left + (self.right - self.left) * min(max(t / self.total, 0.0), 1.0)
+
+
+def _timeline_total(beat_grid: BeatGrid | None, segments: Sequence[StoryboardSegment]) -> float:
+    """Length the strip shows: the last clip's end, else the music's length (never zero)."""
+    total = max([s.end for s in segments], default=0.0)
+    if total <= 0 and beat_grid is not None:
+        total = beat_grid.duration
+    return max(total, 1e-3)
+
+
 def _draw_timeline(
     img: Image.Image,
     draw: ImageDraw.ImageDraw,
@@ -397,77 +417,110 @@ def _draw_timeline(
     A clip takes the colour of the room card that holds its photo (labels may be spelt differently
     on cards and clips, e.g. "kitchen #2" and "kitchen"), else a colour of its own label.
     """
-    f_head, f_small, f_label, f_tiny = _font(18, True), _font(13), _font(14, True), _font(11)
-    left, right = _MARGIN + 8, WIDTH - _MARGIN - 8
-    total = max([s.end for s in segments], default=0.0)
-    if total <= 0 and beat_grid is not None:
-        total = beat_grid.duration
-    total = max(total, 1e-3)
-
-    def x_of(t: float) -> float:
-        return left + (right - left) * min(max(t / total, 0.0), 1.0)
-
-    draw.text((left, top), "Timeline", fill=_INK, font=f_head)
-    info = f"{len(segments)} clips · {total:.1f} s"
-    if beat_grid is not None:
-        info += f" · {beat_grid.tempo:.0f} BPM · {len(beat_grid.beats)} beats ({beat_grid.source})"
-    draw.text((left + 110, top + 3), info, fill=_MUTED, font=f_small)
-
-    # Beat ruler.
-    ruler_top, ruler_base = top + 34, top + 70
-    draw.line([(left, ruler_base), (right, ruler_base)], fill=_GRID, width=1)
-    if beat_grid is not None:
-        downbeats = {round(d, 3) for d in beat_grid.downbeats}
-        beats = [b for b in beat_grid.beats if 0 <= b <= total]
-        bar_step = max(1, math.ceil(len(beat_grid.downbeats) * 48 / max(1.0, right - left)))
-        bar_no = 0
-        for b in beats:
-            x = x_of(b)
-            if round(b, 3) in downbeats:
-                bar_no += 1
-                draw.line([(x, ruler_top + 8), (x, ruler_base)], fill=_INK, width=2)
-                if (bar_no - 1) % bar_step == 0:
-                    draw.text((x + 3, ruler_top - 2), str(bar_no), fill=_INK, font=f_tiny)
-            else:
-                draw.line([(x, ruler_base - 11), (x, ruler_base)], fill=(150, 156, 168), width=1)
-
-    # Clip blocks.
+    scale = _TimeScale(_MARGIN + 8, WIDTH - _MARGIN - 8, _timeline_total(beat_grid, segments))
+    _draw_timeline_heading(draw, scale, top, beat_grid, len(segments))
+    ruler_base = top + 70
+    _draw_beat_ruler(draw, scale, top + 34, ruler_base, beat_grid)
     block_top, block_bot = ruler_base + 16, ruler_base + 16 + _TIMELINE_BLOCK_H
     for seg in segments:
-        x0, x1 = x_of(seg.start), x_of(seg.end)
         room_label = photo_room.get(seg.photo_id)
         colour = colours[room_label] if room_label is not None else _room_colour(seg.label, colours)
-        draw.rounded_rectangle((x0 + 1, block_top, max(x0 + 2, x1 - 1), block_bot), radius=5, fill=colour)
-        inner_w = x1 - x0 - 10
-        ty = block_top + 6
-        src = images.get(seg.photo_id)
-        if src is not None and inner_w >= 44:
-            th_h = 56
-            th = _thumb(src, th_h, 20, int(inner_w))
-            img.paste(th, (int(x0 + 5), int(ty)))
-            ty += th_h + 4
-        if inner_w >= 14:
-            draw.text(
-                (x0 + 5, ty),
-                _fit_text(draw, seg.label.replace("_", " "), f_label, inner_w),
-                fill=(255, 255, 255),
-                font=f_label,
-            )
-            draw.text(
-                (x0 + 5, ty + 18),
-                _fit_text(draw, seg.motion.replace("_", " "), f_small, inner_w),
-                fill=(255, 255, 255),
-                font=f_small,
-            )
-            facts = f"{seg.end - seg.start:.2f}s · #{seg.photo_id}"
-            draw.text((x0 + 5, ty + 34), _fit_text(draw, facts, f_tiny, inner_w), fill=(240, 240, 240), font=f_tiny)
+        _draw_clip_block(img, draw, scale, block_top, block_bot, seg, images.get(seg.photo_id), colour)
+    _draw_transition_markers(draw, scale, block_top, block_bot, segments)
+    _draw_time_axis(draw, scale, block_bot + 36)
 
-    # Transition markers at cuts (and at 0 when the first clip fades in).
+
+def _draw_timeline_heading(
+    draw: ImageDraw.ImageDraw, scale: _TimeScale, top: int, beat_grid: BeatGrid | None, n_segments: int
+) -> None:
+    left = scale.left
+    draw.text((left, top), "Timeline", fill=_INK, font=_font(18, True))
+    info = f"{n_segments} clips · {scale.total:.1f} s"
+    if beat_grid is not None:
+        info += f" · {beat_grid.tempo:.0f} BPM · {len(beat_grid.beats)} beats ({beat_grid.source})"
+    draw.text((left + 110, top + 3), info, fill=_MUTED, font=_font(13))
+
+
+def _draw_beat_ruler(
+    draw: ImageDraw.ImageDraw, scale: _TimeScale, ruler_top: int, ruler_base: int, beat_grid: BeatGrid | None
+) -> None:
+    """A baseline with a tick per beat; downbeats taller and numbered (every `bar_step`-th bar, so
+    the numbers never overlap)."""
+    left, right = scale.left, scale.right
+    draw.line([(left, ruler_base), (right, ruler_base)], fill=_GRID, width=1)
+    if beat_grid is None:
+        return
+    f_tiny = _font(11)
+    downbeats = {round(d, 3) for d in beat_grid.downbeats}
+    beats = [b for b in beat_grid.beats if 0 <= b <= scale.total]
+    bar_step = max(1, math.ceil(len(beat_grid.downbeats) * 48 / max(1.0, right - left)))
+    bar_no = 0
+    for b in beats:
+        x = scale.x(b)
+        if round(b, 3) in downbeats:
+            bar_no += 1
+            draw.line([(x, ruler_top + 8), (x, ruler_base)], fill=_INK, width=2)
+            if (bar_no - 1) % bar_step == 0:
+                draw.text((x + 3, ruler_top - 2), str(bar_no), fill=_INK, font=f_tiny)
+        else:
+            draw.line([(x, ruler_base - 11), (x, ruler_base)], fill=(150, 156, 168), width=1)
+
+
+def _draw_clip_block(
+    img: Image.Image,
+    draw: ImageDraw.ImageDraw,
+    scale: _TimeScale,
+    block_top: int,
+    block_bot: int,
+    seg: StoryboardSegment,
+    src: Image.Image | None,
+    colour: tuple[int, int, int],
+) -> None:
+    """One clip: a coloured block with, as far as its width allows, a thumbnail, the room label,
+    the motion and its length and photo id."""
+    f_small, f_label, f_tiny = _font(13), _font(14, True), _font(11)
+    x0, x1 = scale.x(seg.start), scale.x(seg.end)
+    draw.rounded_rectangle((x0 + 1, block_top, max(x0 + 2, x1 - 1), block_bot), radius=5, fill=colour)
+    inner_w = x1 - x0 - 10
+    ty = block_top + 6
+    if src is not None and inner_w >= 44:
+        th_h = 56
+        th = _thumb(src, th_h, 20, int(inner_w))
+        img.paste(th, (int(x0 + 5), int(ty)))
+        ty += th_h + 4
+    if inner_w < 14:
+        return
+    draw.text(
+        (x0 + 5, ty),
+        _fit_text(draw, seg.label.replace("_", " "), f_label, inner_w),
+        fill=(255, 255, 255),
+        font=f_label,
+    )
+    draw.text(
+        (x0 + 5, ty + 18),
+        _fit_text(draw, seg.motion.replace("_", " "), f_small, inner_w),
+        fill=(255, 255, 255),
+        font=f_small,
+    )
+    facts = f"{seg.end - seg.start:.2f}s · #{seg.photo_id}"
+    draw.text((x0 + 5, ty + 34), _fit_text(draw, facts, f_tiny, inner_w), fill=(240, 240, 240), font=f_tiny)
+
+
+def _draw_transition_markers(
+    draw: ImageDraw.ImageDraw,
+    scale: _TimeScale,
+    block_top: int,
+    block_bot: int,
+    segments: Sequence[StoryboardSegment],
+) -> None:
+    """A marker at each cut naming its transition (and at 0 when the first clip fades in)."""
+    f_tiny = _font(11)
+    left, right = scale.left, scale.right
     for i, seg in enumerate(segments):
         kind = (seg.transition or "cut").strip().lower()
         if i == 0 and kind in ("cut", "none", ""):
             continue
-        x = x_of(seg.start)
+        x = scale.x(seg.start)
         draw.line([(x, block_top - 6), (x, block_bot + 6)], fill=_INK, width=2)
         s = 6
         draw.polygon(
@@ -478,13 +531,16 @@ def _draw_timeline(
         tw = _text_w(draw, label, f_tiny)
         draw.text((min(max(x - tw / 2, left), right - tw), block_bot + 15), label, fill=_INK, font=f_tiny)
 
-    # Time axis.
-    axis_y = block_bot + 36
+
+def _draw_time_axis(draw: ImageDraw.ImageDraw, scale: _TimeScale, axis_y: int) -> None:
+    """Seconds along the bottom, at a round step (about 12 labels)."""
+    f_tiny = _font(11)
+    left, right, total = scale.left, scale.right, scale.total
     draw.line([(left, axis_y), (right, axis_y)], fill=_GRID, width=1)
     step = _nice_step(total, 12)
     t = 0.0
     while t <= total + 1e-6:
-        x = x_of(t)
+        x = scale.x(t)
         draw.line([(x, axis_y), (x, axis_y + 5)], fill=_MUTED, width=1)
         label = f"{t:g}s"
         tw = _text_w(draw, label, f_tiny)
@@ -493,6 +549,9 @@ def _draw_timeline(
 
 
 _TIMELINE_H = 16 + 34 + 36 + 16 + _TIMELINE_BLOCK_H + 36 + 24 + _MARGIN
+
+#: A room card as laid out: the room, its placed thumbnails, the card's top and height.
+_Card = tuple[StoryboardRoom, list[_PlacedThumb], int, int]
 
 
 def render_storyboard(
@@ -510,32 +569,61 @@ def render_storyboard(
     renderer frames them. Photos are loaded once each (thumbnail size) and shared by the room cards
     and the timeline; a segment whose photo_id is not among the rooms is drawn without thumbnail.
     """
+    images = _load_room_images(rooms)
+    colours, photo_room = _room_colours(rooms)
+    # Layout pass: card heights decide the canvas height.
+    cards, timeline_top = _layout_cards(rooms, images)
+    img = Image.new("RGB", (WIDTH, timeline_top + _TIMELINE_H), _BG)
+    draw = ImageDraw.Draw(img)
+    _draw_title_bar(draw, title, rooms, beat_grid, segments)
+    for card in cards:
+        _draw_room_card(img, draw, card, colours[card[0].label], output_aspect)
+    _draw_timeline(img, draw, timeline_top, beat_grid, segments, images, colours, photo_room)
+    return _save_png(img, Path(out_path))
+
+
+def _load_room_images(rooms: Sequence[StoryboardRoom]) -> dict[int | str, Image.Image]:
+    """Each photo once, by id (the first room naming an id provides its image)."""
     images: dict[int | str, Image.Image] = {}
     for room in rooms:
         for photo in room.photos:
             if photo.photo_id not in images:
                 images[photo.photo_id] = _load_image(photo.image)
+    return images
+
+
+def _room_colours(
+    rooms: Sequence[StoryboardRoom],
+) -> tuple[dict[str, tuple[int, int, int]], dict[int | str, str]]:
+    """Colour per room label (in card order) and, per photo id, the label of the first card holding it."""
     colours: dict[str, tuple[int, int, int]] = {}
     photo_room: dict[int | str, str] = {}
     for room in rooms:
         _room_colour(room.label, colours)
         for photo in room.photos:
             photo_room.setdefault(photo.photo_id, room.label)
+    return colours, photo_room
 
-    # Layout pass: card heights decide the canvas height.
+
+def _layout_cards(rooms: Sequence[StoryboardRoom], images: dict[int | str, Image.Image]) -> tuple[list[_Card], int]:
+    """Room cards stacked below the title bar; returns them and the timeline's top."""
     y = _TITLE_H + _MARGIN
-    cards: list[tuple[StoryboardRoom, list[_PlacedThumb], int, int]] = []
+    cards: list[_Card] = []
     for room in rooms:
         placed, h = _layout_room(room, images, y)
         cards.append((room, placed, y, h))
         y += h + _THUMB_GAP
-    timeline_top = y + 8
-    height = timeline_top + _TIMELINE_H
+    return cards, y + 8
 
-    img = Image.new("RGB", (WIDTH, height), _BG)
-    draw = ImageDraw.Draw(img)
 
-    # Title bar.
+def _draw_title_bar(
+    draw: ImageDraw.ImageDraw,
+    title: str,
+    rooms: Sequence[StoryboardRoom],
+    beat_grid: BeatGrid | None,
+    segments: Sequence[StoryboardSegment],
+) -> None:
+    """Title on the left; counts, length and tempo on the right; the legend below them."""
     draw.rectangle((0, 0, WIDTH, _TITLE_H), fill=_TITLE_BG)
     f_title, f_sub = _font(30, True), _font(15)
     draw.text(
@@ -551,50 +639,65 @@ def render_storyboard(
     draw.text((WIDTH - _MARGIN - _text_w(draw, sub, f_sub), 14), sub, fill=(200, 206, 218), font=f_sub)
     _draw_legend(draw, WIDTH - _MARGIN, 44)
 
-    # Room cards.
-    f_room, f_count, f_cap, f_badge = _font(20, True), _font(13), _font(13), _font(12, True)
-    for room, placed, top, h in cards:
-        colour = colours[room.label]
-        draw.rounded_rectangle((_MARGIN, top, WIDTH - _MARGIN, top + h), radius=8, fill=_CARD)
-        draw.rounded_rectangle((_MARGIN, top, _MARGIN + 8, top + h), radius=4, fill=colour)
-        lx = _MARGIN + _CARD_PAD + 8
-        label = _fit_text(draw, room.label.replace("_", " ").title(), f_room, _ROOM_LABEL_W - 24)
-        draw.text((lx, top + _CARD_PAD + 4), label, fill=_INK, font=f_room)
-        n = len(room.photos)
-        draw.text((lx, top + _CARD_PAD + 32), f"{n} photo{'s' if n != 1 else ''}", fill=_MUTED, font=f_count)
-        for pt in placed:
-            img.paste(pt.thumb, (pt.x, pt.y))
-            box = (pt.x, pt.y, pt.x + pt.thumb.width - 1, pt.y + pt.thumb.height - 1)
-            geom = _thumb_geometry(pt.source, pt.thumb)
-            ox, oy, sx, sy = geom
-            geom = (ox + pt.x, oy + pt.y, sx, sy)
-            plan = pt.photo.plan
-            kind = _motion_kind(pt.photo.motion_label) or (plan.motion_type if plan else None)
-            src_size = (pt.source.width, pt.source.height)
-            if plan is not None:
-                _draw_plan_windows(draw, plan, geom, src_size, output_aspect, hero=pt.photo.is_hero)
-            else:
-                _draw_motion_glyph(draw, box, kind)
-            if pt.photo.is_hero:
-                draw.rectangle((box[0] - 4, box[1] - 4, box[2] + 4, box[3] + 4), outline=_HERO, width=4)
-                _badge(draw, (pt.x + 6, pt.y + 6), "HERO", _HERO, (30, 30, 30), f_badge)
-            else:
-                draw.rectangle(box, outline=(210, 214, 222), width=1)
-            cap_w = pt.thumb.width
-            motion = pt.photo.motion_label or (pt.photo.plan.motion_type.value if pt.photo.plan else "")
-            line1 = f"#{pt.photo.photo_id}" + (f"  {motion.replace('_', ' ')}" if motion else "")
-            draw.text((pt.x, pt.y + _THUMB_H + 6), _fit_text(draw, line1, f_cap, cap_w), fill=_INK, font=f_cap)
-            if pt.photo.score is not None:
-                sc = max(0.0, min(1.0, pt.photo.score))
-                bar_w = min(cap_w - 48, 120)
-                by = pt.y + _THUMB_H + 26
-                draw.rectangle((pt.x, by, pt.x + bar_w, by + 6), fill=(226, 229, 235))
-                draw.rectangle((pt.x, by, pt.x + bar_w * sc, by + 6), fill=colour)
-                draw.text((pt.x + bar_w + 6, by - 4), f"{pt.photo.score:.2f}", fill=_MUTED, font=f_cap)
 
-    _draw_timeline(img, draw, timeline_top, beat_grid, segments, images, colours, photo_room)
+def _draw_room_card(
+    img: Image.Image, draw: ImageDraw.ImageDraw, card: _Card, colour: tuple[int, int, int], output_aspect: float
+) -> None:
+    """The card's background and colour stripe, the room's name and photo count, its thumbnails."""
+    room, placed, top, h = card
+    f_room, f_count = _font(20, True), _font(13)
+    draw.rounded_rectangle((_MARGIN, top, WIDTH - _MARGIN, top + h), radius=8, fill=_CARD)
+    draw.rounded_rectangle((_MARGIN, top, _MARGIN + 8, top + h), radius=4, fill=colour)
+    lx = _MARGIN + _CARD_PAD + 8
+    label = _fit_text(draw, room.label.replace("_", " ").title(), f_room, _ROOM_LABEL_W - 24)
+    draw.text((lx, top + _CARD_PAD + 4), label, fill=_INK, font=f_room)
+    n = len(room.photos)
+    draw.text((lx, top + _CARD_PAD + 32), f"{n} photo{'s' if n != 1 else ''}", fill=_MUTED, font=f_count)
+    for pt in placed:
+        _draw_card_thumb(img, draw, pt, output_aspect)
+        _draw_thumb_caption(draw, pt, colour)
 
-    out_path = Path(out_path)
+
+def _draw_card_thumb(img: Image.Image, draw: ImageDraw.ImageDraw, pt: _PlacedThumb, output_aspect: float) -> None:
+    """The thumbnail with its camera (plan windows, else a motion glyph) and its frame: amber with a
+    HERO badge for the hero, a thin grey line otherwise."""
+    img.paste(pt.thumb, (pt.x, pt.y))
+    box = (pt.x, pt.y, pt.x + pt.thumb.width - 1, pt.y + pt.thumb.height - 1)
+    ox, oy, sx, sy = _thumb_geometry(pt.source, pt.thumb)
+    geom = (ox + pt.x, oy + pt.y, sx, sy)
+    plan = pt.photo.plan
+    kind = _motion_kind(pt.photo.motion_label) or (plan.motion_type if plan else None)
+    src_size = (pt.source.width, pt.source.height)
+    if plan is not None:
+        _draw_plan_windows(draw, plan, geom, src_size, output_aspect, hero=pt.photo.is_hero)
+    else:
+        _draw_motion_glyph(draw, box, kind)
+    if pt.photo.is_hero:
+        draw.rectangle((box[0] - 4, box[1] - 4, box[2] + 4, box[3] + 4), outline=_HERO, width=4)
+        _badge(draw, (pt.x + 6, pt.y + 6), "HERO", _HERO, (30, 30, 30), _font(12, True))
+    else:
+        draw.rectangle(box, outline=(210, 214, 222), width=1)
+
+
+def _draw_thumb_caption(draw: ImageDraw.ImageDraw, pt: _PlacedThumb, colour: tuple[int, int, int]) -> None:
+    """Below a thumbnail: photo id and motion, then the score as a bar in the room's colour."""
+    f_cap = _font(13)
+    cap_w = pt.thumb.width
+    motion = pt.photo.motion_label or (pt.photo.plan.motion_type.value if pt.photo.plan else "")
+    line1 = f"#{pt.photo.photo_id}" + (f"  {motion.replace('_', ' ')}" if motion else "")
+    draw.text((pt.x, pt.y + _THUMB_H + 6), _fit_text(draw, line1, f_cap, cap_w), fill=_INK, font=f_cap)
+    if pt.photo.score is None:
+        return
+    sc = max(0.0, min(1.0, pt.photo.score))
+    bar_w = min(cap_w - 48, 120)
+    by = pt.y + _THUMB_H + 26
+    draw.rectangle((pt.x, by, pt.x + bar_w, by + 6), fill=(226, 229, 235))
+    draw.rectangle((pt.x, by, pt.x + bar_w * sc, by + 6), fill=colour)
+    draw.text((pt.x + bar_w + 6, by - 4), f"{pt.photo.score:.2f}", fill=_MUTED, font=f_cap)
+
+
+def _save_png(img: Image.Image, out_path: Path) -> Path:
+    """Write via a temporary name and rename, so a reader never sees a half-written PNG."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.stem}.partial.png")
     img.save(tmp, format="PNG", optimize=False)

@@ -12,6 +12,9 @@ claim/renew/release atomic. So a redelivered duplicate never runs concurrently w
                                                                released, in one transaction
     GPU message ─► claim clip (SKIP LOCKED + lease) ─► render ─► checkpoint ─► last clip? ─► stage
                    "run phase 3" (dedup key per job generation: exactly once) ─► CPU message ─► 3, 4
+
+A fleet with no GPU queue (SQS_GPU_QUEUE_URL empty) renders phase 2 on the CPU worker that reached it,
+under its job lease, with the renderers a CPU worker has (parallax, Ken Burns), and carries on with 3, 4.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from enum import StrEnum
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.config import Settings
 from app.db.models import AppliedMessage, Clip, ClipStatus, Job, JobPhase, JobStatus, PhaseStatus, utcnow
 from app.db.session import session_scope
-from app.orchestrator.core import ALL_PHASES, ensure_phase_rows, get_job, invalidate_from
+from app.errors import PicaividError
+from app.orchestrator.core import ALL_PHASES, ensure_phase_rows, get_job, invalidate_from, run_phase
 from app.orchestrator.leases import (
     LeaseResult,
     acquire_job_lease,
@@ -38,6 +43,7 @@ from app.orchestrator.leases import (
     renew_lease,
 )
 from app.phases.base import PHASE_NAMES, PhaseContext
+from app.progress import ProgressEvent, safe_emit
 from app.queue.messages import JobMessage
 from app.queue.outbox import stage
 
@@ -156,6 +162,12 @@ def _pending_clips(s: Session, job_id: int) -> list[Clip]:
     )
 
 
+def renders_on_cpu_fleet(settings: Settings) -> bool:
+    """A fleet with a CPU queue and no GPU queue (SQS_GPU_QUEUE_URL empty): nobody would consume clip
+    messages, so the CPU worker renders phase 2 itself with the renderers it has (parallax, Ken Burns)."""
+    return bool(settings.SQS_QUEUE_URL) and not settings.SQS_GPU_QUEUE_URL
+
+
 def begin_render_fanout(ctx: PhaseContext, job_id: int, owner: str, *, nonce: str) -> FanOut:
     """Start (or resume) phase 2 as GPU work: in one transaction, mark the phase running, stage one GPU
     message per clip that is not rendered and not leased, and release the caller's job lease.
@@ -163,7 +175,12 @@ def begin_render_fanout(ctx: PhaseContext, job_id: int, owner: str, *, nonce: st
     `nonce` (the triggering SQS message id) keys the staged messages: a redelivery of the same CPU
     message stages nothing new, while a later resume re-sends messages for clips whose earlier
     messages were lost (dead-lettered, or a worker that died after consuming them).
+
+    Without a GPU queue (`renders_on_cpu_fleet`) the phase runs here instead, under the caller's job
+    lease, and the result says `completed` (the caller carries on with phase 3, or finds phase 2 failed).
     """
+    if renders_on_cpu_fleet(ctx.settings):
+        return _render_in_process(ctx, job_id)
     with session_scope(ctx.sessions) as s:
         job = get_job(s, job_id, lock=True)
         rows = ensure_phase_rows(s, job)
@@ -213,6 +230,20 @@ def begin_render_fanout(ctx: PhaseContext, job_id: int, owner: str, *, nonce: st
         if job.lease_owner == owner:
             job.lease_owner = job.lease_expires_at = None
         return FanOut(staged, in_flight, False)
+
+
+def _render_in_process(ctx: PhaseContext, job_id: int) -> FanOut:
+    """Phase 2 on this (CPU) worker, like the in-process runner. A transient failure raises (the phase is
+    back to pending and the message is retried); a permanent one (no clip could be rendered) is recorded
+    on the job by the orchestrator and reported here, and the caller then finds phase 2 failed."""
+    log.info("job %s: no GPU queue configured; rendering phase 2 on this worker", job_id)
+    try:
+        run_phase(ctx, job_id, RENDER_PHASE, retry_transient=True)
+    except PicaividError as exc:
+        if not exc.permanent:
+            raise
+        safe_emit(ctx.progress_sink, ProgressEvent(job_id, "job_failed", RENDER_PHASE, message=str(exc)))
+    return FanOut([], 0, True)
 
 
 def _complete_render_phase(s: Session, job: Job, row: JobPhase) -> None:

@@ -7,12 +7,20 @@ target-tracking "backlog per instance" recipe): visible messages divided by the 
 queue's type. With no worker it reports the backlog itself, so a non-empty queue scales the fleet up
 from zero, and an empty one (0) lets it scale in to zero.
 
+Renderer health: `picaivid_clips{renderer,status}` counts clips by the renderer that made them
+(`clips.model_used`), `picaivid_render_downgrades{renderer,reason}` the failed rungs of the ladder
+recorded in `clips.render_log` (a normalised reason code, so the label set stays small), and
+`picaivid_worker_renderers{type,renderer}` / `picaivid_worker_components_skipped{type,component}` what
+the live workers advertise in their rows.
+
 Pure DB/SQS reads, no FastAPI: `GET /internal/metrics` and any exporter process can use it.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +35,7 @@ from app.config import Settings
 from app.db.models import Clip, Job, JobPhase, JobStatus, OutboxMessage, PhaseStatus, Worker, utcnow
 from app.phases.base import PHASE_NAMES
 from app.queue.sqs import SqsQueue
+from app.worker.registry import worker_capabilities
 
 __all__ = [
     "CLIP_RENDER_BUCKETS",
@@ -37,6 +46,7 @@ __all__ = [
     "build_registry",
     "configured_queues",
     "monitoring_client",
+    "reason_code",
     "render_metrics",
 ]
 
@@ -49,6 +59,29 @@ CLIP_RENDER_BUCKETS: tuple[float, ...] = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 60
 #: A worker whose heartbeat is older than this is gone (heartbeats come every WORKER_HEARTBEAT_SECONDS,
 #: 20 s by default, so this tolerates a few missed beats before scaling stops counting it).
 WORKER_LIVE_SECONDS = 120
+#: Clip rows read per round trip when counting downgrades from their render logs.
+_RENDER_LOG_BATCH = 500
+#: Reason codes for the validator's and the renderers' texts, first match wins (see `reason_code`).
+_REASON_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (code, re.compile(pattern, re.IGNORECASE))
+    for code, pattern in (
+        ("no_depth", r"\bno depth\b"),
+        ("frozen", r"\bfrozen\b"),
+        ("black_frame", r"\bis black\b"),
+        ("undecodable", r"\b(does not decode|failed to decode)\b"),
+        ("frame_count", r"\bframes, expected\b"),
+        ("fps", r"\bfps, expected\b"),
+        ("size", r"^size \d+x\d+"),
+        ("codec", r"^codec\b"),
+        ("wrong_view", r"\bdoes not show the planned view\b"),
+        ("low_score", r"^score \d"),
+        ("out_of_memory", r"\bout of memory\b|OutOfMemoryError"),
+    )
+)
+#: An exception class name at the start of a reason ("RuntimeError: ..."): the class is the code.
+_EXCEPTION_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*(?:Error|Exception|Exit|Timeout|Interrupt))\b")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MAX_REASON_CODE = 40
 #: SQS message states as the metric names them, and the depth attribute behind each.
 _QUEUE_STATES = (("visible", "visible"), ("in_flight", "in_flight"), ("delayed", "delayed"))
 
@@ -86,6 +119,45 @@ def _histograms(
     return result
 
 
+def reason_code(reason: str) -> str:
+    """A short, stable code for one downgrade reason, so a metric label never carries free text: a known
+    validator/renderer case (`no_depth`, `frozen`, `black_frame`, `frame_count`, `wrong_view`,
+    `low_score`, `out_of_memory`, ...), else the exception class a reason starts with
+    (``"RuntimeError: ..."``), else the reason's first word, lower-cased and cut short."""
+    text = reason.strip()
+    for code, pattern in _REASON_PATTERNS:
+        if pattern.search(text):
+            return code
+    exception = _EXCEPTION_NAME.match(text)
+    if exception is not None:
+        return exception.group(1).rsplit(".", 1)[-1][:_MAX_REASON_CODE]
+    word = _IDENTIFIER.search(text)
+    return word.group(0).lower()[:_MAX_REASON_CODE] if word else "other"
+
+
+def attempt_reason_code(attempt: Mapping[str, Any]) -> str:
+    """The code of a failed attempt: of its first reason (the validator lists hard failures first)."""
+    reasons = attempt.get("reasons")
+    if not reasons and attempt.get("reason"):  # an older log entry with one reason
+        reasons = [attempt["reason"]]
+    if isinstance(reasons, list) and reasons and isinstance(reasons[0], str):
+        return reason_code(reasons[0])
+    return "declined" if attempt.get("declined") else "rejected"
+
+
+def downgrade_counts(render_logs: Iterable[object]) -> Counter[tuple[str, str]]:
+    """Failed attempts by (renderer, reason code) over clips' render logs; malformed entries are skipped."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for log_entries in render_logs:
+        if not isinstance(log_entries, list):
+            continue
+        for attempt in log_entries:
+            if not isinstance(attempt, dict) or attempt.get("passed", attempt.get("ok", False)):
+                continue
+            counts[(str(attempt.get("renderer") or "unknown"), attempt_reason_code(attempt))] += 1
+    return counts
+
+
 def _empty_histogram(buckets: Sequence[float]) -> tuple[list[tuple[str, float]], float]:
     return [*((_bucket_label(b), 0.0) for b in buckets), ("+Inf", 0.0)], 0.0
 
@@ -103,8 +175,10 @@ class PicaividCollector:
     def collect(self) -> Iterable[Metric]:
         with self.sessions() as s:
             yield from self._job_metrics(s)
+            yield from self._renderer_metrics(s)
             live = self._live_workers(s)
             yield from self._worker_metrics(s, live)
+            yield from self._capability_metrics(s)
         yield from self._queue_metrics(live)
 
     # --- database ---------------------------------------------------------------------------
@@ -148,6 +222,31 @@ class PicaividCollector:
         outbox.add_metric([], float(unsent or 0))
         yield outbox
 
+    def _renderer_metrics(self, s: Session) -> Iterator[Metric]:
+        clips = GaugeMetricFamily(
+            "picaivid_clips",
+            "Clips by the renderer that made them (clips.model_used; none before a render) and status.",
+            labels=["renderer", "status"],
+        )
+        renderer = func.coalesce(Clip.model_used, "none")
+        stmt = select(renderer, Clip.status, func.count()).group_by(renderer, Clip.status)
+        for name, clip_status, n in sorted(s.execute(stmt).all(), key=lambda r: (str(r[0]), str(r[1]))):
+            clips.add_metric([str(name), str(clip_status)], float(n))
+        yield clips
+
+        downgrades = GaugeMetricFamily(
+            "picaivid_render_downgrades",
+            "Failed renderer attempts recorded in clips.render_log (each stepped the clip down the ladder, "
+            "or failed it on the last rung), by renderer and reason code.",
+            labels=["renderer", "reason"],
+        )
+        logs = s.scalars(
+            select(Clip.render_log).where(Clip.render_attempts > 0).execution_options(yield_per=_RENDER_LOG_BATCH)
+        )
+        for (name, code), n in sorted(downgrade_counts(logs).items()):
+            downgrades.add_metric([name, code], float(n))
+        yield downgrades
+
     def _live_workers(self, s: Session) -> dict[tuple[str, str], int]:
         cutoff = self.clock() - timedelta(seconds=WORKER_LIVE_SECONDS)
         stmt = (
@@ -183,6 +282,36 @@ class PicaividCollector:
         for (worker_type, outcome), total in sorted(totals.items()):
             messages.add_metric([worker_type, outcome], total)
         yield messages
+
+    def _capability_metrics(self, s: Session) -> Iterator[Metric]:
+        cutoff = self.clock() - timedelta(seconds=WORKER_LIVE_SECONDS)
+        offered: Counter[tuple[str, str]] = Counter()
+        skipped: Counter[tuple[str, str]] = Counter()
+        for worker_type, counts in s.execute(
+            select(Worker.worker_type, Worker.counts).where(Worker.last_seen_at >= cutoff)
+        ):
+            capabilities = worker_capabilities(counts)
+            for name in capabilities.get("renderers") or []:
+                offered[(str(worker_type), str(name))] += 1
+            for name in capabilities.get("skipped") or {}:
+                skipped[(str(worker_type), str(name))] += 1
+        renderers = GaugeMetricFamily(
+            "picaivid_worker_renderers",
+            f"Workers seen in the last {WORKER_LIVE_SECONDS} s that can run each renderer, by type.",
+            labels=["type", "renderer"],
+        )
+        for (worker_type, name), n in sorted(offered.items()):
+            renderers.add_metric([worker_type, name], float(n))
+        yield renderers
+        left_out = GaugeMetricFamily(
+            "picaivid_worker_components_skipped",
+            f"Workers seen in the last {WORKER_LIVE_SECONDS} s that left a configured renderer or model out "
+            "(the reason is in the worker's row), by type.",
+            labels=["type", "component"],
+        )
+        for (worker_type, name), n in sorted(skipped.items()):
+            left_out.add_metric([worker_type, name], float(n))
+        yield left_out
 
     # --- SQS ---------------------------------------------------------------------------------
 

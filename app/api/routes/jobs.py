@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy import select
 
 from app.api.deps import ContextDep, DispatcherDep, JobId, RedactDep, SessionDep
-from app.api.errors import redact_summary
+from app.api.errors import PathRedactor, redact_summary
 from app.api.schemas import (
     DB_INT_MAX,
     Artifacts,
@@ -25,18 +25,20 @@ from app.api.schemas import (
     JobSummary,
     PhotoOut,
     PhotoScores,
+    RenderAttemptOut,
     RunRequest,
     TimelineClipOut,
     TimelineOut,
     TimelineVersionOut,
     error_responses,
 )
-from app.db.models import Clip, Job, JobStatus, Photo, Timeline
+from app.db.models import Clip, ClipStatus, Job, JobStatus, Photo, Timeline
 from app.db.session import session_scope
 from app.errors import PicaividError
 from app.netguard import check_callback_url
 from app.orchestrator import get_job, job_summary
 from app.services.jobs import PhotoRef, create_job_from_uris
+from app.services.reports import GENERATIVE_RENDERERS
 from app.services.runs import request_run
 from app.storage import Storage
 
@@ -181,27 +183,53 @@ def read_job(job_id: JobId, session: SessionDep, ctx: ContextDep, redact: Redact
             )
             for p in photos
         ],
-        clips=[
-            ClipOut(
-                id=c.id,
-                photo_id=c.photo_id,
-                status=c.status,
-                renderer=c.model_used,
-                motion_type=c.motion_type,
-                is_hero=bool(c.is_hero),
-                duration=c.duration,
-                validation_score=c.validation_score,
-                render_seconds=c.render_seconds,
-                render_attempts=c.render_attempts or 0,
-                error=redact(c.error) if c.error else None,
-            )
-            for c in clips
-        ],
+        clips=[_clip_out(c, redact) for c in clips],
+        ai_generated_clips=[c.id for c in clips if _generative(c)],
         artifacts=Artifacts(
             video=artifact_url(ctx.storage, summary["output_uri"]),
             poster=artifact_url(ctx.storage, summary["poster_uri"]),
             storyboard=artifact_url(ctx.storage, summary["storyboard_uri"]),
         ),
+    )
+
+
+def _generative(clip: Clip) -> bool:
+    """Whether a generative model made this clip's current render (disclosure)."""
+    return clip.status == ClipStatus.RENDERED and clip.model_used in GENERATIVE_RENDERERS
+
+
+def _attempts(clip: Clip, redact: PathRedactor) -> list[RenderAttemptOut]:
+    """`clips.render_log` as the API shows it; reasons are redacted like errors (they may quote one)."""
+    attempts = []
+    for entry in clip.render_log or []:
+        if not isinstance(entry, dict):
+            continue
+        reasons = entry.get("reasons") or ([entry["reason"]] if entry.get("reason") else [])
+        attempts.append(
+            RenderAttemptOut(
+                renderer=str(entry["renderer"]) if entry.get("renderer") else None,
+                passed=bool(entry.get("passed", entry.get("ok", False))),
+                reasons=[redact(str(r)) for r in reasons] if isinstance(reasons, list) else [],
+            )
+        )
+    return attempts
+
+
+def _clip_out(c: Clip, redact: PathRedactor) -> ClipOut:
+    return ClipOut(
+        id=c.id,
+        photo_id=c.photo_id,
+        status=c.status,
+        renderer=c.model_used,
+        motion_type=c.motion_type,
+        is_hero=bool(c.is_hero),
+        duration=c.duration,
+        validation_score=c.validation_score,
+        render_seconds=c.render_seconds,
+        render_attempts=c.render_attempts or 0,
+        error=redact(c.error) if c.error else None,
+        attempts=_attempts(c, redact),
+        generative=_generative(c),
     )
 
 

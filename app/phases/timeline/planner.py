@@ -273,67 +273,122 @@ def plan_timeline(
     timing = grid_timing(grid, min_shot_seconds)
     directives = directives or TimelineDirectives()
     warnings: list[str] = []
-    beats = grid.beats
-    b0, music_offset, beat_period, k_min = (timing.start_index, timing.music_offset, timing.beat_period, timing.k_min)
-    d = transition_seconds(beat_period, transition_beats)
-
-    # The last beat we may end on: the music must still be playing (leave room for the fade out).
-    usable_end = grid.duration - 0.25
-    last_index = max(i for i in range(len(beats)) if i == b0 or beats[i] <= usable_end)
-    if beats[last_index] - music_offset < target_length - beat_period:
-        warnings.append(
-            f"the music after its first downbeat lasts {beats[last_index] - music_offset:.1f} s, "
-            f"shorter than the {target_length:.1f} s target; the video follows the music"
-        )
-    # End beat closest to the target.
-    end_index = min(range(b0 + 1, last_index + 1), key=lambda i: (abs(beats[i] - music_offset - target_length), i))
+    b0, beat_period, k_min = timing.start_index, timing.beat_period, timing.k_min
+    last_index, end_index = _end_beats(grid, timing, target_length, warnings)
     total_beats = end_index - b0
 
     ordered = story_order(candidates)
     if directives.order is not None:
         ordered = apply_order(ordered, directives.order)
-    # Lengths the user fixed, in beats of this grid; never shorter than a shot may be, never longer
-    # than the music.
-    fixed: dict[int, int] = {}
-    for c in ordered:
-        if c.clip_id in directives.beats:
-            fixed[c.clip_id] = directives.beats[c.clip_id]
-        elif c.clip_id in directives.seconds:
-            fixed[c.clip_id] = seconds_to_beats(directives.seconds[c.clip_id], beat_period)
-    for clip_id, k in fixed.items():
-        bounded = min(max(k, k_min), last_index - b0)
-        if bounded != k:
-            warnings.append(f"clip {clip_id}'s trim of {k} beat(s) does not fit this music; it gets {bounded}")
-            fixed[clip_id] = bounded
+    fixed = _fixed_lengths(ordered, directives, timing, last_index - b0, warnings)
     costs = [fixed.get(c.clip_id, k_min) for c in ordered]
     if sum(costs) > total_beats:
         keep = _select_fitting(ordered, costs, total_beats, set(fixed))
         dropped = len(ordered) - len(keep)
         warnings.append(f"{dropped} clip(s) left out to fit {target_length:.0f} s (at least {k_min} beat(s) per clip)")
         ordered = keep
-    n = len(ordered)
-    # The transition after each clip but the last: the user's choice for that clip, else for every cut,
-    # else the default.
+    default_spec = (transition, transition_seconds(beat_period, transition_beats))
+    cut_specs = _cut_specs(ordered, directives, default_spec, transition_beats, beat_period)
+    d_ins = [0.0] + [spec[1] for spec in cut_specs]
+    d_outs = [spec[1] for spec in cut_specs] + [0.0]
+    # Footage limits: a middle clip needs its beats plus half a transition on each side.
+    his = [max(k_min, footage_beats(c.available, beat_period, d_ins[i], d_outs[i])) for i, c in enumerate(ordered)]
+    _shorten_to_footage(ordered, fixed, his, warnings)
+    alloc = _allocate_beats(ordered, fixed, his, total_beats, timing, warnings)
+    clips, cut_times = _place_clips(ordered, alloc, grid.beats, timing, cut_specs, d_ins, d_outs)
+    return TimelinePlan(
+        clips=clips,
+        music_offset=round(timing.music_offset, 4),
+        total_duration=round(clips[-1].end, 4),
+        beat_period=beat_period,
+        cut_times=cut_times,
+        warnings=warnings,
+    )
+
+
+def _end_beats(grid: BeatGrid, timing: GridTiming, target_length: float, warnings: list[str]) -> tuple[int, int]:
+    """(last beat the video may end on, beat it ends on: the one closest to the target)."""
+    beats, b0, music_offset = grid.beats, timing.start_index, timing.music_offset
+    # The last beat we may end on: the music must still be playing (leave room for the fade out).
+    usable_end = grid.duration - 0.25
+    last_index = max(i for i in range(len(beats)) if i == b0 or beats[i] <= usable_end)
+    if beats[last_index] - music_offset < target_length - timing.beat_period:
+        warnings.append(
+            f"the music after its first downbeat lasts {beats[last_index] - music_offset:.1f} s, "
+            f"shorter than the {target_length:.1f} s target; the video follows the music"
+        )
+    end_index = min(range(b0 + 1, last_index + 1), key=lambda i: (abs(beats[i] - music_offset - target_length), i))
+    return last_index, end_index
+
+
+def _fixed_lengths(
+    ordered: Sequence[ClipCandidate],
+    directives: TimelineDirectives,
+    timing: GridTiming,
+    max_beats: int,
+    warnings: list[str],
+) -> dict[int, int]:
+    """Lengths the user fixed, in beats of this grid; never shorter than a shot may be, never longer
+    than the music (`max_beats`)."""
+    fixed: dict[int, int] = {}
+    for c in ordered:
+        if c.clip_id in directives.beats:
+            fixed[c.clip_id] = directives.beats[c.clip_id]
+        elif c.clip_id in directives.seconds:
+            fixed[c.clip_id] = seconds_to_beats(directives.seconds[c.clip_id], timing.beat_period)
+    for clip_id, k in fixed.items():
+        bounded = min(max(k, timing.k_min), max_beats)
+        if bounded != k:
+            warnings.append(f"clip {clip_id}'s trim of {k} beat(s) does not fit this music; it gets {bounded}")
+            fixed[clip_id] = bounded
+    return fixed
+
+
+def _cut_specs(
+    ordered: Sequence[ClipCandidate],
+    directives: TimelineDirectives,
+    default_spec: tuple[str, float],
+    transition_beats: float,
+    beat_period: float,
+) -> list[tuple[str, float]]:
+    """(transition, seconds) after each clip but the last: the user's choice for that clip, else for
+    every cut, else `default_spec`."""
     cut_specs: list[tuple[str, float]] = []
     for c in ordered[:-1]:
         spec = directives.transitions.get(c.clip_id) or directives.transitions.get(None)
         if spec is None:
-            cut_specs.append((transition, d))
+            cut_specs.append(default_spec)
         elif spec[0] == CUT:
             cut_specs.append((CUT, 0.0))
         else:
             length = transition_beats if spec[1] is None else spec[1]
             cut_specs.append((spec[0], transition_seconds(beat_period, length)))
-    d_ins = [0.0] + [spec[1] for spec in cut_specs]
-    d_outs = [spec[1] for spec in cut_specs] + [0.0]
-    # Footage limits: a middle clip needs its beats plus half a transition on each side.
-    his = [max(k_min, footage_beats(c.available, beat_period, d_ins[i], d_outs[i])) for i, c in enumerate(ordered)]
+    return cut_specs
+
+
+def _shorten_to_footage(
+    ordered: Sequence[ClipCandidate], fixed: dict[int, int], his: Sequence[int], warnings: list[str]
+) -> None:
+    """Cap each fixed length at what the clip's footage can fill (`his`), in place."""
     for i, c in enumerate(ordered):
         if c.clip_id in fixed and fixed[c.clip_id] > his[i]:
             warnings.append(
                 f"clip {c.clip_id}'s trim of {fixed[c.clip_id]} beat(s) is longer than its footage; it gets {his[i]}"
             )
             fixed[c.clip_id] = his[i]
+
+
+def _allocate_beats(
+    ordered: Sequence[ClipCandidate],
+    fixed: Mapping[int, int],
+    his: Sequence[int],
+    total_beats: int,
+    timing: GridTiming,
+    warnings: list[str],
+) -> list[int]:
+    """Beats per clip: fixed clips keep theirs; the others share what is left of `total_beats`,
+    weighted (opener 1.6, heroes 1.3, others 1.0) and capped by their footage."""
+    k_min, beat_period = timing.k_min, timing.beat_period
     weights = [1.6 if i == 0 else (1.3 if c.is_hero else 1.0) for i, c in enumerate(ordered)]
     free = [i for i, c in enumerate(ordered) if c.clip_id not in fixed]
     fixed_total = sum(fixed.get(c.clip_id, 0) for c in ordered)
@@ -355,10 +410,24 @@ def plan_timeline(
     free_total = max(free_total, k_min * len(free))
     free_alloc = _allocate([weights[i] for i in free], free_total, k_min, [his[i] for i in free]) if free else []
     alloc_of = dict(zip(free, free_alloc, strict=True))
-    alloc = [fixed[c.clip_id] if c.clip_id in fixed else alloc_of[i] for i, c in enumerate(ordered)]
+    return [fixed[c.clip_id] if c.clip_id in fixed else alloc_of[i] for i, c in enumerate(ordered)]
 
+
+def _place_clips(
+    ordered: Sequence[ClipCandidate],
+    alloc: Sequence[int],
+    beats: Sequence[float],
+    timing: GridTiming,
+    cut_specs: Sequence[tuple[str, float]],
+    d_ins: Sequence[float],
+    d_outs: Sequence[float],
+) -> tuple[list[PlannedClip], list[float]]:
+    """Lay the clips end to end from the start beat, each trimmed to the middle of its footage;
+    returns them and the video times of the cuts between them."""
+    n = len(ordered)
+    music_offset = timing.music_offset
     clips: list[PlannedClip] = []
-    cursor = b0
+    cursor = timing.start_index
     cut_times: list[float] = []
     for i, (c, k) in enumerate(zip(ordered, alloc, strict=True)):
         start = beats[cursor] - music_offset
@@ -385,14 +454,7 @@ def plan_timeline(
         if i < n - 1:
             cut_times.append(round(end, 4))
         cursor += k
-    return TimelinePlan(
-        clips=clips,
-        music_offset=round(music_offset, 4),
-        total_duration=round(clips[-1].end, 4),
-        beat_period=beat_period,
-        cut_times=cut_times,
-        warnings=warnings,
-    )
+    return clips, cut_times
 
 
 def _select_fitting(
