@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from app.components import Components
-from app.db.models import Clip, ClipStatus
+from app.db.models import AnalysisResult, Clip, ClipStatus, RoomCluster
 from app.db.session import session_scope
 from app.errors import RenderCancelled
 from app.orchestrator import run_job, run_phase
@@ -113,6 +113,21 @@ def test_random_ltx2_is_rejected_and_the_job_completes_on_the_next_rungs(
     depth_sources = {p["depth_source"] for p in report["photos"] if p["photo_id"] in with_clips}
     assert None not in depth_sources, report["photos"]  # every clip's photo has depth (sidecar or model)
     assert any(c.model_used == "parallax" for c in rendered), [c.render_log for c in rendered]
+    with session_scope(ctx.sessions) as s:
+        results = list(s.scalars(select(AnalysisResult).where(AnalysisResult.job_id == job_id)))
+        clusters = list(s.scalars(select(RoomCluster).where(RoomCluster.job_id == job_id)))
+    # The sample rooms have real depth: every room is recommended depth-aware motion.
+    assert results and {(r.tier, r.model_recommendation) for r in results} == {("3d", "ltx2,parallax")}
+    assert all(c.depth_variance and c.depth_variance > 0.005 for c in clusters)
+
+
+def test_motion_tier_follows_the_depth_of_the_room() -> None:
+    from app.phases.analyze.depth import DepthRecord
+    from app.phases.analyze.phase import motion_tier
+
+    assert motion_tier(None) == ("2d", "ken_burns")
+    assert motion_tier(DepthRecord("u", "model", False, 0.0001)) == ("2d", "ken_burns")  # a wall close-up
+    assert motion_tier(DepthRecord("u", "sidecar_png16", True, 0.03)) == ("3d", "ltx2,parallax")
 
 
 class _Raises:
@@ -174,3 +189,18 @@ def test_adding_a_renderer_keeps_clips_other_renderers_made(
         assert render_phase.render_clip(ctx, clip_id).rendered is False  # reused, not re-rendered
     with session_scope(ctx.sessions) as s:
         assert {c.id: (c.render_key, c.rendered_at) for c in s.scalars(select(Clip))} == before
+
+
+def test_storyboard_cards_name_the_renderer_and_the_rungs_stepped_down_from() -> None:
+    from types import SimpleNamespace
+
+    from app.phases.timeline.storyboard import clip_label
+
+    log = [{"renderer": "ltx2", "passed": False}, {"renderer": "parallax", "passed": True}]
+    assert clip_label(SimpleNamespace(motion_type="push_in", model_used="parallax", render_log=log)) == (
+        "push_in / parallax (after ltx2)"
+    )
+    assert clip_label(SimpleNamespace(motion_type="pan_left", model_used="ken_burns", render_log=[])) == (
+        "pan_left / ken_burns"
+    )
+    assert clip_label(None) == "not shown"

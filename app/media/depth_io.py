@@ -88,8 +88,11 @@ def sidecar_path(photo: str | os.PathLike[str]) -> Path | None:
     stem = p.with_suffix("")
     for suffix in _SIDECAR_SUFFIXES:
         candidate = stem.with_name(stem.name + suffix)
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError:  # the photo's name plus the suffix is longer than the file system allows
+            continue
     return None
 
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,13 +22,22 @@ from urllib.parse import urlparse
 from app.config import Settings
 from app.db.models import Job, JobStatus, Photo, PhotoStatus
 from app.db.session import session_scope
-from app.errors import AudioError, ImageRejectedError, InvalidInputError, NoUsablePhotosError, StorageError
+from app.errors import (
+    AudioError,
+    ImageRejectedError,
+    InvalidInputError,
+    NoUsablePhotosError,
+    PicaividError,
+    StorageError,
+)
 from app.media import depth_io
 from app.media.audio import check_music_samples, load_music
 from app.media.images import check_photo_file, scan_photo_folder
 from app.orchestrator import ensure_phase_rows
 from app.phases.base import PhaseContext
 from app.storage import MissingArtifactError, RefusedKeyError, keys
+
+log = logging.getLogger(__name__)
 
 #: Shortest music we accept: phase 3 needs a few bars to find a tempo.
 MIN_MUSIC_SECONDS = 4.0
@@ -175,10 +185,13 @@ def create_job(
 def _ingest_depth_sidecar(ctx: PhaseContext, photo_key: str, photo: Path) -> None:
     """A depth map that came with the photo (``NAME.depth.png`` …) is stored beside it for phase 1."""
     sidecar = depth_io.sidecar_path(photo)
-    if sidecar is None or sidecar.is_symlink() or sidecar.stat().st_size > ctx.settings.MAX_IMAGE_BYTES:
-        return
-    suffix = sidecar.name[len(photo.stem) :]
-    ctx.storage.put_file(keys.depth_sidecar(photo_key, suffix), sidecar)
+    try:
+        if sidecar is None or sidecar.is_symlink() or sidecar.stat().st_size > ctx.settings.MAX_IMAGE_BYTES:
+            return
+        suffix = sidecar.name[len(photo.stem) :]
+        ctx.storage.put_file(keys.depth_sidecar(photo_key, suffix), sidecar)
+    except (OSError, PicaividError) as exc:  # a depth map is an extra: the photo goes on without it
+        log.warning("depth sidecar %s not stored: %s", sidecar.name if sidecar else "?", exc)
 
 
 def _ingest_photo(ctx: PhaseContext, job_id: int, position: int, item: PhotoInput, reason: str | None) -> Photo:

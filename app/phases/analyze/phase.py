@@ -424,7 +424,7 @@ def _write(s: Session, job_id: int, plan: _Plan) -> None:
     s.execute(delete(AnalysisResult).where(AnalysisResult.job_id == job_id))
     s.execute(delete(RoomCluster).where(RoomCluster.job_id == job_id))
     s.flush()
-    cluster_rows = _write_clusters(s, job_id, plan.clusters)
+    cluster_rows = _write_clusters(s, job_id, plan.clusters, plan)
     # A clip with an unchanged plan whose footage is nearly as long as now planned, or longer, keeps its
     # length (and so its render): phase 3 fits clips to the footage they have, and a re-run for a longer
     # target then renders only the clips it adds.
@@ -448,7 +448,24 @@ def _write(s: Session, job_id: int, plan: _Plan) -> None:
         _upsert_clip(s, job_id, a, plan, existing.get(a.photo_id), cluster_rows)
 
 
-def _write_clusters(s: Session, job_id: int, clusters: list[Any]) -> list[RoomCluster]:
+#: Depth spread (variance of normalised inverse depth) above which a room has enough depth for 3-D motion.
+DEPTH_3D_VARIANCE = 0.005
+
+
+def motion_tier(depth: DepthRecord | None) -> tuple[str, str]:
+    """(tier, model_recommendation) of a room from its hero's depth: "3d" rooms get depth-aware motion
+    (LTX-2 on GPU workers, else parallax), flat ones (a wall close-up, no depth) Ken Burns."""
+    if depth is None or depth.variance < DEPTH_3D_VARIANCE:
+        return "2d", "ken_burns"
+    return "3d", "ltx2,parallax"
+
+
+def _cluster_depth_variance(cluster: Any, plan: _Plan) -> float | None:
+    values = [plan.depth[m].variance for m in cluster.member_ids if m in plan.depth]
+    return round(float(np.mean(values)), 5) if values else None
+
+
+def _write_clusters(s: Session, job_id: int, clusters: list[Any], plan: _Plan) -> list[RoomCluster]:
     rows: list[RoomCluster] = []
     for index, cluster in enumerate(clusters):
         row = RoomCluster(
@@ -456,6 +473,7 @@ def _write_clusters(s: Session, job_id: int, clusters: list[Any]) -> list[RoomCl
             room_type=cluster.room_type,
             confidence_tier=cluster.confidence_tier,
             sfm_eligible=cluster.sfm_eligible,
+            depth_variance=_cluster_depth_variance(cluster, plan),
             image_count=len(cluster.member_ids),
             overlap_score=round(float(cluster.overlap_score), 4),
             cluster_index=index,
@@ -512,6 +530,7 @@ def _write_analysis_results(s: Session, job_id: int, plan: _Plan, cluster_rows: 
     for index, cluster in enumerate(plan.clusters):
         hero = plan.heroes[index]
         hero_plan = plan.plans.get(hero, {})
+        tier, recommendation = motion_tier(plan.depth.get(hero))
         s.add(
             AnalysisResult(
                 job_id=job_id,
@@ -520,8 +539,8 @@ def _write_analysis_results(s: Session, job_id: int, plan: _Plan, cluster_rows: 
                 recommended_motion=hero_plan.get("motion_type"),
                 allowed_motion_types=hero_plan.get("allowed", []),
                 recommended_duration=plan.durations.get(hero),
-                tier="2d",
-                model_recommendation="ken_burns",
+                tier=tier,
+                model_recommendation=recommendation,
                 debug_metrics={
                     "pair_metrics": _jsonable(cluster.pair_metrics),
                     "rationale": hero_plan.get("rationale", ""),

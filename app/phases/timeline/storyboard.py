@@ -4,6 +4,7 @@ motion plan) and the beat grid with every clip's segment."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -59,7 +60,7 @@ def write_storyboard(ctx: PhaseContext, job_id: int, version: int, out: Path) ->
                         image=image,
                         photo_id=pid,
                         is_hero=bool(clip and clip.is_hero),
-                        motion_label=clip.motion_type if clip and clip.motion_type else "not shown",
+                        motion_label=clip_label(clip),
                         score=photo.final_score,
                         plan=plan,
                     )
@@ -93,3 +94,15 @@ def write_storyboard(ctx: PhaseContext, job_id: int, version: int, out: Path) ->
             f"{timeline.total_duration or 0:.1f} s" + (f" at {grid.tempo:.1f} BPM" if grid else "")
         )
     return render_storyboard(out, rooms, beat_grid=grid, segments=segments, title=title, output_aspect=width / height)
+
+
+def clip_label(clip: Any) -> str:
+    """A photo card's caption: its camera move and the renderer that made the clip, with the rungs the
+    ladder stepped down from ("push_in / parallax (after ltx2)")."""
+    if clip is None or not clip.motion_type:
+        return "not shown"
+    if not clip.model_used:
+        return clip.motion_type
+    failed = [a.get("renderer") for a in clip.render_log or [] if isinstance(a, dict) and not a.get("passed")]
+    after = f" (after {', '.join(str(f) for f in failed)})" if failed else ""
+    return f"{clip.motion_type} / {clip.model_used}{after}"
