@@ -37,10 +37,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
 
+from app.errors import RenderCancelled
 from app.media.ffmpeg import VideoWriter
 from app.media.motion import viewport_rect
 from app.media.types import Easing, MotionPlan
@@ -229,9 +231,9 @@ class _Producer(threading.Thread):
 
     _POLL_S = 0.1
 
-    def __init__(self, camera: KenBurnsCamera, n_frames: int, depth: int) -> None:
-        super().__init__(name="kenburns-warp", daemon=True)
-        self.camera, self.n_frames = camera, n_frames
+    def __init__(self, camera: FrameSource, n_frames: int, depth: int, cancel: threading.Event | None = None) -> None:
+        super().__init__(name="picaivid-warp", daemon=True)
+        self.camera, self.n_frames, self.cancel = camera, n_frames, cancel
         self.free: queue.Queue[np.ndarray] = queue.Queue()
         self.full: queue.Queue[np.ndarray | BaseException | None] = queue.Queue()
         for _ in range(depth):
@@ -250,6 +252,7 @@ class _Producer(threading.Thread):
         try:
             with _cv_threads(_WARP_THREADS):
                 for i in range(self.n_frames):
+                    check_cancelled(self.cancel)
                     buf = self._take_free()
                     if buf is None:
                         return
@@ -294,22 +297,65 @@ def render_ken_burns(
     renders a few frames ahead while this thread feeds the encoder, so the render runs at the
     encoder's speed (x264 is the bottleneck, not the warp).
     """
-    n = frame_count(duration, fps)
     started = time.perf_counter()
     camera = KenBurnsCamera(rgb, plan, width, height)
-    producer = _Producer(camera, n, _QUEUE_DEPTH)
+    return encode_camera(
+        camera,
+        out_path,
+        n_frames=frame_count(duration, fps),
+        fps=fps,
+        preset=preset,
+        crf=crf,
+        progress=progress,
+        started=started,
+    )
+
+
+class FrameSource(Protocol):
+    """A camera that renders frame `t_norm` into a preallocated (height, width, 3) uint8 buffer."""
+
+    width: int
+    height: int
+
+    def render(self, t_norm: float, dst: np.ndarray | None = None) -> np.ndarray: ...
+
+
+def check_cancelled(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise RenderCancelled("render cancelled: the worker is shutting down")
+
+
+def encode_camera(
+    camera: FrameSource,
+    out_path: Path,
+    *,
+    n_frames: int,
+    fps: int,
+    preset: str,
+    crf: int,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+    started: float | None = None,
+) -> RenderStats:
+    """Encode `n_frames` of `camera` to `out_path` (H.264 mp4, atomic), a warp thread rendering ahead of
+    the encoder pipe (shared by every renderer that moves a camera over a photo). `cancel`: stop before
+    the next frame with `RenderCancelled`; no file is left behind."""
+    started = time.perf_counter() if started is None else started
+    check_cancelled(cancel)
+    producer = _Producer(camera, n_frames, _QUEUE_DEPTH, cancel)
     producer.start()
     try:
-        with VideoWriter(out_path, width, height, fps, preset=preset, crf=crf) as writer:
+        with VideoWriter(out_path, camera.width, camera.height, fps, preset=preset, crf=crf) as writer:
             for buf in producer.frames():
+                check_cancelled(cancel)
                 writer.write(buf)
                 producer.release(buf)
                 if progress is not None:
-                    progress(writer.frames_written, n)
+                    progress(writer.frames_written, n_frames)
     finally:
         producer.stop.set()
         producer.join()
-    if writer.frames_written != n:  # cannot happen unless the producer was stopped early
-        raise RuntimeError(f"rendered {writer.frames_written} of {n} frames")
+    if writer.frames_written != n_frames:  # cannot happen unless the producer was stopped early
+        raise RuntimeError(f"rendered {writer.frames_written} of {n_frames} frames")
     seconds = time.perf_counter() - started
-    return RenderStats(frames=n, seconds=seconds, encode_fps=n / seconds if seconds > 0 else float("inf"))
+    return RenderStats(frames=n_frames, seconds=seconds, encode_fps=n_frames / seconds if seconds > 0 else float("inf"))

@@ -51,14 +51,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.errors import RenderCancelled
-from app.media.ffmpeg import VideoWriter
 from app.media.kenburns import (
     KenBurnsCamera,
     RenderStats,
     _as_rgb,
-    _cv_threads,
+    check_cancelled,
     ease,
+    encode_camera,
     frame_count,
     frame_t_norm,
     interpolate_rect,
@@ -103,8 +102,6 @@ _MAX_DEPTH_PIXELS = 1_200_000
 #: colour fill stay local (24 let a backyard's sky win the min filter behind a near umbrella, so its
 #: revealed strips were filled sky-blue; 8: outdoor +1.26 dB, no room worse).
 _MAX_RADIUS = 8
-#: Frames rendered ahead of the encoder pipe.
-_QUEUE_DEPTH = 3
 
 Rect = tuple[float, float, float, float]
 
@@ -562,66 +559,13 @@ def frame_at(
     return ParallaxCamera(rgb, inverse_depth, plan, width, height, move=move, focal_px=focal_px).render(t_norm)
 
 
-def _check_cancel(cancel: threading.Event | None) -> None:
-    if cancel is not None and cancel.is_set():
-        raise RenderCancelled("render cancelled: the worker is shutting down")
-
-
 def render_parallax_frames(
     camera: ParallaxCamera, n_frames: int, *, cancel: threading.Event | None = None
 ) -> Iterator[np.ndarray]:
     """Every frame of an `n_frames` clip, in order (new arrays), without encoding; honours `cancel`."""
     for i in range(n_frames):
-        _check_cancel(cancel)
+        check_cancelled(cancel)
         yield camera.render(frame_t_norm(i, n_frames))
-
-
-class _Producer(threading.Thread):
-    """Renders frames ahead of the encoder into a small pool of buffers (see `kenburns._Producer`)."""
-
-    def __init__(self, camera: ParallaxCamera, n_frames: int, cancel: threading.Event | None) -> None:
-        super().__init__(name="parallax-warp", daemon=True)
-        self.camera, self.n_frames, self.cancel = camera, n_frames, cancel
-        import queue
-
-        self.free: queue.Queue[np.ndarray] = queue.Queue()
-        self.full: queue.Queue[np.ndarray | BaseException | None] = queue.Queue()
-        for _ in range(_QUEUE_DEPTH):
-            self.free.put(np.empty((camera.height, camera.width, 3), dtype=np.uint8))
-        self.stop = threading.Event()
-
-    def _take_free(self) -> np.ndarray | None:
-        import queue
-
-        while not self.stop.is_set():
-            try:
-                return self.free.get(timeout=0.1)
-            except queue.Empty:
-                continue
-        return None
-
-    def run(self) -> None:
-        try:
-            with _cv_threads(1):
-                for i in range(self.n_frames):
-                    _check_cancel(self.cancel)
-                    buf = self._take_free()
-                    if buf is None:
-                        return
-                    self.camera.render(frame_t_norm(i, self.n_frames), dst=buf)
-                    self.full.put(buf)
-            self.full.put(None)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            self.full.put(exc)
-
-    def frames(self) -> Iterator[np.ndarray]:
-        while True:
-            item = self.full.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
 
 
 def render_parallax(
@@ -648,24 +592,17 @@ def render_parallax(
     camera `move` and the photo's `focal_px`. `cancel`: when set, rendering stops before the next frame
     and `RenderCancelled` is raised; no file is left at `out_path`.
     """
-    n = frame_count(duration, fps)
     started = time.perf_counter()
-    _check_cancel(cancel)
+    check_cancelled(cancel)
     camera = ParallaxCamera(rgb, inverse_depth, plan, width, height, move=move, focal_px=focal_px)
-    producer = _Producer(camera, n, cancel)
-    producer.start()
-    try:
-        with VideoWriter(out_path, width, height, fps, preset=preset, crf=crf) as writer:
-            for buf in producer.frames():
-                _check_cancel(cancel)
-                writer.write(buf)
-                producer.free.put(buf)
-                if progress is not None:
-                    progress(writer.frames_written, n)
-    finally:
-        producer.stop.set()
-        producer.join()
-    if writer.frames_written != n:
-        raise RuntimeError(f"rendered {writer.frames_written} of {n} frames")
-    seconds = time.perf_counter() - started
-    return RenderStats(frames=n, seconds=seconds, encode_fps=n / seconds if seconds > 0 else float("inf"))
+    return encode_camera(
+        camera,
+        out_path,
+        n_frames=frame_count(duration, fps),
+        fps=fps,
+        preset=preset,
+        crf=crf,
+        progress=progress,
+        cancel=cancel,
+        started=started,
+    )
