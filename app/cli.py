@@ -88,7 +88,6 @@ def _user_errors(as_json: bool, log_file: Path | None = None) -> Iterator[None]:
 
 
 def _context(progress_sink: Callable[..., None] | None = None) -> Any:
-    from app.components import Components
     from app.db.migrate import ensure_schema
     from app.db.session import session_factory
     from app.phases.base import PhaseContext
@@ -103,7 +102,8 @@ def _context(progress_sink: Callable[..., None] | None = None) -> Any:
         storage=get_storage(settings),
         progress_sink=progress_sink or null_sink,
         worker_id=f"cli-{os.getpid()}",
-        components=Components.from_settings(settings),
+        # Models and renderers are built on first use (`get_components`), once: `status` or `run --fleet`
+        # never load weights they do not need.
     )
 
 
