@@ -1,8 +1,9 @@
 """Components: the models and renderers a process builds once and hands to every phase.
 
-In the style of diffusers' `register_modules`: entry points (the CLI, a worker, the API) build one
-`Components` from `Settings` at start-up and put it on the `PhaseContext`; phases use what they are
-given and never load a model themselves. A test passes its own (a tiny model, a renderer that fails on
+In the style of diffusers' `register_modules`: a worker builds one `Components` from `Settings` at
+start-up and puts it on its `PhaseContext`; the CLI and the API let `PhaseContext.get_components()` build
+it on first use (once), so commands that render nothing load nothing. Phases use what they are given and
+never load a model themselves. A test passes its own (a tiny model, a renderer that fails on
 purpose).
 
 * `renderers`: the clip renderers this process can run, best first, from ``RENDERERS`` (default
