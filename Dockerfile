@@ -12,10 +12,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
 RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg libsndfile1 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-COPY requirements.txt constraints.txt ./
+COPY requirements.txt requirements-nodeps.txt constraints.txt ./
 # CPU torch first and pinned (requirements.txt pins the same version): never the CUDA build here.
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
-    && pip install -c constraints.txt -r requirements.txt
+    && pip install -c constraints.txt -r requirements.txt \
+    && pip install --no-deps -r requirements-nodeps.txt
 COPY . .
 # librosa's kernels are compiled once, here, by one process (app/media/numba_cache.py): processes that
 # compile into one cache at the same time poison it (SIGSEGV, numba#10128). NUMBA_CPU_NAME=generic keeps

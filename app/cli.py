@@ -13,6 +13,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
@@ -202,6 +203,136 @@ def render(
         report = _render_report(ctx, job_id, output)
         report["components"] = ctx.get_components().report()
         _emit_render_report(report, as_json)
+
+
+@app.command()
+def analyze(
+    photos_dir: Path = typer.Argument(..., help="Folder of photos; sub-folder names are room labels."),
+    ignore_folder_labels: bool = typer.Option(
+        False, "--ignore-folder-labels", help="Classify every photo, even where its sub-folder names the room."
+    ),
+    listing_id: str | None = typer.Option(None, help="Listing id (default: the folder's name)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+) -> None:
+    """Analyse photos without rendering: quality, interior/exterior, room type, rooms and heroes, text.
+
+    The analysis is kept as a job (phase 1 done): `picaivid run JOB_ID` renders it later."""
+    settings = get_settings()
+    log_file = _setup_logging(settings)
+    from app.orchestrator import run_job
+    from app.services.analysis import job_photo_entries
+    from app.services.jobs import photos_from_folder
+
+    with _user_errors(as_json, log_file):
+        photos = photos_from_folder(photos_dir)
+        if ignore_folder_labels:
+            photos = [replace(p, room_label=None) for p in photos]
+        with _progress(not as_json) as sink:
+            ctx = _context(sink)
+            job_id = create_job_for(ctx, photos, listing_id or photos_dir.resolve().name)
+            outcome = run_job(ctx, job_id, phases=(1,))
+        if outcome.status == "failed":
+            _fail(outcome.error or "analysis failed", outcome.exit_code, as_json, job_id=job_id)
+        report = {
+            "job_id": job_id,
+            "photos": job_photo_entries(ctx, job_id),
+            "components": ctx.get_components().report(),
+        }
+        if as_json:
+            typer.echo(json.dumps(report))
+            return
+        _print_photo_table(report["photos"])
+        err_console.print(f"[dim]{shown(_components_line(report['components']))}[/]", highlight=False)
+        err_console.print(f"job {job_id}: render it with `picaivid run {job_id}`", highlight=False)
+
+
+def create_job_for(ctx: Any, photos: list[Any], listing_id: str) -> int:
+    from app.services.jobs import create_job
+
+    return create_job(ctx, listing_id=listing_id, photos=photos, music=None)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
+def _print_photo_table(photos: list[dict[str, Any]]) -> None:
+    table = Table("file", "exterior", "room", "conf", "source", "room#", "hero", "sharp", "score", "text")
+    for p in photos:
+        if p["status"] == "rejected":
+            table.add_row(shown(p["file"]), "-", f"[red]skipped[/]: {escape(shown(p['reject_reason'] or ''))}")
+            continue
+        q = p["quality"]
+        texts = [t.get("text") or "?" for t in p["text_regions"]]
+        table.add_row(
+            shown(p["file"]),
+            _percent(p["exterior_probability"]),
+            shown(p["room_label"] or "-"),
+            _percent(p["room_label_confidence"]),
+            shown(p["room_label_source"] or "-"),
+            "-" if p["cluster"] is None else str(p["cluster"]),
+            "*" if p["hero"] else "",
+            "-" if q["sharpness"] is None else f"{q['sharpness']:.2f}",
+            "-" if q["final_score"] is None else f"{q['final_score']:.2f}",
+            escape(shown(", ".join(texts)[:40])),
+        )
+    Console().print(table)
+
+
+@app.command()
+def beats(
+    music: Path = typer.Argument(..., help="Music track (mp3, wav, flac, m4a)."),
+    plot: Path | None = typer.Option(None, "--plot", help="Also draw the beat grid into this PNG."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+) -> None:
+    """Beats, tempo, meter and downbeats of a music track (what phase 3 cuts on)."""
+    settings = get_settings()
+    log_file = _setup_logging(settings)
+    from app.errors import InvalidInputError
+    from app.services.analysis import analyze_beats, beats_report
+
+    with _user_errors(as_json, log_file):
+        if not music.is_file():
+            raise InvalidInputError(f"music file {music} does not exist")
+        if plot is not None and (plot.suffix.lower() != ".png" or not plot.resolve().parent.is_dir()):
+            raise InvalidInputError(f"--plot must name a .png file in an existing folder (got {plot})")
+        from app.models.registry import get_model_registry
+
+        grid = analyze_beats(music, get_model_registry(settings))
+        report = beats_report(grid)
+        if plot is not None:
+            from app.media.storyboard import draw_beat_grid
+
+            report["plot"] = str(draw_beat_grid(grid, plot, title=music.name))
+        if as_json:
+            typer.echo(json.dumps(report))
+            return
+        _print_beats(report)
+
+
+def _print_beats(report: dict[str, Any]) -> None:
+    console = Console()
+    console.print(
+        f"[bold]{report['tempo']:.1f} BPM[/], meter {report['meter']}, {report['beat_count']} beats in "
+        f"{report['bar_count']} bars, confidence {report['confidence']:.2f} ({shown(report['source'])})",
+        highlight=False,
+    )
+    for warning in report.get("warnings") or []:
+        err_console.print(f"[yellow]note:[/] {shown(warning)}", highlight=False)
+    downbeats = {round(d, 3) for d in report["downbeats"]}
+    bars: list[list[float]] = []
+    for b in report["beats"]:
+        if round(b, 3) in downbeats or not bars:
+            bars.append([])
+        bars[-1].append(b)
+    table = Table("bar", "downbeat (s)", "beats (s)")
+    for i, bar in enumerate(bars[:64], start=1):
+        table.add_row(str(i), f"{bar[0]:.3f}", " ".join(f"{b:.2f}" for b in bar[1:]))
+    console.print(table)
+    if len(bars) > 64:
+        console.print(f"... {len(bars) - 64} more bars (--json lists every beat)")
+    if report.get("plot"):
+        console.print(f"beat grid: {shown(report['plot'])}", highlight=False)
 
 
 #: Job ids are PostgreSQL integers.

@@ -133,3 +133,26 @@ def test_broken_clips_fail(
     passed, codes, m = _check(out, photo)
     assert not passed
     assert code in codes, (codes, m)
+
+
+def _smear(frames: list[np.ndarray], axis: int) -> list[np.ndarray]:
+    """From a third of the way in, a 90x70 px patch is one column (axis 1) or one row (axis 0) of
+    pixels pulled across it: what a warp does when it stretches pixels over a depth edge."""
+    out = [f.copy() for f in frames]
+    x0, y0, w, h = 200, 100, 90, 70
+    for f in out[N // 3 :]:
+        edge = f[y0 : y0 + h, x0 : x0 + 1] if axis == 1 else f[y0 : y0 + 1, x0 : x0 + w]
+        f[y0 : y0 + h, x0 : x0 + w] = np.repeat(edge, w if axis == 1 else h, axis=axis)
+    return out
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_stretched_region_fails(tmp_path: Path, axis: int) -> None:
+    photo, _ = _room(seed=2)  # textured where the patch is smeared
+    good = _write(_kb_frames(photo), tmp_path / "good.mp4")
+    passed, codes, m = _check(good, photo)
+    assert passed and float(m["stretched_area"]) < 0.01, (codes, m)  # type: ignore[arg-type]
+    out = _write(_smear(_kb_frames(photo), axis), tmp_path / "smear.mp4")
+    passed, codes, m = _check(out, photo)
+    assert not passed
+    assert "stretched" in codes, (codes, m)

@@ -51,6 +51,7 @@ from app.media.depth_io import is_depth_sidecar
 __all__ = [
     "ALLOWED_FORMATS",
     "ROOM_LABELS",
+    "UNKNOWN_ROOM",
     "FolderEntry",
     "LoadedPhoto",
     "check_photo_file",
@@ -78,6 +79,10 @@ ROOM_LABELS: tuple[str, ...] = (
     "outdoor",
     "other",
 )
+#: The room label of a photo nobody labelled and no classifier is sure about (heuristic confidence
+#: below its reliability threshold). Not one of `ROOM_LABELS`: it is never a hard constraint, never
+#: a given label that "wins", and the tour order places it neutrally.
+UNKNOWN_ROOM = "unknown"
 
 #: Modes that carry alpha: composited on white (listing photos are shown on a white page, and a
 #: transparent pixel rendered black in a video looks like a hole).

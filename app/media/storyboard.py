@@ -703,3 +703,45 @@ def _save_png(img: Image.Image, out_path: Path) -> Path:
     img.save(tmp, format="PNG", optimize=False)
     os.replace(tmp, out_path)
     return out_path
+
+
+#: Seconds of music per row of `draw_beat_grid`'s picture.
+_BEAT_ROW_SECONDS = 15.0
+
+
+def draw_beat_grid(grid: BeatGrid, path: Path | str, *, title: str = "") -> Path:
+    """A picture of a beat grid (`picaivid beats --plot`): one row per 15 s, a tick per beat, bar lines
+    with bar numbers at downbeats, and the tempo, meter, confidence and source in the heading. Returns
+    the path written (PNG)."""
+    rows = max(1, math.ceil(max(grid.duration, 1e-3) / _BEAT_ROW_SECONDS))
+    row_h, top = 64, 70
+    img = Image.new("RGB", (WIDTH, top + rows * row_h + _MARGIN), _BG)
+    draw = ImageDraw.Draw(img)
+    meter = getattr(grid, "meter", "")
+    draw.text((_MARGIN, 18), title or "Beat grid", fill=_INK, font=_font(20, True))
+    info = (
+        f"{grid.tempo:.1f} BPM · {meter} · {len(grid.beats)} beats, {len(grid.downbeats)} bars · "
+        f"confidence {grid.confidence:.2f} · {grid.source}"
+    )
+    draw.text((_MARGIN, 46), info, fill=_MUTED, font=_font(14))
+    downbeats = {round(d, 3) for d in grid.downbeats}
+    bar_of = {round(d, 3): i for i, d in enumerate(sorted(grid.downbeats), start=1)}
+    left, right = _MARGIN + 48, WIDTH - _MARGIN
+    for r in range(rows):
+        t0 = r * _BEAT_ROW_SECONDS
+        base = top + r * row_h + row_h - 16
+        draw.text((_MARGIN, base - 16), f"{t0:.0f}s", fill=_MUTED, font=_font(11))
+        draw.line([(left, base), (right, base)], fill=_GRID, width=1)
+        for b in grid.beats:
+            if not t0 <= b < t0 + _BEAT_ROW_SECONDS:
+                continue
+            x = left + (right - left) * (b - t0) / _BEAT_ROW_SECONDS
+            key = round(b, 3)
+            if key in downbeats:
+                draw.line([(x, base - 38), (x, base)], fill=_INK, width=2)
+                draw.text((x + 3, base - 40), str(bar_of[key]), fill=_INK, font=_font(11))
+            else:
+                draw.line([(x, base - 14), (x, base)], fill=(150, 156, 168), width=1)
+    out = Path(path)
+    img.save(out, format="PNG")
+    return out

@@ -14,6 +14,7 @@ from app.media.types import BeatGrid
 from app.orchestrator import job_summary
 from app.phases.base import PhaseContext
 from app.phases.timeline.planner import video_time_grid
+from app.services.analysis import photo_entries
 
 
 def _local_copy(ctx: PhaseContext, uri: str | None, dest: Path | None) -> str | None:
@@ -80,11 +81,12 @@ def job_report(ctx: PhaseContext, job_id: int, *, output: Path | None = None) ->
                         "transition_duration": tc.transition_duration,
                     }
                 )
+        photo_list = photo_entries(s, job_id)
         skipped = [
             {"file": p.filename, "reason": p.reject_reason} for p in photos.values() if p.status == PhotoStatus.REJECTED
         ]
     summary["timeline"] = tl
-    summary["photos"] = [_photo_entry(p) for p in sorted(photos.values(), key=lambda p: p.position)]
+    summary["photos"] = photo_list
     # For disclosure of AI-altered listing media (e.g. California AB 723): which clips a generative
     # model made.
     summary["ai_generated_clips"] = sorted(c.id for c in clips.values() if c.model_used in GENERATIVE_RENDERERS)
@@ -119,18 +121,3 @@ def _attempts(clip: Clip | None) -> list[dict[str, Any]]:
         for a in clip.render_log or []
         if isinstance(a, dict)
     ]
-
-
-def _photo_entry(photo: Photo) -> dict[str, Any]:
-    analysis = photo.analysis or {}
-    depth = analysis.get("depth") or {}
-    scene = analysis.get("scene") or {}
-    return {
-        "photo_id": photo.id,
-        "file": photo.filename,
-        "status": photo.status,
-        "room_label": photo.resolved_room_label,
-        "room_label_source": photo.label_source,
-        "scene_source": scene.get("source"),
-        "depth_source": depth.get("source"),
-    }

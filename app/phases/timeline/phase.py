@@ -78,9 +78,23 @@ def clip_candidates(s: Session, job_id: int) -> list[ClipCandidate]:
             score=photo.final_score or 0.0,
             available=clip.duration or 0.0,
             motion_type=clip.motion_type or "",
+            confident_exterior=is_confident_exterior(photo),
         )
         for clip, photo, cluster in rows
     ]
+
+
+#: A classified exterior opens the video only at this probability or more. On 256 listing photos
+#: the heuristic's errors all sat below it (see `app.media.scene`); a backend label is always trusted.
+OPENER_MIN_EXTERIOR_PROBABILITY = 0.9
+
+
+def is_confident_exterior(photo: Photo) -> bool:
+    """Labelled exterior by the backend or a user, or classified exterior with high probability."""
+    if photo.label_source in ("backend", "override"):
+        return photo.resolved_room_label == "exterior"
+    scene = (photo.analysis or {}).get("scene") or {}
+    return bool(photo.is_exterior) and float(scene.get("exterior_probability", 0.0)) >= OPENER_MIN_EXTERIOR_PROBABILITY
 
 
 def timeline_directives(s: Session, job_id: int) -> TimelineDirectives:

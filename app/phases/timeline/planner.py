@@ -22,7 +22,9 @@ from typing import Any
 
 from app.media.types import BeatGrid
 
-#: Story order of room types. Unknown types sit before the outdoor close.
+#: Story order of room types. Types not listed sit before the outdoor close; "unknown" (a photo no
+#: label or classifier is sure about) sits mid-tour, between the living areas and the private rooms,
+#: so an unsure guess neither opens nor closes the video.
 ROOM_ORDER: dict[str, int] = {
     "exterior": 0,
     "entry": 1,
@@ -31,6 +33,7 @@ ROOM_ORDER: dict[str, int] = {
     "dining_room": 3,
     "kitchen": 4,
     "office": 5,
+    "unknown": 5,
     "bedroom": 6,
     "bathroom": 7,
     "laundry": 8,
@@ -52,6 +55,10 @@ class ClipCandidate:
     score: float  # the photo's final quality score, 0..1
     available: float  # seconds of rendered footage
     motion_type: str = ""
+    #: May open the video: labelled exterior by the backend or a user, or classified exterior with
+    #: high confidence. An "exterior" that is only probably one is ordered as "unknown" instead, so
+    #: the video never opens on an interior misread as an exterior.
+    confident_exterior: bool = True
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,8 @@ def story_order(candidates: Sequence[ClipCandidate]) -> list[ClipCandidate]:
     """Order clips as a walk through the property.
 
     Rooms of one type are ordered by their best photo; within a room the hero comes first. The best
-    exterior opens the video, whatever its cluster.
+    confident exterior (`ClipCandidate.confident_exterior`) opens the video, whatever its cluster; an
+    unconfident one is ordered as "unknown".
     """
     if not candidates:
         return []
@@ -96,16 +104,38 @@ def story_order(candidates: Sequence[ClipCandidate]) -> list[ClipCandidate]:
 
     def cluster_key(members: list[ClipCandidate]) -> tuple[int, float, int]:
         head = members[0]
-        return (ROOM_ORDER.get(head.room_type, ROOM_ORDER["other"]), -max(m.score for m in members), head.cluster_index)
+        return (
+            ROOM_ORDER.get(_order_type(head), ROOM_ORDER["other"]),
+            -max(m.score for m in members),
+            head.cluster_index,
+        )
 
     clusters = sorted(by_cluster.values(), key=cluster_key)
     ordered = [c for members in clusters for c in members]
-    exteriors = [c for c in ordered if c.room_type == "exterior"]
+    exteriors = [c for c in ordered if c.room_type == "exterior" and c.confident_exterior]
     if exteriors:
         opener = max(exteriors, key=lambda c: (c.is_hero, c.score, -c.photo_id))
         ordered.remove(opener)
         ordered.insert(0, opener)
     return ordered
+
+
+def _order_type(c: ClipCandidate) -> str:
+    """The room type a clip is ordered by: an unconfident exterior counts as "unknown"."""
+    return "unknown" if c.room_type == "exterior" and not c.confident_exterior else c.room_type
+
+
+def opening_warning(ordered: Sequence[ClipCandidate]) -> str | None:
+    """Why the video does not open on an exterior, when it does not (for the job's warnings)."""
+    if not ordered or (ordered[0].room_type == "exterior" and ordered[0].confident_exterior):
+        return None
+    unsure = sum(1 for c in ordered if c.room_type == "exterior")
+    because = (
+        f"{unsure} photo(s) look exterior but not confidently"
+        if unsure
+        else "no photo is labelled or classified exterior"
+    )
+    return f"the video opens on {ordered[0].room_type} (photo {ordered[0].photo_id}), not an exterior: {because}"
 
 
 def transition_seconds(beat_period: float, transition_beats: float) -> float:
@@ -278,6 +308,9 @@ def plan_timeline(
     total_beats = end_index - b0
 
     ordered = story_order(candidates)
+    opening = opening_warning(ordered)
+    if opening and directives.order is None:  # a user's reorder chose the opener
+        warnings.append(opening)
     if directives.order is not None:
         ordered = apply_order(ordered, directives.order)
     fixed = _fixed_lengths(ordered, directives, timing, last_index - b0, warnings)
