@@ -392,7 +392,7 @@ def _components_line(components: dict[str, Any]) -> str:
     used = ", ".join(components.get("renderers", []))
     models = components.get("models") or {}
     parts = [f"renderers: {used}"]
-    for kind in ("clip", "depth"):
+    for kind in ("clip", "depth", "beats", "ocr"):
         info = models.get(kind) or {}
         parts.append(
             f"{kind}: {info['source']}"

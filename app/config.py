@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     DEPTH_MODEL: str = "depth-anything/Depth-Anything-V2-Small-hf"
     #: MiDaS DPT ("DPT_Large" = Intel/dpt-large), used when DEPTH_MODEL's weights are unavailable; empty: never.
     MIDAS_MODEL: str = "DPT_Large"
+    #: Beat/downbeat activations for phase 3: "beatnet" (BeatNet's CRNN, CC BY 4.0, shipped in its
+    #: PyPI wheel) decoded by our own bar-pointer model; empty: the classical onset/tempogram tracker.
+    BEAT_MODEL: Literal["beatnet", ""] = "beatnet"
+    #: Find text and logos in photos (PP-OCR via rapidocr-onnxruntime, Apache-2.0): masked out of room
+    #: matching, listed per photo, and blurred out of MLS-unbranded cuts.
+    OCR_ENABLED: bool = True
     #: Use model weights found under MODEL_CACHE_DIR (false: classical code only).
     MODELS_ENABLED: bool = True
     #: Let checkpoints whose licence is not cleared for commercial use load (research only).

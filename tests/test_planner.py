@@ -96,3 +96,55 @@ def test_transitions_are_between_clips_only() -> None:
     assert plan.clips[-1].transition == "none" and plan.clips[-1].transition_duration == 0
     assert all(c.transition == "fade" and c.transition_duration == pytest.approx(0.5) for c in plan.clips[:-1])
     assert plan.cut_times == [c.end for c in plan.clips[:-1]]
+
+
+def test_only_a_confident_exterior_opens_the_video() -> None:
+    """An "exterior" the classifier is unsure of is ordered as "unknown" (mid-tour), and the best
+    confident exterior opens even when an unsure one scores higher."""
+    from dataclasses import replace
+
+    from app.phases.timeline.planner import opening_warning
+
+    unsure = replace(cand(10, "exterior", 7, hero=True, score=0.99), confident_exterior=False)
+    listing = [*LISTING, unsure]
+    order = story_order(listing)
+    assert order[0].clip_id == 4
+    rooms = [c.room_type for c in order]
+    assert order.index(unsure) > rooms.index("kitchen"), "unsure exterior sits mid-tour"
+    assert order.index(unsure) < rooms.index("bedroom")
+    assert opening_warning(order) is None
+
+
+def test_no_confident_exterior_warns_and_never_opens_on_an_unsure_one() -> None:
+    from dataclasses import replace
+
+    from app.phases.timeline.planner import opening_warning
+
+    listing = [replace(c, confident_exterior=False) if c.room_type == "exterior" else c for c in LISTING]
+    order = story_order(listing)
+    assert order[0].room_type != "exterior"
+    assert order[0].room_type == "living_room"
+    warning = opening_warning(order)
+    assert warning is not None and "not confidently" in warning and "living_room" in warning
+    plan = plan_timeline(listing, grid(), target_length=20.0)
+    assert any("not an exterior" in w for w in plan.warnings)
+    # Without any exterior at all, the reason says so.
+    indoor = [c for c in LISTING if c.room_type != "exterior"]
+    assert "no photo is labelled or classified exterior" in (opening_warning(story_order(indoor)) or "")
+
+
+def test_unknown_rooms_sit_mid_tour() -> None:
+    order = [c.room_type for c in story_order([*LISTING, cand(11, "unknown", 8, hero=True, score=0.95)])]
+    assert order.index("unknown") > order.index("kitchen")
+    assert order.index("unknown") < order.index("bedroom")
+    assert order[-1] == "outdoor"
+
+
+def test_is_confident_exterior() -> None:
+    from app.phases.timeline.planner import is_confident_exterior
+
+    assert is_confident_exterior("backend", "exterior", False, 0.0), "a person's label is trusted"
+    assert not is_confident_exterior("backend", "kitchen", True, 0.99), "a person's label wins"
+    assert is_confident_exterior("heuristic:v2", "exterior", True, 0.95)
+    assert not is_confident_exterior("heuristic:v2", "exterior", True, 0.8)
+    assert not is_confident_exterior("clip:x", "kitchen", False, 0.95)

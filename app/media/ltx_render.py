@@ -43,6 +43,7 @@ import numpy as np
 
 from app.errors import RenderCancelled
 from app.media.ffmpeg import VideoWriter
+from app.media.images import UNKNOWN_ROOM
 from app.media.motion import viewport_rect
 from app.media.types import MotionPlan, MotionType
 
@@ -89,6 +90,8 @@ def build_prompt(room_type: str | None, motion: MotionType | str) -> str:
     except ValueError:
         move = _MOTION_PHRASES[MotionType.I2V]
     room = (room_type or "").strip().lower()
+    if room == UNKNOWN_ROOM:  # nobody knows which room: never guess one in the prompt
+        room = ""
     place = _ROOM_PHRASES.get(room) or (f"through a bright {room.replace('_', ' ')}" if room else "through a home")
     if room == "other":
         place = "through a bright room of a home"

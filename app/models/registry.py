@@ -1,6 +1,11 @@
 """`ModelRegistry`: every model component, built once per process from the settings, with the reasons for
-whatever is missing. Callers use ``registry.clip`` / ``registry.depth`` when not None and fall back to
-the classical code otherwise; ``registry.report()`` says which happened and why."""
+whatever is missing. Callers use ``registry.clip`` / ``registry.depth`` / ``registry.beats`` /
+``registry.ocr`` when not None and fall back to the classical code otherwise; ``registry.report()`` says
+which happened and why.
+
+CLIP and depth load from MODEL_CACHE_DIR (manifests, licences, checksums). The beat model (BeatNet's
+CRNN, CC BY 4.0) and the OCR models (PP-OCR, Apache-2.0) ship inside pinned PyPI packages, so they load
+from the installed package, offline, and need no download."""
 
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from app.models.runtime import ModulesMixin, pick_device
 
 log = logging.getLogger(__name__)
 
+#: Every role of the registry, in report order.
+ROLES: tuple[str, ...] = ("clip", "depth", "beats", "ocr")
 #: Settings that choose depth weights, best first: the first one whose weights load is used.
 DEPTH_SETTINGS: tuple[str, ...] = ("DEPTH_MODEL", "MIDAS_MODEL")
 
@@ -127,9 +134,19 @@ class ModelRegistry(ModulesMixin):
 
     clip: Any
     depth: Any
+    beats: Any
+    ocr: Any
 
-    def __init__(self, *, clip: Any = None, depth: Any = None, statuses: tuple[ComponentStatus, ...] = ()) -> None:
-        self.register_modules(clip=clip, depth=depth)
+    def __init__(
+        self,
+        *,
+        clip: Any = None,
+        depth: Any = None,
+        beats: Any = None,
+        ocr: Any = None,
+        statuses: tuple[ComponentStatus, ...] = (),
+    ) -> None:
+        self.register_modules(clip=clip, depth=depth, beats=beats, ocr=ocr)
         self.statuses = statuses
 
     @classmethod
@@ -141,6 +158,8 @@ class ModelRegistry(ModulesMixin):
                 statuses=(
                     ComponentStatus("clip", "OPENCLIP_MODEL", settings.OPENCLIP_MODEL, False, off),
                     ComponentStatus("depth", "DEPTH_MODEL", settings.DEPTH_MODEL, False, off),
+                    ComponentStatus("beats", "BEAT_MODEL", settings.BEAT_MODEL, False, off),
+                    ComponentStatus("ocr", "OCR_ENABLED", "rapidocr", False, off),
                 )
             )
         opts = LoadOptions(
@@ -152,7 +171,15 @@ class ModelRegistry(ModulesMixin):
         )
         clip, clip_status = _load_named("clip", "clip", "OPENCLIP_MODEL", settings.OPENCLIP_MODEL, opts)
         depth, depth_statuses = _load_first_depth(settings, opts)
-        registry = cls(clip=clip, depth=depth, statuses=(clip_status, *depth_statuses))
+        beats, beats_status = _load_beat_model(settings, opts)
+        ocr, ocr_status = _load_text_reader(settings)
+        registry = cls(
+            clip=clip,
+            depth=depth,
+            beats=beats,
+            ocr=ocr,
+            statuses=(clip_status, *depth_statuses, beats_status, ocr_status),
+        )
         log.info("models: %s", registry.describe())
         return registry
 
@@ -165,7 +192,7 @@ class ModelRegistry(ModulesMixin):
         """JSON-ready: per role what was loaded (its `source`) or why the classical fallback runs, plus
         every attempt in order."""
         roles = {}
-        for role in ("clip", "depth"):
+        for role in ROLES:
             chosen = self.status(role)
             reasons = [f"{s.setting}: {s.reason}" for s in self.statuses if s.role == role and s.reason]
             roles[role] = {
@@ -211,6 +238,44 @@ def _load_first_depth(settings: Any, opts: LoadOptions) -> tuple[Any, list[Compo
     return depth, statuses
 
 
+def _packaged(role: str, setting: str, name: str, build: Any) -> tuple[Any, ComponentStatus]:
+    """A component whose weights ship in an installed package: (component, status), never raising."""
+    started = time.perf_counter()
+    try:
+        component = build()
+    except Exception as exc:  # missing package or broken weights: the classical path runs instead
+        reason = f"unavailable: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        return None, ComponentStatus(role, setting, name, False, reason)
+    seconds = round(time.perf_counter() - started, 3)
+    source = str(getattr(component, "source", None) or getattr(component, "name", name))
+    return component, ComponentStatus(role, setting, name, True, source=source, seconds=seconds)
+
+
+def _load_beat_model(settings: Any, opts: LoadOptions) -> tuple[Any, ComponentStatus]:
+    name = str(settings.BEAT_MODEL or "").strip()
+    if not name:
+        return None, ComponentStatus("beats", "BEAT_MODEL", "", False, "not configured (BEAT_MODEL is empty)")
+
+    def build() -> Any:
+        from app.models.beatnet import load_beat_model
+
+        return load_beat_model(pick_device(opts.device))
+
+    return _packaged("beats", "BEAT_MODEL", name, build)
+
+
+def _load_text_reader(settings: Any) -> tuple[Any, ComponentStatus]:
+    if not settings.OCR_ENABLED:
+        return None, ComponentStatus("ocr", "OCR_ENABLED", "rapidocr", False, "disabled (OCR_ENABLED=false)")
+
+    def build() -> Any:
+        from app.models.ocr import load_text_reader
+
+        return load_text_reader()
+
+    return _packaged("ocr", "OCR_ENABLED", "rapidocr", build)
+
+
 _CACHE: dict[tuple[Any, ...], ModelRegistry] = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -232,6 +297,8 @@ def get_model_registry(settings: Any = None) -> ModelRegistry:
             "ENVIRONMENT",
             "OPENCLIP_MODEL",
             *DEPTH_SETTINGS,
+            "BEAT_MODEL",
+            "OCR_ENABLED",
         )
     )
     with _CACHE_LOCK:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from app.media.types import BeatGrid
@@ -118,6 +118,21 @@ def story_order(candidates: Sequence[ClipCandidate]) -> list[ClipCandidate]:
         ordered.remove(opener)
         ordered.insert(0, opener)
     return ordered
+
+
+#: A classified exterior may open the video only at this probability or more (see `app.media.scene`
+#: for how its errors are distributed); a label a person gave is always trusted.
+OPENER_MIN_EXTERIOR_PROBABILITY = 0.9
+#: Label sources that are a person's word (the backend's label, the upload folder, an edit).
+GIVEN_LABEL_SOURCES = frozenset({"backend", "override"})
+
+
+def is_confident_exterior(label_source: str | None, label: str | None, is_exterior: bool, probability: float) -> bool:
+    """Whether a photo may open the video: labelled exterior by a person, or classified exterior with
+    probability >= `OPENER_MIN_EXTERIOR_PROBABILITY`."""
+    if label_source in GIVEN_LABEL_SOURCES:
+        return label == "exterior"
+    return is_exterior and probability >= OPENER_MIN_EXTERIOR_PROBABILITY
 
 
 def _order_type(c: ClipCandidate) -> str:
@@ -515,12 +530,5 @@ def video_time_grid(grid: BeatGrid, music_offset: float, total: float) -> BeatGr
     def window(times: list[float]) -> list[float]:
         return [t - music_offset for t in times if -1e-6 <= t - music_offset <= total + 1e-6]
 
-    return BeatGrid(
-        tempo=grid.tempo,
-        beats=window(grid.beats),
-        downbeats=window(grid.downbeats),
-        duration=total,
-        beat_offset=0.0,
-        source=grid.source,
-        confidence=grid.confidence,
-    )
+    # `replace` keeps every other field (meter, confidence, source, warnings).
+    return replace(grid, beats=window(grid.beats), downbeats=window(grid.downbeats), duration=total, beat_offset=0.0)
