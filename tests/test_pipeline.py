@@ -278,7 +278,7 @@ def test_label_precedence_override_then_backend_then_inferred(
     assert (rows[kitchen_id].resolved_room_label, rows[kitchen_id].label_source) == ("dining_room", "override")
     first = min(rows.values(), key=lambda p: p.position)
     assert first.filename == exterior.path.name and first.room_label is None
-    assert first.label_source == "heuristic:v1" and first.resolved_room_label == first.inferred_room_label
+    assert first.label_source == "heuristic:v2" and first.resolved_room_label == first.inferred_room_label
     assert first.is_exterior is True, "the unlabelled exterior is recognised as an exterior"
     others = [p for p in rows.values() if p.id not in (kitchen_id, first.id)]
     assert all(p.label_source == "backend" and p.resolved_room_label == p.room_label for p in others)

@@ -6,8 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
+from app.media.images import UNKNOWN_ROOM
 from app.media.quality import QualityScores, featureless_reason, score_quality
-from app.media.scene import HEURISTIC_SOURCE, SceneGuess, classify_scene, resolve_room_label
+from app.media.scene import HEURISTIC_SOURCE, ROOM_CLASSES, SceneGuess, classify_scene, resolve_room_label
 
 
 def _room_like(w: int = 960, h: int = 720, seed: int = 0) -> np.ndarray:
@@ -186,20 +187,32 @@ def _indoor_scene(w: int = 800, h: int = 600) -> np.ndarray:
 def test_outdoor_scene_is_exterior() -> None:
     guess = classify_scene(_outdoor_scene())
     assert guess.is_exterior and guess.exterior_probability > 0.8
-    assert guess.room_label in ("exterior", "outdoor")
-    assert guess.features["blue_sky"] > 0.2 and guess.source == HEURISTIC_SOURCE
+    assert guess.room_label in ("exterior", "outdoor") and guess.room_guess == guess.room_label
+    assert guess.features["sky_blue"] > 0.2 and guess.source == HEURISTIC_SOURCE == "heuristic:v2"
 
 
 def test_indoor_scene_is_interior() -> None:
     guess = classify_scene(_indoor_scene())
     assert not guess.is_exterior and guess.exterior_probability < 0.3
     assert guess.room_label not in ("exterior", "outdoor")
-    assert 0.0 < guess.label_confidence <= 0.6  # room types are guesses, and say so
+    assert guess.room_guess in ROOM_CLASSES
+    assert 0.0 <= guess.label_confidence <= 1.0
+    # Labelled only when confident: below 0.5 the label is "unknown" and the guess stays visible.
+    assert (guess.room_label == UNKNOWN_ROOM) == (guess.label_confidence < 0.5)
 
 
 def test_resolve_room_label_prefers_given_label() -> None:
-    guess = SceneGuess(is_exterior=False, exterior_probability=0.1, room_label="kitchen", label_confidence=0.4)
+    guess = SceneGuess(is_exterior=False, exterior_probability=0.1, room_label="kitchen", label_confidence=0.6)
+    assert guess.room_guess == ""  # the new field has a default: old constructors keep working
     assert resolve_room_label("Master Bath", guess) == ("bathroom", "backend")
     assert resolve_room_label(None, guess) == ("kitchen", HEURISTIC_SOURCE)
     assert resolve_room_label("misc", guess) == ("kitchen", HEURISTIC_SOURCE)
-    assert guess.to_dict()["room_label"] == "kitchen"
+    assert guess.to_dict()["room_label"] == "kitchen" and guess.to_dict()["room_guess"] == "kitchen"
+
+
+def test_given_unknown_label_does_not_win() -> None:
+    unsure = SceneGuess(False, 0.1, UNKNOWN_ROOM, 0.3, room_guess="bedroom")
+    assert resolve_room_label(UNKNOWN_ROOM, unsure) == (UNKNOWN_ROOM, HEURISTIC_SOURCE)
+    sure = SceneGuess(False, 0.1, "bedroom", 0.8, room_guess="bedroom")
+    assert resolve_room_label("unknown", sure) == ("bedroom", HEURISTIC_SOURCE)
+    assert resolve_room_label("kitchen", unsure) == ("kitchen", "backend")

@@ -95,8 +95,11 @@ class BeatGrid:
     downbeats: list[float]  # first beat of each bar (subset of beats)
     duration: float  # length of the track (or of the synthetic grid)
     beat_offset: float  # time of the first beat
-    source: str  # "librosa" | "default_bpm" | ...
-    confidence: float = 1.0  # 0..1, how regular the detected grid is
+    source: str  # "beatnet+hmm" | "librosa" | "beatnet_fallback" | "librosa_fallback" | "default_bpm" | ...
+    confidence: float = 1.0  # 0..1, how far the grid can be trusted (low: no reliable pulse)
+    beats_per_bar: int = 4  # felt beats per bar (6/8: 2)
+    meter: str = "4/4"  # "4/4", "3/4", "6/8", "9/8" or "12/8"
+    warnings: list[str] = field(default_factory=list)  # why the grid may not be trusted, for the job's warnings
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -107,6 +110,9 @@ class BeatGrid:
             "beat_offset": round(self.beat_offset, 4),
             "source": self.source,
             "confidence": round(self.confidence, 3),
+            "beats_per_bar": self.beats_per_bar,
+            "meter": self.meter,
+            "warnings": list(self.warnings),
         }
 
     @classmethod
@@ -119,4 +125,7 @@ class BeatGrid:
             beat_offset=float(d["beat_offset"]),
             source=str(d["source"]),
             confidence=float(d.get("confidence", 1.0)),
+            beats_per_bar=int(d.get("beats_per_bar", 4)),
+            meter=str(d.get("meter", "4/4")),
+            warnings=[str(w) for w in d.get("warnings", [])],
         )

@@ -14,7 +14,7 @@ Build once per process and pass it in (``get_model_registry()`` caches one per s
 A component is None when it is disabled (``MODELS_ENABLED=false``), not configured, has no weights on
 disk, a missing/unreadable manifest, a file whose sha256 does not match, a licence not cleared for
 commercial use, tiny test weights in production, or fails to load; its reason is in ``report()`` and
-the caller runs the classical code (``heuristic:v1``). Every result carries ``source`` =
+the caller runs the classical code (``heuristic:v2``). Every result carries ``source`` =
 ``"<kind>:<repo>@<revision>"`` (e.g. ``clip:laion/CLIP-ViT-B-32-laion2B-s34B-b79K@<commit>``) to record
 as the label source. torch/transformers are imported only when a model is actually loaded, with
 ``HF_HUB_OFFLINE=1`` and ``local_files_only=True``: nothing is ever downloaded at run time.

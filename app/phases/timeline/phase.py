@@ -20,6 +20,7 @@ from app.phases.timeline.planner import (
     TimelineDirectives,
     TimelinePlan,
     directives_from_edits,
+    is_confident_exterior,
     plan_timeline,
 )
 from app.phases.timeline.storyboard import write_storyboard
@@ -36,12 +37,19 @@ def beat_grid_for(job: Job, ctx: PhaseContext, workdir: Path) -> tuple[BeatGrid,
         music = ctx.storage.local_path(ctx.storage.resolve_key(job.music_uri), workdir / "cache")
         if job.enable_beat_sync:
             check = inspect_music(music)
-            return analyze_samples(check.samples, check.sample_rate), check
+            grid = analyze_samples(check.samples, check.sample_rate, beat_model=_beat_model(ctx))
+            return grid, check
         # Beat sync off: the music still plays, cut on a steady grid; only its length is needed.
         check = inspect_music(music, sample_rate=8000)
         return default_grid(settings.DEFAULT_BPM, check.duration), check
     length = (job.target_length or settings.DEFAULT_TARGET_LENGTH) + 30.0
     return default_grid(settings.DEFAULT_BPM, length), None
+
+
+def _beat_model(ctx: PhaseContext) -> object | None:
+    """The process's beat activation model (BeatNet) when it loaded, else None (classical tracker)."""
+    models = ctx.get_components().models
+    return getattr(models, "beats", None) if models is not None else None
 
 
 def music_details(check: MusicCheck | None) -> dict[str, object]:
@@ -78,23 +86,20 @@ def clip_candidates(s: Session, job_id: int) -> list[ClipCandidate]:
             score=photo.final_score or 0.0,
             available=clip.duration or 0.0,
             motion_type=clip.motion_type or "",
-            confident_exterior=is_confident_exterior(photo),
+            confident_exterior=_confident_exterior(photo),
         )
         for clip, photo, cluster in rows
     ]
 
 
-#: A classified exterior opens the video only at this probability or more. On 256 listing photos
-#: the heuristic's errors all sat below it (see `app.media.scene`); a backend label is always trusted.
-OPENER_MIN_EXTERIOR_PROBABILITY = 0.9
-
-
-def is_confident_exterior(photo: Photo) -> bool:
-    """Labelled exterior by the backend or a user, or classified exterior with high probability."""
-    if photo.label_source in ("backend", "override"):
-        return photo.resolved_room_label == "exterior"
+def _confident_exterior(photo: Photo) -> bool:
     scene = (photo.analysis or {}).get("scene") or {}
-    return bool(photo.is_exterior) and float(scene.get("exterior_probability", 0.0)) >= OPENER_MIN_EXTERIOR_PROBABILITY
+    return is_confident_exterior(
+        photo.label_source,
+        photo.resolved_room_label,
+        bool(photo.is_exterior),
+        float(scene.get("exterior_probability", 0.0)),
+    )
 
 
 def timeline_directives(s: Session, job_id: int) -> TimelineDirectives:
@@ -187,6 +192,7 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
             "tempo": round(grid.tempo, 2),
             "beat_source": grid.source,
             "beat_confidence": round(grid.confidence, 3),
+            "meter": getattr(grid, "meter", None),
             "clips": len(plan.clips),
             "total_duration": plan.total_duration,
             "music_offset": plan.music_offset,
@@ -194,6 +200,7 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
             "user_directives": not directives.is_empty(),
             **music_details(music),
         },
-        warnings=plan.warnings
+        warnings=list(getattr(grid, "warnings", []))
+        + plan.warnings
         + (music.warnings(plan.music_offset, plan.music_offset + plan.total_duration) if music else []),
     )
