@@ -165,19 +165,28 @@ def render(
     target_length: float | None = typer.Option(None, "--target-length", "-t", help="Seconds (default 30)."),
     listing_id: str | None = typer.Option(None, help="Listing id (default: the folder's name)."),
     no_beat_sync: bool = typer.Option(False, "--no-beat-sync", help="Cut on a steady DEFAULT_BPM grid."),
+    formats: str | None = typer.Option(None, "--formats", help="Frame formats, e.g. 16:9,9:16,1:1,4:5."),
+    variants: str | None = typer.Option(None, "--variants", help="branded, unbranded (MLS), or both."),
+    listing: Path | None = typer.Option(None, "--listing", help="JSON with address, price, beds, agent_name..."),
+    voiceover: Path | None = typer.Option(None, "--voiceover", help="Voice-over track: captions, ducked music."),
+    template: str | None = typer.Option(None, "--template", help="Overlay style (template_type)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
-    """Render a listing video from a folder of photos and a music track, on this machine."""
+    """Render a listing video from a folder of photos and a music track, on this machine.
+
+    `--out FILE.mp4` writes the (first) cut there and any others beside it as FILE-<format>-<variant>.mp4;
+    `--out FOLDER` writes every cut into the folder."""
     settings = get_settings()
     log_file = _setup_logging(settings)
     from app.orchestrator import run_job
-    from app.phases.assemble.phase import local_output
     from app.services.jobs import create_job, photos_from_folder
 
     with _user_errors(as_json, log_file):
         if music is not None and not music.is_file():
             _fail(f"music file {music} does not exist", 2, as_json)
-        check_output_path(out, inputs=[music] if music else [])
+        specs, facts = _deliverable_options(formats, variants, listing)
+        inputs = [p for p in (music, voiceover, listing) if p is not None]
+        check_output_path(out, inputs=inputs, allow_folder=True)
         photos = [p for p in photos_from_folder(photos_dir) if not is_own_artifact(Path(p.path), out)]
         with _progress(True) as sink:
             ctx = _context(sink)
@@ -188,6 +197,10 @@ def render(
                 music=music,
                 target_length=target_length,
                 enable_beat_sync=False if no_beat_sync else None,
+                template_type=template,
+                deliverables=specs,
+                listing_facts=facts,
+                voiceover=voiceover,
             )
             outcome = run_job(ctx, job_id)
         if outcome.status != "completed":
@@ -199,10 +212,55 @@ def render(
                 job_id=job_id,
                 skipped_photos=report["skipped_photos"],
             )
-        output = local_output(ctx, job_id, out.resolve())
+        output, delivered = _copy_deliverables(ctx, job_id, out)
         report = _render_report(ctx, job_id, output)
+        report["deliverables"] = delivered
         report["components"] = ctx.get_components().report()
         _emit_render_report(report, as_json)
+
+
+def _deliverable_options(formats: str | None, variants: str | None, listing: Path | None) -> tuple[Any, Any]:
+    from app.media.deliverables import parse_deliverables
+    from app.services.jobs import load_listing_facts
+
+    specs = None
+    if formats is not None or variants is not None:
+        specs = parse_deliverables(formats.split(",") if formats else None, variants.split(",") if variants else None)
+    return specs, load_listing_facts(listing) if listing is not None else None
+
+
+def _copy_deliverables(ctx: Any, job_id: int, out: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """Every deliverable where --out says (see `render`); returns the main output and the list."""
+    from app.phases.assemble.phase import local_deliverables
+
+    if out.suffix.lower() == ".mp4":
+        target = out.resolve()
+        delivered = local_deliverables(ctx, job_id, target.parent, target.stem)
+        if delivered:
+            first = Path(delivered[0]["path"])
+            os.replace(first, target)
+            delivered[0]["path"] = str(target)
+            if delivered[0].get("captions"):
+                vtt = Path(delivered[0]["captions"])
+                os.replace(vtt, target.with_suffix(".vtt"))
+                delivered[0]["captions"] = str(target.with_suffix(".vtt"))
+        return target, delivered
+    folder = out.resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = keys_safe_stem(ctx, job_id)
+    delivered = local_deliverables(ctx, job_id, folder, stem)
+    return Path(delivered[0]["path"]) if delivered else folder, delivered
+
+
+def keys_safe_stem(ctx: Any, job_id: int) -> str:
+    """File-name stem for a job's deliverables in a folder: its listing id, made safe."""
+    from app.db.models import Job
+    from app.db.session import session_scope
+    from app.storage.keys import safe_name
+
+    with session_scope(ctx.sessions) as s:
+        job = s.get(Job, job_id)
+        return safe_name(job.listing_id if job else f"job-{job_id}")
 
 
 @app.command()
@@ -351,13 +409,17 @@ def _check_job_id(job_id: int) -> None:
 ARTIFACT_SUFFIXES = (".poster.jpg", ".storyboard.png")
 
 
-def check_output_path(out: Path, *, inputs: list[Path]) -> None:
-    """Refuse an --out that cannot work, before any rendering: not .mp4, a folder, an input file, or in a
-    folder that is missing or not writable. Its poster and storyboard must not overwrite inputs either."""
+def check_output_path(out: Path, *, inputs: list[Path], allow_folder: bool = False) -> None:
+    """Refuse an --out that cannot work, before any rendering: not .mp4 (or, with `allow_folder`, a folder
+    for several cuts), an input file, or in a folder that is missing or not writable. Its poster and
+    storyboard must not overwrite inputs either."""
     from app.errors import InvalidInputError
 
+    if allow_folder and (out.is_dir() or out.suffix == ""):
+        _check_writable_folder(out if out.is_dir() else out.resolve().parent, out)
+        return
     if out.suffix.lower() != ".mp4":
-        raise InvalidInputError(f"--out must end in .mp4 (got {out.name})")
+        raise InvalidInputError(f"--out must end in .mp4 or name a folder (got {out.name})")
     if out.is_dir():
         raise InvalidInputError(f"--out {out} is a folder; name the video file, e.g. {out / 'listing.mp4'}")
     target = out.resolve()
@@ -365,7 +427,12 @@ def check_output_path(out: Path, *, inputs: list[Path]) -> None:
     for source in inputs:
         if source.resolve() in written:
             raise InvalidInputError(f"--out {out} would overwrite the input {source}; choose another name")
-    folder = target.parent
+    _check_writable_folder(target.parent, out)
+
+
+def _check_writable_folder(folder: Path, out: Path) -> None:
+    from app.errors import InvalidInputError
+
     if not folder.is_dir():
         raise InvalidInputError(f"--out {out}: folder {folder} does not exist")
     try:
@@ -419,6 +486,14 @@ def _emit_render_report(report: dict[str, Any], as_json: bool) -> None:
         f"[green]job {report['job_id']} {report['status']}[/]: {len(tl.get('clips', []))} clips, "
         f"{tl.get('total_duration', 0):.1f} s at {tl.get('tempo', 0):.1f} BPM"
     )
+    for d in report.get("deliverables") or []:
+        lufs = f"{d['lufs']:.1f} LUFS" if d.get("lufs") is not None else "silent"
+        passed = (d.get("compliance") or {}).get("passed", True)
+        flag = "" if passed else " [red]compliance problems[/]"
+        err_console.print(
+            f"{d['format']:>5} {d['variant']:<10} {d['width']}x{d['height']} {lufs}: {shown(d['path'])}{flag}",
+            highlight=False,
+        )
     if report.get("storyboard"):
         err_console.print(f"storyboard: {shown(report['storyboard'])}", highlight=False)
     if report.get("poster"):

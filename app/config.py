@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     OUTPUT_RESOLUTION: str = "1920x1080"
     OUTPUT_FPS: int = 30
     #: libx264 preset for intermediate clips (re-encoded once more in phase 4).
+    #: Long side (px) of the preview phase 2 renders to validate a computed clip (Ken Burns, parallax);
+    #: phase 4 re-makes those clips at each deliverable's resolution in its single encode.
+    PREVIEW_LONG_SIDE: int = 640
     CLIP_X264_PRESET: str = "veryfast"
     CLIP_CRF: int = 16
     #: libx264 preset and quality of the delivered video.
@@ -144,6 +147,10 @@ class Settings(BaseSettings):
     DEFAULT_TARGET_LENGTH: float = 30.0
     #: Crossfade length between clips, in beats (clamped to [0.25 s, 1.0 s]).
     TRANSITION_BEATS: float = 1.0
+    #: Transition at every cut a user did not choose: "auto" picks it from the beat the cut lands on
+    #: (whip pan / zoom-through / slide on a phrase's first downbeat, crossfade otherwise); or one kind
+    #: for every cut (crossfade, dip_to_white, whip_pan, slide, zoom_through, cut, or an xfade name).
+    DEFAULT_TRANSITION: str = "auto"
     #: Decompression-bomb guard: photos above this many pixels are rejected.
     MAX_IMAGE_PIXELS: int = 80_000_000
     MAX_IMAGE_BYTES: int = 60_000_000

@@ -33,7 +33,7 @@ find_python() {
 ensure_deps() {
   local flavour="$1" reqs="$ROOT/requirements.txt" hash
   [ "$flavour" = dev ] && reqs="$ROOT/requirements-dev.txt"
-  hash="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" "$ROOT/requirements-nodeps.txt" "$ROOT/constraints.txt" | sha256sum | cut -c1-16)"
+  hash="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" "$ROOT/requirements-nodeps.txt" "$ROOT/requirements-dev-nodeps.txt" "$ROOT/constraints.txt" | sha256sum | cut -c1-16)"
   # A dev layer serves the demo too.
   if [ "$flavour" = runtime ] && [ -f "$CACHE_ROOT/deps-$hash-dev/.complete" ]; then flavour=dev; fi
   DEPS="$CACHE_ROOT/deps-$hash-$flavour"
@@ -49,6 +49,7 @@ ensure_deps() {
   "${pip[@]}" -c "$ROOT/constraints.txt" "torch==2.13.0"
   "${pip[@]}" -c "$ROOT/constraints.txt" -r "$reqs"
   "${pip[@]}" --no-deps -r "$ROOT/requirements-nodeps.txt"
+  if [ "$flavour" = dev ]; then "${pip[@]}" --no-deps -r "$ROOT/requirements-dev-nodeps.txt"; fi
   date > "$DEPS/.complete"
 }
 

@@ -825,3 +825,85 @@ def test_openapi_documents_attempts_and_disclosure(auth_client: TestClient) -> N
     assert all(p.get("description") for p in schemas["RenderAttemptOut"]["properties"].values())
     detail = schemas["JobDetail"]["properties"]["ai_generated_clips"]
     assert detail["items"]["type"] == "integer" and "disclosure" in detail["description"]
+
+
+def test_deliverables_through_the_api_and_edits_rerender_only_what_they_affect(
+    tmp_path: Path, sqlite_url: str, listing: SampleListing
+) -> None:
+    """POST a job with two cuts and the listing's facts; GET lists each cut with its URL, loudness and
+    compliance; a new agent phone re-renders the branded cut only; adding 9:16 renders just that one."""
+    settings = _settings(tmp_path, sqlite_url)
+    staged = _stage_local(settings, listing)
+    facts = {
+        "address": "7 Elm Road",
+        "price": "$410,000",
+        "beds": 2,
+        "agent_name": "Ann Lee",
+        "agent_phone": "555-0100",
+    }
+    body = _body(
+        staged["photos"],
+        staged["music"],
+        enqueue=True,
+        target_length=8,
+        deliverables=[
+            {"format": "16:9", "variant": "branded"},
+            {"format": "16:9", "variant": "unbranded", "lufs": -16},
+        ],
+        listing=facts,
+    )
+    with api(settings) as client:
+        bad = client.post("/internal/jobs", json={**body, "deliverables": [{"format": "3:2"}]})
+        assert bad.status_code == 422 and "format" in bad.text
+        response = client.post("/internal/jobs", json=body)
+        assert response.status_code == 201, response.text
+        job_id = response.json()["job_id"]
+        _wait(client)
+        job = client.get(f"/internal/jobs/{job_id}").json()
+        assert job["status"] == "completed", job["error"]
+        cuts = {d["key"]: d for d in job["deliverables"]}
+        assert set(cuts) == {"16x9-branded", "16x9-unbranded"}
+        for key, target in (("16x9-branded", -14.0), ("16x9-unbranded", -16.0)):
+            d = cuts[key]
+            assert d["url"] and Path(d["url"][len("file://") :]).is_file()
+            assert (d["width"], d["height"]) == (640, 360)
+            assert d["target_lufs"] == target and abs(d["integrated_lufs"] - target) <= 1.0
+            assert d["compliance"]["passed"], d["compliance"]
+        assert not cuts["16x9-branded"]["compliance"]["agent_identity"]["ocr_checked"]
+        assert cuts["16x9-unbranded"]["compliance"]["agent_identity"]["ocr_checked"]
+
+        edit = client.post(
+            f"/internal/jobs/{job_id}/edits",
+            json={"type": "set_listing_facts", "listing": {**facts, "agent_phone": "555-0199"}},
+        )
+        assert edit.status_code == 202, edit.text
+        assert edit.json()["rerun_from"] == 4
+        _wait(client)
+        details = client.get(f"/internal/jobs/{job_id}").json()
+        phase4 = _phase_details(settings, job_id, 4)
+        assert (phase4["made"], phase4["reused"]) == (1, 1), phase4
+        assert [d["key"] for d in phase4["deliverables"] if not d.get("reused")] == ["16x9-branded"]
+        assert details["status"] == "completed"
+
+        more = [*body["deliverables"], {"format": "9:16", "variant": "branded"}]
+        edit = client.post(f"/internal/jobs/{job_id}/edits", json={"type": "set_deliverables", "deliverables": more})
+        assert edit.status_code == 202, edit.text
+        assert edit.json()["rerun_from"] == 1, "a new format needs its camera plans"
+        _wait(client)
+        job = client.get(f"/internal/jobs/{job_id}").json()
+        assert {d["key"] for d in job["deliverables"]} == {"16x9-branded", "16x9-unbranded", "9x16-branded"}
+        assert (job["deliverables"][-1]["width"], job["deliverables"][-1]["height"]) == (360, 640)
+        assert _phase_details(settings, job_id, 2)["rendered"] == 0, "clips keep their renders"
+        phase4 = _phase_details(settings, job_id, 4)
+        assert [d["key"] for d in phase4["deliverables"] if not d.get("reused")] == ["9x16-branded"]
+
+
+def _phase_details(settings: Settings, job_id: int, phase: int) -> dict[str, Any]:
+    from sqlalchemy import select
+
+    from app.db.models import JobPhase
+    from app.db.session import session_factory, session_scope
+
+    with session_scope(session_factory(settings.DATABASE_URL)) as s:
+        details = s.scalars(select(JobPhase.details).where(JobPhase.job_id == job_id, JobPhase.phase == phase)).one()
+    return dict(details or {})

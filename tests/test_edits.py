@@ -284,7 +284,8 @@ def _on_grid(timeline: Timeline) -> None:
             assert min(abs(t - b) for b in beats) < 1e-3, f"cut at {t} is off the beat grid"
     period = 60.0 / grid.tempo
     for tc in timeline.clips:
-        assert abs((tc.end_time or 0) - (tc.start_time or 0) - (tc.beats or 0) * period) < 2e-3
+        # Tracked beats are not exactly periodic (a few ms of drift per bar): a third of a frame.
+        assert abs((tc.end_time or 0) - (tc.start_time or 0) - (tc.beats or 0) * period) < 0.011
 
 
 def _video_sha(ctx: PhaseContext, job_id: int) -> str:
@@ -589,6 +590,7 @@ def test_invalid_edits_are_rejected_and_change_nothing(job: Copy) -> None:
         tl = _latest(s, job_id)
         order = [tc.clip_id for tc in tl.clips]
         beats = {tc.clip_id: tc.beats for tc in tl.clips}
+        first_cut = (tl.clips[0].clip_id, tl.clips[0].transition_type)
         clips = list(s.scalars(select(Clip).where(Clip.job_id == job_id)))
         hero = next(c for c in clips if c.is_hero)
         non_hero = next(c for c in clips if not c.is_hero)
@@ -615,7 +617,8 @@ def test_invalid_edits_are_rejected_and_change_nothing(job: Copy) -> None:
         ({"type": "set_transition", "clip_id": order[-1], "transition": "fade"}, "is the last clip"),
         ({"type": "set_transition", "transition": "cut", "beats": 1}, "a cut has no length"),
         ({"type": "set_transition", "transition": "fade", "beats": 9}, "beats"),
-        ({"type": "set_transition", "transition": "fade"}, "changes nothing"),
+        # The first cut's own transition again (DEFAULT_TRANSITION=auto picks each cut's from its beat).
+        ({"type": "set_transition", "clip_id": first_cut[0], "transition": first_cut[1]}, "changes nothing"),
         ({"type": "exclude_photo", "photo_id": 9999}, f"photo_id: job {job_id} has no photo 9999"),
         ({"type": "exclude_photo", "photo_id": foreign_photo}, f"has no photo {foreign_photo}"),
         ({"type": "exclude_photo", "photo_id": non_hero.photo_id, "exclude": False}, "is not excluded"),

@@ -176,7 +176,7 @@ def test_rerun_from_phase_3_reuses_clips_and_adds_a_version(rendered: Rendered) 
     assert latest == max(1, len(versions)) and len(versions) >= 2
     assert phases[1] == attempts[1] and phases[2] == attempts[2]
     assert phases[3] == attempts[3] + 1 and phases[4] == attempts[4] + 1
-    assert f"/v{latest}/video.mp4" in (job.output_uri or "")
+    assert f"/v{latest}/16x9-branded.mp4" in (job.output_uri or "")
 
 
 def test_redelivery_of_a_finished_job_does_nothing(rendered: Rendered) -> None:
@@ -243,7 +243,7 @@ def test_pipeline_on_postgres_and_s3(s3_ctx: PhaseContext, small_listing: Any) -
     s3 = boto3.client("s3", endpoint_url=s3_ctx.settings.AWS_ENDPOINT_URL, region_name="us-east-1")
     listed = s3.list_objects_v2(Bucket=s3_ctx.settings.S3_BUCKET, Prefix=f"jobs/{rendered.job_id}/")
     objects = {o["Key"] for o in listed.get("Contents", [])}
-    assert any(k.endswith("/video.mp4") for k in objects) and any(k.endswith("/poster.jpg") for k in objects)
+    assert any(k.endswith("/16x9-branded.mp4") for k in objects) and any(k.endswith("/poster.jpg") for k in objects)
     assert any("/phase2/clips/" in k for k in objects) and any("/input/photos/" in k for k in objects)
     with session_scope(s3_ctx.sessions) as s:
         uris = list(s.scalars(select(Clip.s3_uri).where(Clip.job_id == rendered.job_id)))

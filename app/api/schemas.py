@@ -223,6 +223,54 @@ class PhotoIn(BaseModel):
     )
 
 
+class DeliverableIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    format: Literal["16:9", "9:16", "1:1", "4:5"] = Field(default="16:9", description="1920x1080, 1080x1920, ...")
+    variant: Literal["branded", "unbranded"] = Field(
+        default="branded", description="unbranded: the MLS cut, no agent identity, text in photos blurred."
+    )
+    lufs: float = Field(default=-14.0, ge=-31, le=-9, description="Integrated loudness target (EBU R128).")
+    captions: Literal["auto", "burned", "sidecar"] = "auto"
+
+
+class ListingFactsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, coerce_numbers_to_str=False)
+
+    address: Text | None = Field(default=None, max_length=200, examples=["42 Maple Street, Springfield"])
+    price: Text | None = Field(default=None, max_length=40, examples=["$525,000"])
+    beds: float | None = Field(default=None, ge=0, le=1000)
+    baths: float | None = Field(default=None, ge=0, le=1000)
+    sqft: int | None = Field(default=None, ge=0, le=10_000_000)
+    headline: Text | None = Field(default=None, max_length=120)
+    agent_name: Text | None = Field(default=None, max_length=120)
+    agent_phone: Text | None = Field(default=None, max_length=40)
+    agent_email: Text | None = Field(default=None, max_length=200)
+    brokerage: Text | None = Field(default=None, max_length=120)
+    logo_uri: Text | None = Field(default=None, max_length=MAX_URI_CHARS, description="Logo image in storage.")
+
+
+class DeliverableOut(BaseModel):
+    key: str = Field(examples=["9x16-branded"])
+    format: str = Field(examples=["9:16"])
+    variant: str = Field(examples=["branded"])
+    status: str = Field(examples=["delivered"])
+    timeline_version: int | None = None
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
+    target_lufs: float | None = None
+    integrated_lufs: float | None = None
+    true_peak_dbtp: float | None = None
+    url: str | None = Field(default=None, description="Pre-signed download URL (S3) valid for an hour.")
+    captions_vtt_url: str | None = None
+    captions_srt_url: str | None = None
+    compliance: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Agent identity in overlays / in OCR of frames, text redacted, opening shot, AI clips, passed.",
+    )
+
+
 class JobCreate(BaseModel):
     # Unknown fields are errors: a misspelt "target_lenght" silently ignored would render the wrong video.
     # Rails sends listing ids as numbers; they are stored as strings.
@@ -264,6 +312,18 @@ class JobCreate(BaseModel):
         description="Progress events are POSTed here instead of BACKEND_URL.",
     )
     enqueue: bool = Field(default=True, description="Start the job now (false: only register it).")
+    deliverables: list[DeliverableIn] = Field(
+        default_factory=list,
+        max_length=16,
+        description="The cuts to deliver (format x variant x loudness); empty: one branded cut at OUTPUT_RESOLUTION.",
+    )
+    listing: ListingFactsIn | None = Field(default=None, description="What the branded cuts show.")
+    voiceover_uri: Text | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_URI_CHARS,
+        description="A voice-over track in storage: transcribed to captions, music ducked under it.",
+    )
 
     @field_validator("listing_id", mode="before")
     @classmethod
@@ -335,6 +395,26 @@ class PhotoOut(BaseModel):
     label_source: str | None = None
     exclude: bool = False
     scores: PhotoScores
+    is_exterior: bool | None = None
+    exterior_probability: float | None = Field(
+        default=None, description="The classifier's probability that the photo is an exterior (null before phase 1)."
+    )
+    room_label_confidence: float | None = Field(
+        default=None,
+        description="1.0 for a label a person gave (backend, folder, edit); the classifier's confidence otherwise. "
+        'A classified label below 0.5 is "unknown".',
+    )
+    classified_room: str | None = Field(
+        default=None, description="What the classifier (CLIP or heuristic) says, even where a given label won."
+    )
+    scene_source: str | None = Field(default=None, examples=["heuristic:v2"])
+    cluster: int | None = Field(default=None, description="Index of the photo's room cluster (same room, same index).")
+    hero: bool = Field(default=False, description="The best photo of its room, the one its clip is made from.")
+    text_regions: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Text and logos found in the photo (watermarks, banners, signs): normalised box, text, score.",
+    )
+    depth_source: str | None = None
 
 
 class RenderAttemptOut(BaseModel):
@@ -391,6 +471,7 @@ class Artifacts(BaseModel):
 
 class JobDetail(JobSummary):
     photos: list[PhotoOut] = Field(default_factory=list)
+    deliverables: list[DeliverableOut] = Field(default_factory=list)
     clips: list[ClipOut] = Field(default_factory=list)
     ai_generated_clips: list[int] = Field(
         default_factory=list,
@@ -430,6 +511,9 @@ class BeatGridOut(BaseModel):
     tempo: float = Field(examples=[112.0])
     source: str | None = Field(default=None, examples=["librosa"])
     confidence: float | None = None
+    meter: str | None = Field(default=None, examples=["4/4"])
+    beats_per_bar: int | None = None
+    warnings: list[str] = Field(default_factory=list)
     beats_count: int
     downbeats_count: int
     beats: list[float]

@@ -88,6 +88,13 @@ class Job(Base):
     #: Fleet mode: which worker holds the job and until when (a lease, not a lock).
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The cuts to deliver (`app.media.deliverables.DeliverableSpec.to_dict()` each); empty: one cut in
+    #: the format of OUTPUT_RESOLUTION, branded.
+    deliverables: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    #: Address, price, beds/baths/sqft, headline, agent identity (`ListingFacts.to_dict()`).
+    listing_facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+    #: Optional voice-over track (transcribed to captions, music ducked under it).
+    voiceover_uri: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow, server_default=func.now()
@@ -150,7 +157,7 @@ class Photo(Base):
     tilt_degrees: Mapped[float | None] = mapped_column(Float)
     is_exterior: Mapped[bool | None] = mapped_column(Boolean)
     inferred_room_label: Mapped[str | None] = mapped_column(String(64))
-    #: Which model or heuristic produced `resolved_room_label` ("backend", "override", "heuristic:v1").
+    #: Which model or heuristic produced `resolved_room_label` ("backend", "override", "heuristic:v2").
     label_source: Mapped[str | None] = mapped_column(String(64))
     resolved_room_label: Mapped[str | None] = mapped_column(String(64))
     room_cluster_id: Mapped[int | None] = mapped_column(ForeignKey("room_clusters.id", ondelete="SET NULL"))
@@ -211,6 +218,9 @@ class Clip(Base):
     photo_id: Mapped[int | None] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"))
     #: The full motion plan (viewports, easing, allowed motions); see app.media.types.MotionPlan.
     motion_plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: The camera plan per requested frame format ("9:16" -> plan dict), each framed for its aspect
+    #: and safe area; `motion_plan` is the first deliverable's.
+    format_plans: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
     #: Hash of everything the rendered artifact depends on; a changed plan means a new render.
     render_key: Mapped[str | None] = mapped_column(String(64))
     tier: Mapped[str | None] = mapped_column(String(16))
@@ -271,6 +281,39 @@ class TimelineClip(Base):
     transition_duration: Mapped[float | None] = mapped_column(Float)
 
     timeline: Mapped[Timeline] = relationship(back_populates="clips")
+
+
+class Deliverable(Base):
+    """Ours: one delivered file of a job (format x variant) for a timeline version, with what was
+    measured on it and its compliance findings. `inputs_digest` hashes everything that shaped it, so an
+    edit re-renders only the deliverables whose inputs changed."""
+
+    __tablename__ = "deliverables"
+    __table_args__ = (UniqueConstraint("job_id", "key", name="uq_deliverables_job_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True)
+    key: Mapped[str] = mapped_column(String(64), nullable=False)
+    format: Mapped[str] = mapped_column(String(8), nullable=False)
+    variant: Mapped[str] = mapped_column(String(16), nullable=False)
+    timeline_version: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    uri: Mapped[str | None] = mapped_column(Text)
+    captions_vtt_uri: Mapped[str | None] = mapped_column(Text)
+    captions_srt_uri: Mapped[str | None] = mapped_column(Text)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    duration: Mapped[float | None] = mapped_column(Float)
+    target_lufs: Mapped[float | None] = mapped_column(Float)
+    integrated_lufs: Mapped[float | None] = mapped_column(Float)
+    true_peak_dbtp: Mapped[float | None] = mapped_column(Float)
+    inputs_digest: Mapped[str | None] = mapped_column(String(64))
+    encode_seconds: Mapped[float | None] = mapped_column(Float)
+    compliance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow, server_default=func.now()
+    )
 
 
 class Edit(Base):

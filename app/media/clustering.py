@@ -6,23 +6,48 @@ that are different. Two photos of the *same* room share physical points: local f
 match between them, and the matches agree with one two-view geometry (a fundamental matrix; a
 homography when the camera only rotated or the scene is a wall). That is checked with RANSAC at a
 tight threshold, with inlier counts calibrated against the chance level, and the inliers must be
-spread over a real part of both images. Matches that all move by one translation and sit in a
-small area (a watermark or logo stamped on every MLS photo) are removed before verification.
+spread over a real part of both images.
 
-Pipeline: per photo, once (O(n)): downscale to `WORK_SIDE`, CLAHE, SIFT keypoints with RootSIFT
-descriptors, an HSV colour histogram. Per pair (O(n^2), ~10-25 ms): skip pairs whose labels or
-exterior flags conflict, mutual nearest neighbours + Lowe's ratio test via one matrix product,
-overlay removal, RANSAC verification. Then constrained union-find over the verified pairs, strongest
-first (see `cluster_rooms`): a merge that would put two different labels (or an exterior and an
-interior) in one cluster is refused, whatever the chain of pairs, and weak pairs need corroboration
-to join two groups. Photos without a verified partner stay singletons. The appearance histogram is
-reported per pair for debugging but never merges anything on its own.
+Overlays (issue 10). MLS exports stamp the same watermark, logo or "(c) ... MLS" banner on every
+photo; two photos of different rooms then share perfect matches. Three defences, each enough on the
+synthetic test (`tests/test_clustering_text.py`):
+* text regions (`ClusterInput.text_regions`, from PP-OCR, `app.media.text_regions`) are masked out
+  before SIFT runs, padded by `_TEXT_MASK_PAD`;
+* logos without letters: `find_stamped_logos` finds marks stamped at the same place on photos of the
+  job (an "anchored" one-translation group of coarse matches, seen with >= 2 partner photos) and
+  their keypoints are dropped before matching;
+* per pair, a group of matches sharing one translation that is anchored is a near-duplicate only if
+  the two pictures agree everywhere they overlap (`_same_picture`, grid NCC); otherwise it is an
+  overlay and removed. Before, a spread-out group was taken for a near-duplicate: a bottom banner
+  plus a top-corner logo spans a third of the frame, and that merged different rooms.
 
-Measured on real photos (16 phone views of one bedroom from two corners + 24 MLS photos of six
-houses, 1000 features): no false verified pair among 660 pairs of different rooms (chance maxima:
-11 fundamental-matrix inliers); with labels the two corners form one cluster each (8 + 8); without
-labels the bed corner splits into 2 + 6. The two corners share almost no surface, so they are never
-linked.
+Pipeline: per photo, once (O(n)): downscale to `WORK_SIDE`, CLAHE, SIFT keypoints outside text
+regions (strongest first) with RootSIFT descriptors, an HSV histogram, a grey thumbnail. Per pair,
+coarse (O(n^2) but ~0.5 ms): mutual ratio matches of the 256 strongest keypoints, which give the
+candidate score and the stamped-logo boxes. Full match (~10-25 ms) only for candidate pairs: jobs of
+more than 12 photos match each photo's 8 best partners by coarse score (or by embedding cosine
+when every photo has one) plus every pair with >= 40 coarse matches; then mutual nearest neighbours
++ Lowe's ratio test via one matrix product, overlay removal, RANSAC verification. Then constrained
+union-find over the verified pairs, strongest first (see `cluster_rooms`): a merge that would put
+two different labels (or an exterior and an interior) in one cluster is refused, whatever the chain
+of pairs, and weak pairs need corroboration to join two groups. Photos without a verified partner
+stay singletons. The appearance histogram is reported per pair for debugging but never merges
+anything on its own.
+
+Measured on real photos (`scripts/eval_clusters.py`; 64 dev listings of four different rooms, 16
+phone views of one bedroom from two corners; 2 shared, loaded cores):
+* no false merge inside any listing (383 pairs of different rooms, unlabelled and with the exterior
+  flag; before too), none in six 40-photo pools of 10 listings (before: 1, two rooms sharing the
+  CReN logo, a 14-inlier fundamental matrix on the logo's matches); all 32,639 cross-listing pairs
+  matched: 7 verified, 6 of them the same room filed in two listings, 1 a chance-level 15-inlier
+  pair (before: the same 6 + the CReN pair);
+* the bedroom: 8 + 6 + 2 photos, same-corner pair recall 0.79, alone and pooled with 24 MLS photos
+  (unchanged); the two corners share almost no surface, so they are never linked;
+* coarse scores of different rooms: median 9, 99.9th percentile 22, max 25 (32,639 pairs); views
+  of one room: 10-82. A 40-photo job matches ~220 of its 780 pairs: 0.12 CPU-s per photo for
+  features + clustering (before: every pair, 0.22-0.47 s per photo wall clock on the same machine);
+* stamped logos found without OCR on 49 of 256 listing photos (53 regions), every one on a
+  watermark the OCR reads too; none on the bedroom or on rendered rooms without stamps.
 
 Labels: a label with `label_confidence >= min_label_confidence` (default 0.7) is a hard constraint;
 weaker labels (the heuristic room guesses in `app.media.scene` are capped at 0.6) only vote for the
@@ -31,14 +56,16 @@ cluster's room type. `is_exterior` is always a hard constraint.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import cv2
 import numpy as np
 
 from app.media.images import resize_max
+from app.media.text_regions import TextRegion, mask_for
 
 __all__ = [
     "WORK_SIDE",
@@ -49,6 +76,7 @@ __all__ = [
     "choose_hero",
     "cluster_rooms",
     "extract_features",
+    "find_stamped_logos",
     "match_pair",
 ]
 
@@ -84,9 +112,44 @@ _MIN_COVERAGE = 0.04
 #: least `_OVERLAY_MIN` of them form a candidate overlay (watermark) or near-duplicate.
 _SAME_SHIFT_PX = 2.0
 _OVERLAY_MIN = 5
+#: Overlay groups removed per pair at most (a banner, a corner logo, a date stamp).
+_OVERLAY_PASSES = 3
+#: Near-duplicate check (`_same_picture`) on thumbnails at 1/`_THUMB_DIV` of the working copy:
+#: a `_DUP_GRID`^2 grid over the overlap, cells with texture (grey std >= `_DUP_MIN_STD`) agree at
+#: NCC >= `_DUP_MIN_NCC`; at least `_DUP_AGREE` of them (and `_DUP_MIN_CELLS`) must agree. Measured on
+#: the dev listings: the 6 near-duplicate pairs (one picture in two folders or two listings) agree in
+#: 36 of 36 cells; 396 pairs of different rooms with an anchored one-translation group (watermarks)
+#: in fewer than 30 % (90th percentile: 0 cells).
+_THUMB_DIV = 4
+_DUP_GRID = 6
+_DUP_MIN_STD = 4.0
+_DUP_MIN_NCC = 0.8
+_DUP_AGREE = 0.7
+_DUP_MIN_CELLS = 4
+#: Padding of the text/logo mask, as a fraction of the working copy's long side (10 px at 640):
+#: a SIFT descriptor's support reaches ~6 sigma beyond its keypoint.
+_TEXT_MASK_PAD = 0.015
 #: A verified pair with at least this many inliers merges two components on its own; weaker
 #: verified pairs (14-19 inliers, near the chance level of ~12) need corroboration, see `cluster_rooms`.
 _DECISIVE_INLIERS = 20
+#: Candidate prefilter (`_candidate_pairs`): jobs of up to `_PREFILTER_MIN_PHOTOS` photos match every
+#: pair; larger ones match each photo's `_PREFILTER_NEIGHBOURS` best partners and every pair at the
+#: "sure" level, scored by coarse matches between the `_COARSE_KEYPOINTS` strongest keypoints (or by
+#: embedding cosine).
+_PREFILTER_MIN_PHOTOS = 12
+_PREFILTER_NEIGHBOURS = 8
+_COARSE_KEYPOINTS = 256
+_SURE_COARSE_MATCHES = 40
+_SURE_COSINE = 0.9
+#: Stamped logos (`find_stamped_logos`): an overlay group of coarse matches confined to at most this
+#: fraction of the photo, seen with at least `_LOGO_MIN_PARTNERS` other photos.
+_LOGO_MAX_AREA = 0.05
+_LOGO_MIN_PARTNERS = 2
+_LOGO_MIN_POINTS = 3
+#: Spatial clusters of an overlay group: points within this fraction of the long side are linked.
+_LOGO_LINK = 0.08
+#: A translation "keeps a point at the same place" of both frames within this many working pixels.
+_ANCHOR_PX = 3.0
 #: "Strong" overlap (for the high tier and structure-from-motion eligibility).
 _STRONG_INLIERS = 30
 _STRONG_RATIO = 0.3
@@ -104,6 +167,12 @@ class ClusterInput:
     label: str | None = None
     is_exterior: bool = False
     label_confidence: float = 1.0
+    #: Watermarks, banners and logos (`app.media.text_regions.detect_text_regions`): no keypoint
+    #: inside them (padded by `_TEXT_MASK_PAD`) takes part in matching.
+    text_regions: Sequence[TextRegion] = ()
+    #: A unit global image embedding (CLIP's), when the model exists: it ranks candidate pairs
+    #: instead of the classical coarse matches (see `_candidate_pairs`).
+    embedding: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +185,12 @@ class PhotoFeatures:
     histogram: np.ndarray  # flattened, L1-normalised HSV histogram
     size: tuple[int, int]  # (width, height) of the working copy
     pixels: int  # width * height of the original photo
+    #: Grey working copy at 1/`_THUMB_DIV` scale (uint8), for the near-duplicate check.
+    thumbnail: np.ndarray | None = None
+    #: The photo's unit embedding (copied from `ClusterInput.embedding`), or None.
+    embedding: np.ndarray | None = None
+    #: Fraction of the working copy masked out as text/logo (no keypoints there).
+    masked_area: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -201,11 +276,13 @@ class RoomCluster:
 
 
 def extract_features(photo: ClusterInput, *, max_features: int = _MAX_FEATURES) -> PhotoFeatures:
-    """SIFT keypoints (RootSIFT descriptors) and an HSV histogram of one photo.
+    """SIFT keypoints (RootSIFT descriptors, strongest first) and an HSV histogram of one photo.
 
     SIFT rather than ORB: views of a room from different corners differ by large perspective and
     scale changes, where ORB's binary descriptors lose most matches. CLAHE first, so a dark and a
-    bright exposure of the same room still produce comparable keypoints.
+    bright exposure of the same room still produce comparable keypoints. Keypoints are detected
+    outside `photo.text_regions` only (a watermark shared by two photos of different rooms matches
+    perfectly; see `app.media.text_regions`), so the `max_features` budget goes to the room.
     """
     rgb = np.ascontiguousarray(photo.rgb)
     h0, w0 = rgb.shape[:2]
@@ -213,23 +290,45 @@ def extract_features(photo: ClusterInput, *, max_features: int = _MAX_FEATURES) 
     h, w = small.shape[:2]
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
     grey = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(grey)
+    masked = mask_for(photo.text_regions, (w, h), pad=_TEXT_MASK_PAD) if photo.text_regions else None
+    allowed = None if masked is None else np.where(masked, 0, 255).astype(np.uint8)
     sift = cv2.SIFT_create(nfeatures=max_features)  # type: ignore[attr-defined]  # missing from cv2 stubs
-    keypoints, desc = sift.detectAndCompute(grey, None)
+    keypoints, desc = sift.detectAndCompute(grey, allowed)
     if desc is None or len(keypoints) == 0:
         points = np.zeros((0, 2), np.float32)
         descriptors = np.zeros((0, 128), np.float32)
     else:
-        points = np.array([kp.pt for kp in keypoints], np.float32)
+        order = np.argsort([-kp.response for kp in keypoints], kind="stable")
+        points = np.array([keypoints[k].pt for k in order], np.float32).reshape(-1, 2)
         # RootSIFT (Arandjelovic & Zisserman 2012): Hellinger kernel, clearly better matching.
-        d = desc.astype(np.float32)
+        d = desc[order].astype(np.float32)
         d /= d.sum(axis=1, keepdims=True) + 1e-7
         descriptors = np.sqrt(d).astype(np.float32)
     hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
     hist = cv2.calcHist([hsv], [0, 1], None, [18, 8], [0, 180, 0, 256]).ravel()
     hist = (hist / max(float(hist.sum()), 1.0)).astype(np.float32)
+    thumb = cv2.resize(grey, (max(w // _THUMB_DIV, 1), max(h // _THUMB_DIV, 1)), interpolation=cv2.INTER_AREA)
     return PhotoFeatures(
-        id=photo.id, points=points, descriptors=descriptors, histogram=hist, size=(w, h), pixels=int(w0 * h0)
+        id=photo.id,
+        points=points,
+        descriptors=descriptors,
+        histogram=hist,
+        size=(w, h),
+        pixels=int(w0 * h0),
+        thumbnail=thumb,
+        embedding=_unit(photo.embedding),
+        masked_area=float(masked.mean()) if masked is not None else 0.0,
     )
+
+
+def _unit(vector: np.ndarray | None) -> np.ndarray | None:
+    if vector is None:
+        return None
+    v = np.asarray(vector, np.float32).ravel()
+    norm = float(np.linalg.norm(v))
+    if not np.isfinite(norm) or norm == 0.0:
+        raise ValueError("an embedding must be a finite, non-zero vector")
+    return v / norm
 
 
 # --- pair matching --------------------------------------------------------------------------------
@@ -246,30 +345,9 @@ def match_pair(fa: PhotoFeatures, fb: PhotoFeatures) -> PairMetrics:
     n = len(pa)
     if n < _MIN_MATCHES:
         return _replace(base, matches=n, reason="few_matches")
-    # Matches sharing one translation are either a near-duplicate shot (most matches, spread over
-    # the frame) or an overlay: a watermark, logo or date stamp stamped at the same place (or the
-    # same offset from a corner) on every photo of an MLS export. Overlays are dropped; left in,
-    # they also make the fundamental matrix degenerate (a planar set fits a whole family of F,
-    # which then absorbs random matches).
-    for _ in range(2):
-        group = _common_translation(pa, pb)
-        if group is None:
-            break
-        coverage = min(_hull_fraction(pa[group], fa.size), _hull_fraction(pb[group], fb.size))
-        count = int(group.sum())
-        if coverage >= _MIN_COVERAGE:
-            if count >= max(_F_MIN_INLIERS, 0.5 * n):
-                return _replace(
-                    base,
-                    matches=n,
-                    inliers=count,
-                    inlier_ratio=count / n,
-                    coverage=coverage,
-                    model="translation",
-                    verified=True,
-                )
-            break
-        pa, pb = pa[~group], pb[~group]
+    duplicate, pa, pb = _strip_overlays(fa, fb, pa, pb)
+    if duplicate is not None:
+        return _replace(base, **duplicate)
     n = len(pa)
     if n < _MIN_MATCHES:
         return _replace(base, matches=n, reason="few_matches")
@@ -299,6 +377,83 @@ def match_pair(fa: PhotoFeatures, fb: PhotoFeatures) -> PairMetrics:
         if first is None:
             first = _replace(result, reason="inliers_clustered" if ok else "few_inliers")
     return first if first is not None else _replace(base, matches=n, reason="no_model")
+
+
+def _strip_overlays(
+    fa: PhotoFeatures, fb: PhotoFeatures, pa: np.ndarray, pb: np.ndarray
+) -> tuple[dict[str, Any] | None, np.ndarray, np.ndarray]:
+    """Remove matches that share one translation but are not the same picture; or recognise a
+    near-duplicate. Returns (the near-duplicate's metrics or None, remaining pa, remaining pb).
+
+    Matches sharing one translation are either a near-duplicate shot (the two pictures agree
+    everywhere they overlap once shifted) or an overlay: a watermark, logo, date stamp or banner
+    stamped at the same place (or the same offset from a corner) on every photo of an MLS export.
+    Overlays are dropped; left in, they also make the fundamental matrix degenerate (a planar set
+    fits a whole family of F, which then absorbs random matches). The spread of the group is no
+    test on its own: a "(c) MLS" banner along the bottom plus a logo in the top corner spans a third
+    of the frame, and two different rooms sharing both were "near-duplicates" (the false merges of
+    issue 10). So a group that sits at the same place of both frames (`_anchored`) is an overlay
+    unless the two pictures agree everywhere (`_same_picture`); a spread-out group elsewhere is real
+    shared motion (a wall under a sideways camera move) and stays for the geometric check; a group in
+    a small area is an overlay either way (the rule before issue 10).
+    """
+    n = len(pa)
+    for _ in range(_OVERLAY_PASSES):
+        group = _common_translation(pa, pb)
+        if group is None:
+            break
+        coverage = min(_hull_fraction(pa[group], fa.size), _hull_fraction(pb[group], fb.size))
+        count = int(group.sum())
+        shift = np.median(pb[group] - pa[group], axis=0)
+        stamped = _anchored(shift, fa.size, fb.size) and not _same_picture(fa, fb, shift)
+        if coverage >= _MIN_COVERAGE and not stamped:
+            if count >= max(_F_MIN_INLIERS, 0.5 * n) and _same_picture(fa, fb, shift):
+                metrics = {
+                    "matches": n,
+                    "inliers": count,
+                    "inlier_ratio": count / n,
+                    "coverage": coverage,
+                    "model": "translation",
+                    "verified": True,
+                }
+                return metrics, pa, pb
+            break  # a real shared motion (a wall seen from a camera that slid sideways): geometry decides
+        pa, pb = pa[~group], pb[~group]
+    return None, pa, pb
+
+
+def _same_picture(fa: PhotoFeatures, fb: PhotoFeatures, shift: np.ndarray) -> bool:
+    """Do the two working copies agree, shifted by `shift` (b = a + shift), over most of their overlap?
+
+    The overlap is cut into a `_DUP_GRID` x `_DUP_GRID` grid of cells on the thumbnails; a cell with
+    texture in both (grey standard deviation >= `_DUP_MIN_STD`) agrees when its normalised cross-
+    correlation is >= `_DUP_MIN_NCC`. A near-duplicate (the same shot re-encoded, re-exposed, or
+    cropped) agrees in nearly every cell (NCC > 0.9); two rooms sharing a stamped banner and logo
+    agree only in the cells those cover.
+    """
+    if fa.thumbnail is None or fb.thumbnail is None:
+        return True  # features built without thumbnails (tests): the old, spread-only rule
+    ta, tb = fa.thumbnail.astype(np.float32), fb.thumbnail.astype(np.float32)
+    dx, dy = (round(float(v) / _THUMB_DIV) for v in shift)
+    x0, y0 = max(0, -dx), max(0, -dy)
+    x1, y1 = min(ta.shape[1], tb.shape[1] - dx), min(ta.shape[0], tb.shape[0] - dy)
+    if x1 - x0 < 2 * _DUP_GRID or y1 - y0 < 2 * _DUP_GRID:
+        return False
+    ca, cb = ta[y0:y1, x0:x1], tb[y0 + dy : y1 + dy, x0 + dx : x1 + dx]
+    xs = np.linspace(0, x1 - x0, _DUP_GRID + 1).astype(int)
+    ys = np.linspace(0, y1 - y0, _DUP_GRID + 1).astype(int)
+    textured = agree = 0
+    for r in range(_DUP_GRID):
+        for c in range(_DUP_GRID):
+            u = ca[ys[r] : ys[r + 1], xs[c] : xs[c + 1]].ravel()
+            v = cb[ys[r] : ys[r + 1], xs[c] : xs[c + 1]].ravel()
+            su, sv = float(u.std()), float(v.std())
+            if su < _DUP_MIN_STD or sv < _DUP_MIN_STD:
+                continue
+            textured += 1
+            ncc = float(np.mean((u - u.mean()) * (v - v.mean()))) / (su * sv)
+            agree += ncc >= _DUP_MIN_NCC
+    return textured >= _DUP_MIN_CELLS and agree >= _DUP_AGREE * textured
 
 
 def _unique_matches(pa: np.ndarray, pb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -454,7 +609,11 @@ def cluster_rooms(
         return []
     feats = _features_for(photos, features)
     hard = [_norm(p.label) if p.label and p.label_confidence >= min_label_confidence else None for p in photos]
-    pairs = _match_candidate_pairs(photos, feats, hard)
+    with _single_threaded_blas():
+        coarse = _coarse_all(feats)
+        logos = find_stamped_logos(feats, coarse=coarse)
+        feats = [_without_regions(f, logos.get(f.id, ())) for f in feats]
+        pairs = _match_candidate_pairs(photos, feats, hard, coarse)
     uf = _merge_verified_pairs(pairs, _UnionFind(hard, [p.is_exterior for p in photos]))
 
     groups: dict[int, list[int]] = {}
@@ -462,6 +621,18 @@ def cluster_rooms(
         groups.setdefault(uf.find(i), []).append(i)
     clusters = [_make_cluster(members, photos, feats, pairs, hard) for members in groups.values()]
     return sorted(clusters, key=lambda c: _index_of(photos, c.member_ids[0]))
+
+
+def _single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
+    """One BLAS thread for the descriptor products. They are small (256^2 and 1000^2 x 128): on a
+    loaded 2-core worker a multi-threaded BLAS spins for them, measured 5.9 ms instead of 0.56 ms
+    (256^2) and 30 ms instead of 12 ms (1000^2). threadpoolctl comes with scikit-learn; without it
+    nothing changes."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - installed with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _features_for(photos: Sequence[ClusterInput], features: Sequence[PhotoFeatures] | None) -> list[PhotoFeatures]:
@@ -473,20 +644,240 @@ def _features_for(photos: Sequence[ClusterInput], features: Sequence[PhotoFeatur
 
 
 def _match_candidate_pairs(
-    photos: Sequence[ClusterInput], feats: Sequence[PhotoFeatures], hard: Sequence[str | None]
+    photos: Sequence[ClusterInput],
+    feats: Sequence[PhotoFeatures],
+    hard: Sequence[str | None],
+    coarse: Mapping[tuple[int, int], _Coarse],
 ) -> dict[tuple[int, int], PairMetrics]:
-    """Match every pair (i < j) that could end in one cluster; pairs the constraints forbid
-    (exterior with interior, two different hard labels) are never merged, so not worth matching."""
+    """Match the candidate pairs (see `_candidate_pairs`) of the pairs that could end in one cluster;
+    pairs the constraints forbid (exterior with interior, two different hard labels) are never
+    merged, so not worth matching."""
     n = len(photos)
-    pairs: dict[tuple[int, int], PairMetrics] = {}
-    for i in range(n):
-        for j in range(i + 1, n):
-            if photos[i].is_exterior != photos[j].is_exterior:
-                continue
-            if hard[i] and hard[j] and hard[i] != hard[j]:
-                continue
-            pairs[(i, j)] = match_pair(feats[i], feats[j])
-    return pairs
+    allowed = [
+        (i, j)
+        for i in range(n)
+        for j in range(i + 1, n)
+        if photos[i].is_exterior == photos[j].is_exterior and not (hard[i] and hard[j] and hard[i] != hard[j])
+    ]
+    return {(i, j): match_pair(feats[i], feats[j]) for i, j in _candidate_pairs(feats, allowed, coarse)}
+
+
+def _candidate_pairs(
+    feats: Sequence[PhotoFeatures],
+    allowed: Sequence[tuple[int, int]],
+    coarse: Mapping[tuple[int, int], _Coarse] | None = None,
+) -> list[tuple[int, int]]:
+    """The allowed pairs worth the full match: all of them for a small job, else for every photo its
+    `_PREFILTER_NEIGHBOURS` best-ranked partners plus every pair at a "sure" level.
+
+    Ranking: by the cosine of the two photos' embeddings when every photo has one (CLIP: views of
+    one room are each other's nearest neighbours), else by the number of coarse matches (mutual
+    ratio-test matches between the `_COARSE_KEYPOINTS` strongest keypoints, a stamped overlay's
+    left out; `_coarse_match`): the same evidence as the full match at 1/16 of the cost, and like
+    it blind to crops, rotations and exposure. Sure: >= `_SURE_COARSE_MATCHES` coarse matches
+    (always: they are computed anyway, for the logos) or, with embeddings, a cosine >=
+    `_SURE_COSINE`. Measured (module docstring): different rooms score at most 25 coarse matches,
+    views of one room 10-82; 8 partners keep every verified pair the bedroom's clusters need in a
+    40-photo job (6 lost one weak bed-corner link and split a cluster).
+    """
+    if len(feats) <= _PREFILTER_MIN_PHOTOS or not allowed:
+        return list(allowed)
+    with_embeddings = all(f.embedding is not None for f in feats)
+    table = coarse if coarse is not None else {}
+    coarse_scores = {(i, j): (table.get((i, j)) or _coarse_match(feats[i], feats[j])).score for i, j in allowed}
+    keep = {pair for pair, score in coarse_scores.items() if score >= _SURE_COARSE_MATCHES}
+    scores = coarse_scores
+    if with_embeddings:
+        scores = {(i, j): float(_embedding(feats[i]) @ _embedding(feats[j])) for i, j in allowed}
+        keep |= {pair for pair, score in scores.items() if score >= _SURE_COSINE}
+    partners: dict[int, list[tuple[float, int]]] = {}
+    for (i, j), score in scores.items():
+        partners.setdefault(i, []).append((score, j))
+        partners.setdefault(j, []).append((score, i))
+    for i, ranked in partners.items():
+        for _, j in sorted(ranked, key=lambda t: (-t[0], t[1]))[:_PREFILTER_NEIGHBOURS]:
+            keep.add((min(i, j), max(i, j)))
+    return [pair for pair in allowed if pair in keep]
+
+
+def _embedding(feat: PhotoFeatures) -> np.ndarray:
+    if feat.embedding is None:  # pragma: no cover - callers check that every photo has one
+        raise ValueError(f"photo {feat.id!r} has no embedding")
+    return feat.embedding
+
+
+# --- coarse matches and stamped logos ---------------------------------------------------------------
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class _Coarse:
+    """Coarse match of two photos: how many matches (a stamped overlay's left out) and where the
+    overlay is on each photo (normalised boxes), if there is one."""
+
+    score: float
+    boxes_a: tuple[Box, ...] = ()
+    boxes_b: tuple[Box, ...] = ()
+
+
+def _coarse_match(fa: PhotoFeatures, fb: PhotoFeatures) -> _Coarse:
+    """Mutual ratio-test matches between the `_COARSE_KEYPOINTS` strongest keypoints of two photos.
+
+    Groups of them sharing one translation that puts them at the same place of both frames
+    (`_anchored`), when the photos are not the same picture (`_same_picture`), are stamped overlays:
+    their matches do not count, and the parts of each (spatial clusters, `_components`) confined to
+    at most `_LOGO_MAX_AREA` of the photo are returned as boxes for `find_stamped_logos`.
+    """
+    da, db = fa.descriptors[:_COARSE_KEYPOINTS], fb.descriptors[:_COARSE_KEYPOINTS]
+    if len(da) < 2 or len(db) < 2:
+        return _Coarse(0.0)
+    ia, ib = _unique_index_matches(fa, fb, *_mutual_ratio_matches(da, db))
+    pa, pb = fa.points[ia], fb.points[ib]
+    boxes_a: list[Box] = []
+    boxes_b: list[Box] = []
+    for _ in range(_OVERLAY_PASSES):
+        group = _common_translation(pa, pb)
+        if group is None:
+            break
+        shift = np.median(pb[group] - pa[group], axis=0)
+        if not _anchored(shift, fa.size, fb.size) or _same_picture(fa, fb, shift):
+            break
+        for part in _components(pa[group], fa.size):
+            if len(part) < _LOGO_MIN_POINTS:
+                continue  # a lone match is no mark; its matches still leave the score
+            box_a, box_b = _box(pa[group][part], fa.size), _box(pb[group][part], fb.size)
+            if max(_area(box_a), _area(box_b)) <= _LOGO_MAX_AREA:
+                boxes_a.append(box_a)
+                boxes_b.append(box_b)
+        pa, pb = pa[~group], pb[~group]
+    return _Coarse(float(len(pa)), tuple(boxes_a), tuple(boxes_b))
+
+
+def _unique_index_matches(
+    fa: PhotoFeatures, fb: PhotoFeatures, ia: np.ndarray, ib: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """`_unique_matches` on indices: one match per location on either side."""
+    if len(ia) == 0:
+        return ia, ib
+    _, first_a = np.unique(np.round(fa.points[ia]), axis=0, return_index=True)
+    keep = np.zeros(len(ia), bool)
+    keep[first_a] = True
+    _, first_b = np.unique(np.round(fb.points[ib]), axis=0, return_index=True)
+    keep_b = np.zeros(len(ia), bool)
+    keep_b[first_b] = True
+    keep &= keep_b
+    return ia[keep], ib[keep]
+
+
+def _anchored(shift: np.ndarray, size_a: tuple[int, int], size_b: tuple[int, int]) -> bool:
+    """Does `shift` (b = a + shift) keep a point at the same place relative to a corner, an edge
+    midpoint or the centre of both frames? That is how overlays are stamped (same offset from a
+    corner, or centred); real camera motion lands there only by chance (within `_ANCHOR_PX`)."""
+    for u in (0.0, 0.5, 1.0):
+        for v in (0.0, 0.5, 1.0):
+            dx = u * (size_b[0] - size_a[0])
+            dy = v * (size_b[1] - size_a[1])
+            if abs(float(shift[0]) - dx) <= _ANCHOR_PX and abs(float(shift[1]) - dy) <= _ANCHOR_PX:
+                return True
+    return False
+
+
+def _components(points: np.ndarray, size: tuple[int, int]) -> list[np.ndarray]:
+    """Index arrays of the spatial clusters of `points` (single linkage at `_LOGO_LINK` x the long
+    side): a corner logo and a bottom banner stamped with one offset are two overlays, not one box."""
+    link = _LOGO_LINK * max(size)
+    close = np.linalg.norm(points[:, None, :] - points[None, :, :], axis=2) <= link
+    label = -np.ones(len(points), int)
+    for start in range(len(points)):
+        if label[start] >= 0:
+            continue
+        label[start] = start
+        stack = [start]
+        while stack:
+            k = stack.pop()
+            for nxt in np.flatnonzero(close[k] & (label < 0)):
+                label[nxt] = start
+                stack.append(int(nxt))
+    return [np.flatnonzero(label == k) for k in np.unique(label)]
+
+
+def _box(points: np.ndarray, size: tuple[int, int]) -> Box:
+    w, h = size
+    x0, y0 = points.min(axis=0)
+    x1, y1 = points.max(axis=0)
+    return (float(x0) / w, float(y0) / h, float(x1) / w, float(y1) / h)
+
+
+def _area(box: Box) -> float:
+    return max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0)
+
+
+def _coarse_all(feats: Sequence[PhotoFeatures]) -> dict[tuple[int, int], _Coarse]:
+    n = len(feats)
+    with _single_threaded_blas():
+        return {(i, j): _coarse_match(feats[i], feats[j]) for i in range(n) for j in range(i + 1, n)}
+
+
+def find_stamped_logos(
+    features: Sequence[PhotoFeatures], *, coarse: Mapping[tuple[int, int], _Coarse] | None = None
+) -> dict[PhotoId, list[TextRegion]]:
+    """Marks stamped at the same place on several photos of one job (logos without letters, which
+    OCR does not see), as `TextRegion(kind="logo")` per photo id (photos without one are absent).
+
+    A photo's overlay boxes (see `_coarse_match`) found with at least `_LOGO_MIN_PARTNERS` different
+    partner photos at one place (boxes that overlap) make one logo region: their union, `score` =
+    the fraction of the other photos that share it. One partner is not enough: two views of one
+    room from one tripod position share a few fixed points too. Cost: one 256 x 256 descriptor
+    product per pair (~1 ms).
+    """
+    table = coarse if coarse is not None else _coarse_all(features)
+    boxes: dict[int, list[tuple[Box, int]]] = {}
+    for (i, j), hit in table.items():
+        for box_a, box_b in zip(hit.boxes_a, hit.boxes_b, strict=True):
+            boxes.setdefault(i, []).append((box_a, j))
+            boxes.setdefault(j, []).append((box_b, i))
+    others = max(len(features) - 1, 1)
+    found: dict[PhotoId, list[TextRegion]] = {}
+    for i, seen in sorted(boxes.items()):
+        regions = []
+        for union, partners in _overlapping_groups(seen):
+            if len(partners) >= _LOGO_MIN_PARTNERS:
+                regions.append(_logo_region(union, features[i].size, len(partners) / others))
+        if regions:
+            found[features[i].id] = regions
+    return found
+
+
+def _overlapping_groups(seen: Sequence[tuple[Box, int]]) -> list[tuple[Box, set[int]]]:
+    """Greedy grouping of boxes that overlap: (union box, partner photos) per group."""
+    groups: list[tuple[Box, set[int]]] = []
+    for box, partner in seen:
+        for k, (union, partners) in enumerate(groups):
+            if box[0] <= union[2] and union[0] <= box[2] and box[1] <= union[3] and union[1] <= box[3]:
+                grown = (min(box[0], union[0]), min(box[1], union[1]), max(box[2], union[2]), max(box[3], union[3]))
+                groups[k] = (grown, partners | {partner})
+                break
+        else:
+            groups.append((box, {partner}))
+    return groups
+
+
+def _logo_region(box: Box, size: tuple[int, int], share: float) -> TextRegion:
+    w, h = size
+    corners = ((box[0] * w, box[1] * h), (box[2] * w, box[1] * h), (box[2] * w, box[3] * h), (box[0] * w, box[3] * h))
+    return TextRegion(box=box, polygon=corners, text="", score=min(share, 1.0), kind="logo")
+
+
+def _without_regions(feat: PhotoFeatures, regions: Sequence[TextRegion]) -> PhotoFeatures:
+    """`feat` without its keypoints inside `regions` (padded like the text mask)."""
+    if not regions or len(feat.points) == 0:
+        return feat
+    mask = mask_for(regions, feat.size, pad=_TEXT_MASK_PAD)
+    xs = np.clip(feat.points[:, 0].astype(int), 0, feat.size[0] - 1)
+    ys = np.clip(feat.points[:, 1].astype(int), 0, feat.size[1] - 1)
+    keep = ~mask[ys, xs]
+    return replace(feat, points=feat.points[keep], descriptors=feat.descriptors[keep])
 
 
 def _merge_verified_pairs(pairs: Mapping[tuple[int, int], PairMetrics], uf: _UnionFind) -> _UnionFind:

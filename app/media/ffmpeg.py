@@ -276,7 +276,9 @@ class VideoWriter:
         preset: str = "veryfast",
         crf: int = 18,
         extra_args: Sequence[str] = (),
+        audio: str | os.PathLike[str] | None = None,
     ) -> None:
+        """`audio`: an already-encoded audio file (AAC) muxed in as it is (stream copy), cut to the video."""
         self.path = Path(path)
         self.width, self.height, self.fps = width, height, fps
         self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
@@ -298,7 +300,7 @@ class VideoWriter:
             f"{fps}",
             "-i",
             "-",
-            "-an",
+            *(["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "copy", "-shortest"] if audio else ["-an"]),
             "-c:v",
             "libx264",
             "-preset",

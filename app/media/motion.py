@@ -540,3 +540,37 @@ def _tilt(
         is_hero,
         f"{kind.value}: {why}; travels {screens:.2f} screen heights",
     )
+
+
+# --- variety across a tour ---------------------------------------------------------------------------
+
+#: A move and its reverse over the same two windows (same framing, opposite direction).
+_REVERSE: dict[MotionType, MotionType] = {
+    MotionType.PUSH_IN: MotionType.PULL_OUT,
+    MotionType.PULL_OUT: MotionType.PUSH_IN,
+    MotionType.PAN_LEFT: MotionType.PAN_RIGHT,
+    MotionType.PAN_RIGHT: MotionType.PAN_LEFT,
+    MotionType.TILT_UP: MotionType.TILT_DOWN,
+    MotionType.TILT_DOWN: MotionType.TILT_UP,
+}
+
+
+def reverse_plan(plan: MotionPlan) -> MotionPlan:
+    """The same camera path run backwards (a push-in becomes a pull-out over the same windows)."""
+    reverse = _REVERSE.get(plan.motion_type)
+    if reverse is None or (reverse not in plan.allowed and plan.allowed):
+        return plan
+    note = f"{plan.rationale}; reversed for variety" if plan.rationale else "reversed for variety"
+    return MotionPlan(reverse, plan.end, plan.start, plan.easing, plan.recommended_duration, plan.allowed, note)
+
+
+def vary_motion(plans: Sequence[MotionPlan]) -> list[MotionPlan]:
+    """`plans` in tour order, with every second of a run of the same move reversed, so consecutive shots
+    never repeat one move (a listing of all push-ins reads as a slideshow). The opener keeps its move;
+    framings are unchanged (a reversed plan shows the same two windows)."""
+    out: list[MotionPlan] = []
+    for plan in plans:
+        if out and plan.motion_type == out[-1].motion_type:
+            plan = reverse_plan(plan)
+        out.append(plan)
+    return out

@@ -411,8 +411,9 @@ def _draw_timeline(
     images: dict[int | str, Image.Image],
     colours: dict[str, tuple[int, int, int]],
     photo_room: dict[int | str, str],
+    overlays: Sequence[StoryboardOverlay] = (),
 ) -> None:
-    """Beat ticks, clip blocks and transition markers across the full width, starting at `top`.
+    """Beat ticks, clip blocks, transition markers and the overlays track across the full width.
 
     A clip takes the colour of the room card that holds its photo (labels may be spelt differently
     on cards and clips, e.g. "kitchen #2" and "kitchen"), else a colour of its own label.
@@ -427,7 +428,8 @@ def _draw_timeline(
         colour = colours[room_label] if room_label is not None else _room_colour(seg.label, colours)
         _draw_clip_block(img, draw, scale, block_top, block_bot, seg, images.get(seg.photo_id), colour)
     _draw_transition_markers(draw, scale, block_top, block_bot, segments)
-    _draw_time_axis(draw, scale, block_bot + 36)
+    _draw_overlay_track(draw, scale, block_bot + 6, overlays)
+    _draw_time_axis(draw, scale, block_bot + 36 + _OVERLAY_TRACK_H)
 
 
 def _draw_timeline_heading(
@@ -513,14 +515,13 @@ def _draw_transition_markers(
     block_bot: int,
     segments: Sequence[StoryboardSegment],
 ) -> None:
-    """A marker at each cut naming its transition (and at 0 when the first clip fades in)."""
+    """A marker at each cut naming its transition (a segment's `transition` is the one into the next)."""
     f_tiny = _font(11)
     left, right = scale.left, scale.right
-    for i, seg in enumerate(segments):
+    for seg in segments[:-1]:
         kind = (seg.transition or "cut").strip().lower()
-        if i == 0 and kind in ("cut", "none", ""):
-            continue
-        x = scale.x(seg.start)
+        kind = "cut" if kind in ("none", "") else kind
+        x = scale.x(seg.end)
         draw.line([(x, block_top - 6), (x, block_bot + 6)], fill=_INK, width=2)
         s = 6
         draw.polygon(
@@ -548,7 +549,36 @@ def _draw_time_axis(draw: ImageDraw.ImageDraw, scale: _TimeScale, axis_y: int) -
         t += step
 
 
-_TIMELINE_H = 16 + 34 + 36 + 16 + _TIMELINE_BLOCK_H + 36 + 24 + _MARGIN
+#: The overlays track under the clip blocks (title card, lower third, end card, captions).
+_OVERLAY_TRACK_H = 26
+_TIMELINE_H = 16 + 34 + 36 + 16 + _TIMELINE_BLOCK_H + _OVERLAY_TRACK_H + 36 + 24 + _MARGIN
+
+
+@dataclass(frozen=True)
+class StoryboardOverlay:
+    """One overlay layer on the timeline: what it shows (``"title card: $525,000"``) and when."""
+
+    start: float
+    end: float
+    label: str
+
+
+_OVERLAY_FILL = (58, 63, 76)
+
+
+def _draw_overlay_track(
+    draw: ImageDraw.ImageDraw, scale: _TimeScale, top: int, overlays: Sequence[StoryboardOverlay]
+) -> None:
+    """A thin bar per overlay layer, labelled as far as its width allows."""
+    f_tiny = _font(11)
+    for i, ov in enumerate(overlays):
+        x0, x1 = scale.x(ov.start), scale.x(ov.end)
+        y0 = top + (i % 2) * 11
+        draw.rounded_rectangle((x0, y0, max(x0 + 3, x1), y0 + 12), radius=3, fill=_OVERLAY_FILL)
+        text = _fit_text(draw, ov.label, f_tiny, max(0.0, x1 - x0 - 6))
+        if text:
+            draw.text((x0 + 3, y0), text, fill=(235, 237, 242), font=f_tiny)
+
 
 #: A room card as laid out: the room, its placed thumbnails, the card's top and height.
 _Card = tuple[StoryboardRoom, list[_PlacedThumb], int, int]
@@ -562,6 +592,7 @@ def render_storyboard(
     segments: Sequence[StoryboardSegment],
     title: str = "",
     output_aspect: float = 16 / 9,
+    overlays: Sequence[StoryboardOverlay] = (),
 ) -> Path:
     """Draw the storyboard PNG (1600 px wide) to `out_path` and return the path.
 
@@ -578,7 +609,7 @@ def render_storyboard(
     _draw_title_bar(draw, title, rooms, beat_grid, segments)
     for card in cards:
         _draw_room_card(img, draw, card, colours[card[0].label], output_aspect)
-    _draw_timeline(img, draw, timeline_top, beat_grid, segments, images, colours, photo_room)
+    _draw_timeline(img, draw, timeline_top, beat_grid, segments, images, colours, photo_room, overlays)
     return _save_png(img, Path(out_path))
 
 

@@ -183,6 +183,19 @@ class ModelRegistry(ModulesMixin):
         log.info("models: %s", registry.describe())
         return registry
 
+    def speech(self) -> Any:
+        """The voice-over models (Whisper tiny.en transcriber and Silero VAD), loaded on the first job with
+        a voice-over and kept: most jobs have none, and every worker process would otherwise pay ~1 s and
+        ~80 MB for them. Returns an object with `transcriber` and `vad` (each None when unavailable, with
+        the reason in `statuses`)."""
+        with _CACHE_LOCK:
+            if getattr(self, "_speech", None) is None:
+                transcriber, t_status = _packaged("transcriber", "VOICEOVER", "whisper-tiny.en", _transcriber)
+                vad, v_status = _packaged("vad", "VOICEOVER", "silero-vad", _vad)
+                self.statuses = (*self.statuses, t_status, v_status)
+                self._speech = _Speech(transcriber, vad)
+            return self._speech
+
     def status(self, role: str) -> ComponentStatus | None:
         """The loaded attempt for `role`, else its first failed one."""
         attempts = [s for s in self.statuses if s.role == role]
@@ -249,6 +262,24 @@ def _packaged(role: str, setting: str, name: str, build: Any) -> tuple[Any, Comp
     seconds = round(time.perf_counter() - started, 3)
     source = str(getattr(component, "source", None) or getattr(component, "name", name))
     return component, ComponentStatus(role, setting, name, True, source=source, seconds=seconds)
+
+
+@dataclass(frozen=True)
+class _Speech:
+    transcriber: Any
+    vad: Any
+
+
+def _transcriber() -> Any:
+    from app.models.speech import load_transcriber
+
+    return load_transcriber()
+
+
+def _vad() -> Any:
+    from app.models.speech import load_vad
+
+    return load_vad()
 
 
 def _load_beat_model(settings: Any, opts: LoadOptions) -> tuple[Any, ComponentStatus]:

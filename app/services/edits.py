@@ -56,7 +56,9 @@ from app.db.models import (
 from app.db.session import session_scope
 from app.errors import EditRejectedError, ImageRejectedError, InvalidInputError, JobBusyError, StorageError
 from app.media.assemble import XFADE_TRANSITIONS
+from app.media.deliverables import DeliverableSpec, ListingFacts, specs_or_default
 from app.media.images import ROOM_LABELS, normalize_room_label
+from app.media.transitions import TRANSITIONS as TRANSITION_LIBRARY
 from app.media.types import BeatGrid
 from app.orchestrator import ALL_PHASES, ensure_phase_rows, get_job, invalidate_from
 from app.orchestrator.leases import job_busy_reason
@@ -75,7 +77,7 @@ from app.phases.timeline.planner import (
 from app.services.dispatch import stage_run
 
 #: Transitions an edit may ask for: ffmpeg's xfade transitions (what the assembler renders) and a cut.
-TRANSITIONS: frozenset[str] = frozenset(XFADE_TRANSITIONS | {CUT})
+TRANSITIONS: frozenset[str] = frozenset(XFADE_TRANSITIONS | set(TRANSITION_LIBRARY) | {CUT})
 #: Longest transition an edit may ask for, in beats (the planner caps it at 1 s anyway).
 MAX_TRANSITION_BEATS = 4.0
 MIN_TARGET_LENGTH, MAX_TARGET_LENGTH = 5.0, 600.0
@@ -187,6 +189,22 @@ class SetTargetLengthEdit(_EditModel):
     target_length: float = Field(ge=MIN_TARGET_LENGTH, le=MAX_TARGET_LENGTH)
 
 
+class SetListingFactsEdit(_EditModel):
+    """New listing facts (address, price, beds/baths/sqft, headline, agent identity): re-renders only
+    the deliverables that show what changed (an agent's new phone touches no unbranded cut)."""
+
+    type: Literal["set_listing_facts"] = "set_listing_facts"
+    listing: dict[str, Any]
+
+
+class SetDeliverablesEdit(_EditModel):
+    """The cuts to deliver (format x variant x loudness). Cuts kept unchanged are not re-rendered; a
+    format the job never had gets its camera plans from phase 1 (clips keep their renders)."""
+
+    type: Literal["set_deliverables"] = "set_deliverables"
+    deliverables: list[dict[str, Any]] = Field(min_length=1, max_length=16)
+
+
 EditPayload = Annotated[
     ReorderEdit
     | TrimEdit
@@ -195,7 +213,9 @@ EditPayload = Annotated[
     | RoomOverrideEdit
     | SwapHeroEdit
     | SetMusicEdit
-    | SetTargetLengthEdit,
+    | SetTargetLengthEdit
+    | SetListingFactsEdit
+    | SetDeliverablesEdit,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[EditPayload] = TypeAdapter(EditPayload)
@@ -208,6 +228,8 @@ EDIT_TYPES: tuple[str, ...] = (
     "swap_hero",
     "set_music",
     "set_target_length",
+    "set_listing_facts",
+    "set_deliverables",
 )
 
 
@@ -389,6 +411,7 @@ def _replan(st: _State, *, check: Callable[[TimelinePlan], None] | None = None) 
         grid,
         target_length=st.target,
         transition_beats=st.ctx.settings.TRANSITION_BEATS,
+        transition=st.ctx.settings.DEFAULT_TRANSITION,
         directives=timeline_directives(st.s, st.job.id),
     )
     if check is not None:
@@ -685,6 +708,46 @@ def _footage_fills(st: _State, target: float) -> bool:
     return footage >= target
 
 
+def _set_listing_facts(st: _State, edit: SetListingFactsEdit) -> _Applied:
+    try:
+        facts = ListingFacts.from_dict(edit.listing)
+    except InvalidInputError as exc:
+        raise EditRejectedError(f"listing: {exc}") from exc
+    if facts.logo_uri:
+        try:
+            if not st.ctx.storage.exists(st.ctx.storage.resolve_key(facts.logo_uri)):
+                raise EditRejectedError(f"listing.logo_uri: {facts.logo_uri!r} does not exist in storage")
+        except (InvalidInputError, StorageError) as exc:
+            raise EditRejectedError(f"listing.logo_uri: {exc}") from exc
+    if facts.to_dict() == (st.job.listing_facts or {}):
+        raise EditRejectedError("listing: the job already has these facts")
+    st.record()
+    st.job.listing_facts = facts.to_dict()
+    # Phase 4 compares each deliverable's inputs and re-renders only those the change shows in.
+    return _Applied(rerun_from=st.rerun(4))
+
+
+def _set_deliverables(st: _State, edit: SetDeliverablesEdit) -> _Applied:
+    try:
+        specs = [DeliverableSpec.from_dict(d) for d in edit.deliverables]
+    except InvalidInputError as exc:
+        raise EditRejectedError(f"deliverables: {exc}") from exc
+    if len({spec.key for spec in specs}) != len(specs):
+        raise EditRejectedError("deliverables: a format and variant is listed twice")
+    stored = [spec.to_dict() for spec in specs]
+    if stored == (st.job.deliverables or []):
+        raise EditRejectedError("deliverables: the job already delivers these")
+    old = specs_or_default(st.job.deliverables, st.ctx.settings.output_size)
+    rows = st.s.scalars(select(Clip.format_plans).where(Clip.job_id == st.job.id)).all()
+    planned = {fmt for plans in rows for fmt in (plans or {})}
+    # A new first format re-frames the clips phase 2 validates; a new format needs its camera plans.
+    new_formats = {spec.format for spec in specs} - planned
+    rerun = 1 if specs[0].format != old[0].format or new_formats else 4
+    st.record()
+    st.job.deliverables = stored
+    return _Applied(rerun_from=st.rerun(rerun))
+
+
 #: Each handler validates (raising before any change), calls `record()`, applies, and says what re-runs.
 _HANDLERS: dict[str, Callable[[_State, Any], _Applied]] = {
     "reorder": _reorder,
@@ -695,6 +758,8 @@ _HANDLERS: dict[str, Callable[[_State, Any], _Applied]] = {
     "swap_hero": _swap_hero,
     "set_music": _set_music,
     "set_target_length": _set_target_length,
+    "set_listing_facts": _set_listing_facts,
+    "set_deliverables": _set_deliverables,
 }
 
 __all__ = [

@@ -32,6 +32,7 @@ from app.errors import (
 )
 from app.media import depth_io
 from app.media.audio import check_music_samples, load_music
+from app.media.deliverables import DeliverableSpec, ListingFacts
 from app.media.images import check_photo_file, scan_photo_folder
 from app.orchestrator import ensure_phase_rows
 from app.phases.base import PhaseContext
@@ -150,8 +151,14 @@ def create_job(
     enable_beat_sync: bool | None = None,
     template_type: str | None = None,
     metadata: dict[str, Any] | None = None,
+    deliverables: list[DeliverableSpec] | None = None,
+    listing_facts: ListingFacts | None = None,
+    voiceover: Path | None = None,
 ) -> int:
-    """Register a job and copy its inputs into storage. Returns the job id."""
+    """Register a job and copy its inputs into storage. Returns the job id.
+
+    `deliverables` (default: one branded cut at OUTPUT_RESOLUTION), the listing's facts (what the
+    branded cuts show) and an optional voice-over (transcribed to captions, music ducked under it)."""
     if not photos:
         raise NoUsablePhotosError("a job needs at least one photo")
     _check_listing_id(listing_id)
@@ -162,6 +169,8 @@ def create_job(
     _refuse_if_nothing_usable(photos, refused)
     if music is not None:
         check_music(music)
+    if voiceover is not None:
+        check_voiceover(voiceover)
     with session_scope(ctx.sessions) as s:
         job = new_job(
             settings,
@@ -178,8 +187,55 @@ def create_job(
             s.add(_ingest_photo(ctx, job_id, position, item, reason))
         if music is not None:
             job.music_uri = ctx.storage.put_file(keys.input_music(job_id, music.name), music)
+        if voiceover is not None:
+            job.voiceover_uri = ctx.storage.put_file(keys.input_voiceover(job_id, voiceover.name), voiceover)
+        job.deliverables = [d.to_dict() for d in deliverables or []]
+        job.listing_facts = _store_logo(ctx, job_id, listing_facts or ListingFacts()).to_dict()
         ensure_phase_rows(s, job)
     return job_id
+
+
+def _store_logo(ctx: PhaseContext, job_id: int, facts: ListingFacts) -> ListingFacts:
+    """A logo given as a local file is copied into storage; the facts then name its storage URI."""
+    from dataclasses import replace
+
+    if not facts.logo_uri or "://" in facts.logo_uri:
+        return facts
+    path = Path(facts.logo_uri)
+    check_photo_file(path, max_bytes=ctx.settings.MAX_IMAGE_BYTES)
+    uri = ctx.storage.put_file(keys.input_logo(job_id, path.name), path)
+    return replace(facts, logo_uri=uri)
+
+
+def check_voiceover(path: Path) -> None:
+    """Fail fast, before any rendering, on a voice-over phase 4 could not use (missing, not audio)."""
+    from app.media.voiceover import load_voiceover
+
+    if not path.is_file():
+        raise InvalidInputError(f"voice-over file {path} does not exist")
+    load_voiceover(path)
+
+
+def load_listing_facts(path: Path) -> ListingFacts:
+    """`--listing FILE`: the listing's facts as JSON (address, price, beds, baths, sqft, headline,
+    agent_name, agent_phone, agent_email, brokerage, logo), with a clear error for a bad file."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInputError(f"listing file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInputError(f"listing file {path.name} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"listing file {path.name} must hold a JSON object")
+    logo = data.pop("logo", None)
+    if logo is not None:
+        logo_path = (path.parent / str(logo)).resolve()
+        if not logo_path.is_file():
+            raise InvalidInputError(f"listing logo {logo} does not exist (relative to {path.parent})")
+        data["logo_uri"] = str(logo_path)
+    return ListingFacts.from_dict(data)
 
 
 def _ingest_depth_sidecar(ctx: PhaseContext, photo_key: str, photo: Path) -> None:
@@ -281,6 +337,23 @@ def _check_music_uri(ctx: PhaseContext, uri: str) -> str:
     return key
 
 
+def _check_voiceover_uri(ctx: PhaseContext, uri: str) -> str:
+    """Fetch the voice-over once and decode it (a clear 422 now, not a failed phase 4 later)."""
+    from app.media.voiceover import load_voiceover
+
+    key = _input_key(ctx, uri, "voiceover_uri")
+    with tempfile.TemporaryDirectory(prefix="picaivid-voiceover-check-") as tmp:
+        try:
+            path = ctx.storage.local_path(key, Path(tmp))
+        except (InvalidInputError, MissingArtifactError, RefusedKeyError) as exc:
+            raise InvalidInputError(_named("voiceover_uri", uri, exc)) from exc
+        try:
+            load_voiceover(path)
+        except PicaividError as exc:
+            raise InvalidInputError(f"voiceover_uri {_short(uri)}: {exc}") from exc
+    return key
+
+
 def _check_callback_url(url: str) -> None:
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
@@ -299,6 +372,9 @@ def create_job_from_uris(
     metadata: dict[str, Any] | None = None,
     callback_url: str | None = None,
     enqueue: bool = False,
+    deliverables: list[DeliverableSpec] | None = None,
+    listing_facts: ListingFacts | None = None,
+    voiceover_uri: str | None = None,
 ) -> int:
     """Register a job whose inputs already sit in storage, referencing them in place (no copy: Rails
     owns the uploads). Every URI is validated (`Storage.resolve_key`) and checked to exist, and the music
@@ -325,6 +401,10 @@ def create_job_from_uris(
             pool.map(lambda item: _input_key(ctx, item[1].uri, f"photos[{item[0]}].uri"), enumerate(photos))
         )
     music_key = _check_music_uri(ctx, music_uri) if music_uri else None
+    voiceover_key = _check_voiceover_uri(ctx, voiceover_uri) if voiceover_uri else None
+    logo = (listing_facts or ListingFacts()).logo_uri
+    if logo:
+        _input_key(ctx, logo, "listing.logo_uri")
 
     from app.services.dispatch import stage_run  # the queue plumbing (boto3) only where it is used
 
@@ -340,6 +420,9 @@ def create_job_from_uris(
         )
         # Canonical URIs, so that workers on other machines resolve them the same way.
         job.music_uri = ctx.storage.uri(music_key) if music_key else None
+        job.voiceover_uri = ctx.storage.uri(voiceover_key) if voiceover_key else None
+        job.deliverables = [d.to_dict() for d in deliverables or []]
+        job.listing_facts = (listing_facts or ListingFacts()).to_dict()
         job.callback_url = callback_url
         s.add(job)
         s.flush()

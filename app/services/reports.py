@@ -51,6 +51,9 @@ def job_report(ctx: PhaseContext, job_id: int, *, output: Path | None = None) ->
                 "status": timeline.status,
                 "tempo": grid.tempo if grid else None,
                 "beat_source": grid.source if grid else None,
+                "beat_confidence": grid.confidence if grid else None,
+                "meter": getattr(grid, "meter", None) if grid else None,
+                "beats_per_bar": getattr(grid, "beats_per_bar", None) if grid else None,
                 "music_offset": offset,
                 "total_duration": total,
                 # Beats in video time, so cuts can be checked against them directly.

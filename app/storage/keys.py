@@ -58,6 +58,24 @@ def output_video(job_id: int, version: int) -> str:
     return f"jobs/{job_id}/phase4/v{version}/video.mp4"
 
 
+def deliverable(job_id: int, version: int, key: str) -> str:
+    """One delivered cut ("16x9-branded") of a timeline version."""
+    return f"jobs/{job_id}/phase4/v{version}/{key}.mp4"
+
+
+def captions(job_id: int, version: int, key: str, ext: str) -> str:
+    """The captions sidecar ("vtt" | "srt") of a deliverable."""
+    return f"jobs/{job_id}/phase4/v{version}/{key}.{ext}"
+
+
+def input_logo(job_id: int, filename: str) -> str:
+    return f"jobs/{job_id}/input/logo/{_safe(filename)}"
+
+
+def input_voiceover(job_id: int, filename: str) -> str:
+    return f"jobs/{job_id}/input/voiceover/{_safe(filename)}"
+
+
 def poster(job_id: int, version: int) -> str:
     return f"jobs/{job_id}/phase4/v{version}/poster.jpg"
 

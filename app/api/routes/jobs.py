@@ -18,6 +18,7 @@ from app.api.schemas import (
     Artifacts,
     BeatGridOut,
     ClipOut,
+    DeliverableOut,
     JobCreate,
     JobCreated,
     JobDetail,
@@ -32,11 +33,13 @@ from app.api.schemas import (
     TimelineVersionOut,
     error_responses,
 )
-from app.db.models import Clip, ClipStatus, Job, JobStatus, Photo, Timeline
+from app.db.models import Clip, ClipStatus, Deliverable, Job, JobStatus, Photo, Timeline
 from app.db.session import session_scope
 from app.errors import PicaividError
+from app.media.deliverables import DeliverableSpec, ListingFacts
 from app.netguard import check_callback_url
 from app.orchestrator import get_job, job_summary
+from app.services.analysis import photo_entries
 from app.services.jobs import PhotoRef, create_job_from_uris
 from app.services.reports import GENERATIVE_RENDERERS
 from app.services.runs import request_run
@@ -121,6 +124,9 @@ def create_job(body: JobCreate, ctx: ContextDep, dispatcher: DispatcherDep) -> J
         metadata=body.metadata,
         callback_url=body.callback_url,
         enqueue=body.enqueue,
+        deliverables=[DeliverableSpec(**d.model_dump()) for d in body.deliverables],
+        listing_facts=ListingFacts.from_dict(body.listing.model_dump(exclude_none=True)) if body.listing else None,
+        voiceover_uri=body.voiceover_uri,
     )
     if body.enqueue:
         dispatcher.flush()
@@ -161,35 +167,70 @@ def read_job(job_id: JobId, session: SessionDep, ctx: ContextDep, redact: Redact
     the delivered video, poster and storyboard."""
     summary = redact_summary(job_summary(session, job_id), redact)
     photos = list(session.scalars(select(Photo).where(Photo.job_id == job_id).order_by(Photo.position, Photo.id)))
+    analysed = {entry["photo_id"]: entry for entry in photo_entries(session, job_id)}
+    deliverables = list(
+        session.scalars(select(Deliverable).where(Deliverable.job_id == job_id).order_by(Deliverable.id))
+    )
     clips = list(session.scalars(select(Clip).where(Clip.job_id == job_id).order_by(Clip.id)))
     return JobDetail(
         **summary,
-        photos=[
-            PhotoOut(
-                id=p.id,
-                uri=p.s3_uri,
-                status=p.status,
-                reject_reason=redact(p.reject_reason) if p.reject_reason else None,
-                resolved_room_label=p.resolved_room_label,
-                label_source=p.label_source,
-                exclude=bool(p.exclude),
-                scores=PhotoScores(
-                    sharpness=p.sharpness,
-                    exposure_score=p.exposure_score,
-                    composition_score=p.composition_score,
-                    base_score=p.base_score,
-                    final_score=p.final_score,
-                ),
-            )
-            for p in photos
-        ],
+        photos=[_photo_out(p, analysed.get(p.id, {}), redact) for p in photos],
         clips=[_clip_out(c, redact) for c in clips],
+        deliverables=[_deliverable_out(d, ctx.storage) for d in deliverables],
         ai_generated_clips=[c.id for c in clips if _generative(c)],
         artifacts=Artifacts(
             video=artifact_url(ctx.storage, summary["output_uri"]),
             poster=artifact_url(ctx.storage, summary["poster_uri"]),
             storyboard=artifact_url(ctx.storage, summary["storyboard_uri"]),
         ),
+    )
+
+
+def _deliverable_out(d: Deliverable, storage: Storage) -> DeliverableOut:
+    return DeliverableOut(
+        key=d.key,
+        format=d.format,
+        variant=d.variant,
+        status=d.status,
+        timeline_version=d.timeline_version,
+        width=d.width,
+        height=d.height,
+        duration=d.duration,
+        target_lufs=d.target_lufs,
+        integrated_lufs=d.integrated_lufs,
+        true_peak_dbtp=d.true_peak_dbtp,
+        url=artifact_url(storage, d.uri),
+        captions_vtt_url=artifact_url(storage, d.captions_vtt_uri),
+        captions_srt_url=artifact_url(storage, d.captions_srt_uri),
+        compliance=d.compliance or {},
+    )
+
+
+def _photo_out(p: Photo, entry: dict[str, Any], redact: PathRedactor) -> PhotoOut:
+    return PhotoOut(
+        id=p.id,
+        uri=p.s3_uri,
+        status=p.status,
+        reject_reason=redact(p.reject_reason) if p.reject_reason else None,
+        resolved_room_label=p.resolved_room_label,
+        label_source=p.label_source,
+        exclude=bool(p.exclude),
+        scores=PhotoScores(
+            sharpness=p.sharpness,
+            exposure_score=p.exposure_score,
+            composition_score=p.composition_score,
+            base_score=p.base_score,
+            final_score=p.final_score,
+        ),
+        is_exterior=p.is_exterior,
+        exterior_probability=entry.get("exterior_probability"),
+        room_label_confidence=entry.get("room_label_confidence"),
+        classified_room=entry.get("classified_room"),
+        scene_source=entry.get("scene_source"),
+        cluster=entry.get("cluster"),
+        hero=bool(entry.get("hero")),
+        text_regions=list(entry.get("text_regions") or []),
+        depth_source=entry.get("depth_source"),
     )
 
 
@@ -252,6 +293,9 @@ def _beat_grid(timeline: Timeline) -> BeatGridOut | None:
     return BeatGridOut(
         tempo=float(grid["tempo"]),
         source=grid.get("source"),
+        meter=grid.get("meter"),
+        beats_per_bar=grid.get("beats_per_bar"),
+        warnings=[str(w) for w in grid.get("warnings") or []],
         confidence=grid.get("confidence"),
         beats_count=len(beats),
         downbeats_count=len(downbeats),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,15 +25,17 @@ from app.db.models import AnalysisResult, Clip, ClipStatus, Photo, PhotoStatus, 
 from app.db.session import session_scope
 from app.errors import ImageRejectedError, NoUsablePhotosError
 from app.media.clustering import ClusterInput, choose_hero, cluster_rooms
-from app.media.images import fingerprint_distance, load_photo, photo_fingerprint, resize_max
+from app.media.deliverables import DeliverableSpec, frame_size, specs_or_default
+from app.media.images import UNKNOWN_ROOM, fingerprint_distance, load_photo, photo_fingerprint, resize_max
 from app.media.motion import plan_motion
 from app.media.quality import QualityScores, featureless_reason, score_quality
 from app.media.scene import SceneGuess, classify_scene, resolve_room_label
+from app.media.text_regions import TextRegion, detect_text_regions
 from app.orchestrator import get_job
 from app.phases.analyze.depth import DepthRecord, photo_depth, store_depth
 from app.phases.analyze.selection import NOT_NEEDED, select_for_target
 from app.phases.base import PhaseContext, PhaseResult
-from app.phases.timeline.planner import ClipCandidate
+from app.phases.timeline.planner import ClipCandidate, is_confident_exterior
 from app.storage import keys
 
 PHASE = 1
@@ -61,6 +64,11 @@ class _Analysed:
     label_source: str
     fingerprint: str
     final_score: float
+    #: Text and logos found in the photo (watermarks, MLS banners, agent signs); masked out of room
+    #: matching and listed in the photo's analysis.
+    text_regions: list[TextRegion] = field(default_factory=list)
+    #: CLIP's unit image embedding when the model ran: ranks candidate pairs for room matching.
+    embedding: np.ndarray | None = None
 
 
 def _final_score(q: QualityScores, width: int, height: int, output_height: int) -> float:
@@ -107,10 +115,12 @@ def clip_plan(
     is_hero: bool,
     target: float,
     clip_count: int,
+    output_size: tuple[int, int] | None = None,
 ) -> tuple[dict[str, Any], float]:
-    """A clip's motion plan (as stored) and footage seconds. Shared with the swap_hero edit, which must
-    plan a new hero exactly as phase 1 would, or a later phase-1 re-run would render it again."""
-    out_w, out_h = settings.output_size
+    """A clip's motion plan (as stored) and footage seconds, framed for `output_size` (default
+    OUTPUT_RESOLUTION; phase 1 passes the first deliverable's frame). Shared with the swap_hero edit,
+    which must plan a new hero exactly as phase 1 would, or a later phase-1 re-run would render it again."""
+    out_w, out_h = output_size or settings.output_size
     # Planned on the analysis copy (viewports are resolution-independent); the zoom a photo can take
     # depends on its real size, hence source_size.
     plan = plan_motion(
@@ -124,6 +134,37 @@ def clip_plan(
         source_size=size,
     )
     return plan.to_dict(), planned_clip_seconds(target, clip_count, hero=is_hero)
+
+
+def format_plans(
+    settings: Settings,
+    rgb: np.ndarray,
+    specs: Sequence[DeliverableSpec],
+    *,
+    photo_id: int,
+    size: tuple[int, int],
+    is_exterior: bool,
+    quality: QualityScores,
+    is_hero: bool,
+) -> dict[str, dict[str, Any]]:
+    """The camera plan per requested frame format: each framed for its own aspect (a landscape photo in
+    9:16 pans across instead of cropping its middle), so phase 4 renders every format from the photo."""
+    plans: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        if spec.format in plans:
+            continue
+        w, h = frame_size(spec, settings.output_size)
+        plans[spec.format] = plan_motion(
+            rgb,
+            output_aspect=w / h,
+            is_exterior=is_exterior,
+            quality=quality,
+            seed=photo_id,
+            output_height=h,
+            is_hero=is_hero,
+            source_size=size,
+        ).to_dict()
+    return plans
 
 
 def _thumbnail(ctx: PhaseContext, job_id: int, photo_id: int, rgb: np.ndarray, workdir: Any) -> None:
@@ -168,32 +209,65 @@ def _load_or_reason(ctx: PhaseContext, uri: str, workdir: Path) -> tuple[np.ndar
     return small, width, height
 
 
-def _scene(ctx: PhaseContext, small: np.ndarray) -> SceneGuess:
-    """Interior/exterior and room type: CLIP zero-shot when its weights are here, else the heuristics.
-    The result's `source` says which ("clip:<repo>@<revision>" or "heuristic:v1")."""
-    models = ctx.get_components().models
+def _models(ctx: PhaseContext) -> Any:
+    return ctx.get_components().models
+
+
+def _scene(ctx: PhaseContext, small: np.ndarray) -> tuple[SceneGuess, np.ndarray | None]:
+    """Interior/exterior and room type: CLIP zero-shot when its weights are here, else the heuristics;
+    and CLIP's image embedding (None without CLIP). The guess's `source` says which produced it
+    ("clip:<repo>@<revision>" or "heuristic:v2")."""
+    models = _models(ctx)
     clip = getattr(models, "clip", None) if models is not None else None
     heuristic = classify_scene(small)
     if clip is None:
-        return heuristic
+        return heuristic, None
     try:
         result = clip([small])[0]
     except Exception:  # a model failure costs the photo its model labels, never the job
         log.warning("CLIP failed; using the heuristic scene labels", exc_info=True)
-        return heuristic
-    return SceneGuess(
+        return heuristic, None
+    guess = SceneGuess(
         is_exterior=result.is_exterior,
         exterior_probability=float(result.exterior_prob),
         room_label=result.room_label,
         label_confidence=float(result.room_confidence),
         source=result.source,
         features={**heuristic.features, "heuristic_exterior_probability": heuristic.exterior_probability},
+        room_guess=result.room_label,
     )
+    return guess, np.asarray(result.embedding, np.float32)
+
+
+def _text_regions(ctx: PhaseContext, small: np.ndarray) -> list[TextRegion]:
+    """Text and logo regions by PP-OCR when the reader loaded; none otherwise (matching then relies on
+    its overlay filter alone)."""
+    models = _models(ctx)
+    reader = getattr(models, "ocr", None) if models is not None else None
+    if reader is None:
+        return []
+    try:
+        return detect_text_regions(small, reader)
+    except Exception:  # OCR failing costs the photo its text mask, never the job
+        log.warning("text detection failed; matching without a text mask", exc_info=True)
+        return []
+
+
+#: A classified room label only votes for its cluster's room type; it never keeps two photos apart
+#: (`cluster_rooms` makes labels at >= 0.7 hard constraints, and ~5 % of the heuristic's labels above
+#: 0.8 are still wrong on held-out listings).
+_CLASSIFIED_LABEL_WEIGHT_MAX = 0.69
+
+
+def _cluster_label_confidence(a: _Analysed) -> float:
+    if a.label_source in ("backend", "override"):
+        return 1.0
+    return min(a.scene.label_confidence, _CLASSIFIED_LABEL_WEIGHT_MAX)
 
 
 def _analyse(ctx: PhaseContext, photo: _JobPhoto, small: np.ndarray, size: tuple[int, int]) -> _Analysed:
     quality = score_quality(small)
-    scene = _scene(ctx, small)
+    scene, embedding = _scene(ctx, small)
     label, source = resolve_room_label(photo.override or photo.given_label, scene)
     if photo.override and source == "backend":
         source = "override"  # a user's edit of the label wins over the backend's
@@ -209,6 +283,8 @@ def _analyse(ctx: PhaseContext, photo: _JobPhoto, small: np.ndarray, size: tuple
         label_source=source,
         fingerprint=photo_fingerprint(small),
         final_score=_final_score(quality, size[0], size[1], ctx.settings.output_size[1]),
+        text_regions=_text_regions(ctx, small),
+        embedding=embedding,
     )
 
 
@@ -281,7 +357,7 @@ def _select(
     heroes: tuple[set[int], set[int]],
     target: float,
 ) -> list[_Analysed]:
-    """The shown photos that get a clip: as many as `target` can use, plus a margin (`selection`).
+    """The shown photos that get a clip (as many as `target` can use, plus a margin: `selection`).
     `heroes`: every room's hero, and those a user chose (always selected after the opener)."""
     hero_ids, chosen = heroes
     candidates = [
@@ -293,6 +369,9 @@ def _select(
             is_hero=a.photo_id in hero_ids,
             score=a.final_score,
             available=0.0,
+            confident_exterior=is_confident_exterior(
+                a.label_source, a.label, a.scene.is_exterior, a.scene.exterior_probability
+            ),
         )
         for a in shown
     ]
@@ -314,6 +393,8 @@ class _Plan:
     durations: dict[int, float]
     #: Depth maps stored for photos that get a clip (photo id -> record).
     depth: dict[int, DepthRecord] = field(default_factory=dict)
+    #: Photo id -> {frame format -> camera plan} (`format_plans`).
+    format_plans: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def hero_ids(self) -> set[int]:
@@ -327,6 +408,7 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
     with session_scope(ctx.sessions) as s:
         job = get_job(s, job_id)
         target = job.target_length or settings.DEFAULT_TARGET_LENGTH
+        specs = specs_or_default(job.deliverables, settings.output_size, settings.TARGET_LOUDNESS_LUFS)
         rows = list(s.scalars(select(Photo).where(Photo.job_id == job_id).order_by(Photo.position)))
         photos = [
             _JobPhoto(
@@ -351,9 +433,11 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
             ClusterInput(
                 id=a.photo_id,
                 rgb=a.rgb,
-                label=a.label,
+                label=None if a.label == UNKNOWN_ROOM else a.label,
                 is_exterior=a.scene.is_exterior,
-                label_confidence=1.0 if a.label_source in ("backend", "override") else a.scene.label_confidence,
+                label_confidence=_cluster_label_confidence(a),
+                text_regions=a.text_regions,
+                embedding=a.embedding,
             )
             for a in found.analysed
         ]
@@ -371,7 +455,9 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
     progress.step(len(photos) + 1, len(photos) + 2, "depth and motion")
     plan = _Plan(found, duplicates, clusters, cluster_of, heroes, selected, {}, {})
     plan.depth = _depth_step(ctx, job_id, selected, {p.photo_id: p.uri for p in photos}, workdir)
+    primary = frame_size(specs[0], settings.output_size)
     for a in selected:
+        hero = a.photo_id in plan.hero_ids
         plan.plans[a.photo_id], plan.durations[a.photo_id] = clip_plan(
             settings,
             a.rgb,
@@ -379,9 +465,20 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
             size=(a.width, a.height),
             is_exterior=a.scene.is_exterior,
             quality=a.quality,
-            is_hero=a.photo_id in plan.hero_ids,
+            is_hero=hero,
             target=target,
             clip_count=len(selected),
+            output_size=primary,
+        )
+        plan.format_plans[a.photo_id] = format_plans(
+            settings,
+            a.rgb,
+            specs,
+            photo_id=a.photo_id,
+            size=(a.width, a.height),
+            is_exterior=a.scene.is_exterior,
+            quality=a.quality,
+            is_hero=hero,
         )
 
     with session_scope(ctx.sessions) as s:
@@ -517,9 +614,11 @@ def _write_photo(photo: Photo, plan: _Plan, a: _Analysed | None, cluster_rows: l
             "is_exterior": a.scene.is_exterior,
             "exterior_probability": round(a.scene.exterior_probability, 4),
             "room_label": a.scene.room_label,
+            "room_guess": a.scene.room_guess,
             "label_confidence": round(a.scene.label_confidence, 4),
             "source": a.scene.source,
         },
+        "text_regions": [r.to_dict() for r in a.text_regions],
         "duplicate_of": plan.duplicates.get(photo.id),
         "selected": selected,
         "depth": plan.depth[photo.id].as_dict() if photo.id in plan.depth else None,
@@ -563,6 +662,7 @@ def _upsert_clip(
     clip.room_cluster_id = cluster_rows[plan.cluster_of[a.photo_id]].id
     clip.source_photo_ids = [a.photo_id]
     clip.motion_plan = plan_dict
+    clip.format_plans = plan.format_plans.get(a.photo_id, {})
     clip.motion_type = plan_dict["motion_type"]
     clip.duration = duration
     clip.is_hero = a.photo_id in plan.hero_ids

@@ -14,10 +14,13 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from app.db.models import Clip, ClipStatus, Photo, utcnow
+from app.config import Settings
+from app.db.models import Clip, ClipStatus, Job, Photo, utcnow
 from app.db.session import session_scope
 from app.errors import PicaividError, RenderCancelled
+from app.media.deliverables import frame_size, specs_or_default
 from app.media.images import load_photo
 from app.media.types import MotionPlan
 from app.media.validate import validate_clip
@@ -56,10 +59,11 @@ def render_key(
     ctx: PhaseContext,
     renderer: ClipRenderer,
     depth_uri: str | None = None,
+    size: tuple[int, int] | None = None,
 ) -> str:
     """Everything a clip made by `renderer` depends on. Equal keys mean the existing artifact can be reused;
     the renderer is part of it, so adding a renderer to the ladder leaves clips made by others valid."""
-    width, height = ctx.settings.output_size
+    width, height = size or ctx.settings.output_size
     material = json.dumps(
         {
             "photo": photo_uri,
@@ -98,6 +102,21 @@ class _ClipJob:
     duration: float
     room_type: str | None
     depth_uri: str | None
+    #: The first deliverable's frame (width, height): generated clips are made at this size, computed
+    #: ones validated on a preview of its aspect (`clip_size`).
+    frame: tuple[int, int] = (1920, 1080)
+
+
+def clip_size(renderer: ClipRenderer, frame: tuple[int, int], settings: Settings) -> tuple[int, int]:
+    """The size phase 2 renders `renderer`'s clip at. A generated clip (LTX-2) is stored and decoded by
+    phase 4, so it is made at the frame size. A computed one (Ken Burns, parallax) is re-made by phase 4
+    at every deliverable's own framing in its single encode, so phase 2 only renders a preview to
+    validate, with the frame's aspect and a long side of PREVIEW_LONG_SIDE px."""
+    if renderer.generative:
+        return frame
+    w, h = frame
+    scale = min(1.0, settings.PREVIEW_LONG_SIDE / max(w, h))
+    return max(16, 2 * round(w * scale / 2)), max(16, 2 * round(h * scale / 2))
 
 
 def _reusable(ctx: PhaseContext, clip: Clip, job: _ClipJob, chain: list[ClipRenderer]) -> bool:
@@ -106,7 +125,8 @@ def _reusable(ctx: PhaseContext, clip: Clip, job: _ClipJob, chain: list[ClipRend
     maker = next((r for r in chain if r.name == clip.model_used), None)
     if maker is None:
         return False
-    key = render_key(job.photo_uri, job.plan, job.duration, ctx, maker, job.depth_uri)
+    size = clip_size(maker, job.frame, ctx.settings)
+    key = render_key(job.photo_uri, job.plan, job.duration, ctx, maker, job.depth_uri, size)
     return clip.render_key == key and ctx.storage.exists(keys.clip(clip.job_id, clip.id, key))
 
 
@@ -128,12 +148,19 @@ def _claim(ctx: PhaseContext, clip_id: int, chain: list[ClipRenderer]) -> _ClipJ
             duration=float(clip.duration or 4.0),
             room_type=photo.resolved_room_label,
             depth_uri=depth.get("uri"),
+            frame=_first_frame(s, clip.job_id, ctx.settings),
         )
         if _reusable(ctx, clip, job, chain):
             return ClipOutcome(clip_id, False, clip.model_used or "", 0.0, clip.validation_score or 0.0)
         clip.status = ClipStatus.RENDERING
         clip.render_attempts = (clip.render_attempts or 0) + 1
         return job
+
+
+def _first_frame(s: Session, job_id: int, settings: Settings) -> tuple[int, int]:
+    stored = s.scalar(select(Job.deliverables).where(Job.id == job_id))
+    spec = specs_or_default(stored, settings.output_size, settings.TARGET_LOUDNESS_LUFS)[0]
+    return frame_size(spec, settings.output_size)
 
 
 def _load_depth(ctx: PhaseContext, job: _ClipJob) -> np.ndarray | None:
@@ -191,7 +218,6 @@ def render_clip(ctx: PhaseContext, clip_id: int, *, cancel: threading.Event | No
     `cancel` (fleet workers): when set, the renderer stops at its next frame and `RenderCancelled`
     propagates; the clip row keeps status "rendering" for the worker to hand back."""
     settings = ctx.settings
-    width, height = settings.output_size
     chain = renderer_chain(ctx)
     claimed = _claim(ctx, clip_id, chain)
     if isinstance(claimed, ClipOutcome):
@@ -202,7 +228,8 @@ def render_clip(ctx: PhaseContext, clip_id: int, *, cancel: threading.Event | No
     depth = _load_depth(ctx, job)
     attempts: list[dict[str, Any]] = []
     for renderer in chain:
-        key = render_key(job.photo_uri, job.plan, job.duration, ctx, renderer, job.depth_uri)
+        width, height = clip_size(renderer, job.frame, settings)
+        key = render_key(job.photo_uri, job.plan, job.duration, ctx, renderer, job.depth_uri, (width, height))
         out = workdir / "clips" / f"{clip_id}-{key[:12]}.mp4"
         request = RenderRequest(
             rgb=source.rgb,

@@ -171,7 +171,12 @@ def run(job_id: int, ctx: PhaseContext) -> PhaseResult:
     grid, music = beat_grid_for(job, ctx, workdir)
     progress.step(1, 3, "planning timeline")
     plan = plan_timeline(
-        candidates, grid, target_length=target, transition_beats=ctx.settings.TRANSITION_BEATS, directives=directives
+        candidates,
+        grid,
+        target_length=target,
+        transition_beats=ctx.settings.TRANSITION_BEATS,
+        transition=ctx.settings.DEFAULT_TRANSITION,
+        directives=directives,
     )
     with session_scope(ctx.sessions) as s:
         job = get_job(s, job_id, lock=True)

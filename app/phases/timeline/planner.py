@@ -344,6 +344,8 @@ def plan_timeline(
     _shorten_to_footage(ordered, fixed, his, warnings)
     alloc = _allocate_beats(ordered, fixed, his, total_beats, timing, warnings)
     clips, cut_times = _place_clips(ordered, alloc, grid.beats, timing, cut_specs, d_ins, d_outs)
+    if transition == AUTO_TRANSITION:
+        clips = _beat_transitions(clips, grid, timing.music_offset, _user_cuts(ordered, directives))
     return TimelinePlan(
         clips=clips,
         music_offset=round(timing.music_offset, 4),
@@ -412,6 +414,52 @@ def _cut_specs(
             length = transition_beats if spec[1] is None else spec[1]
             cut_specs.append((spec[0], transition_seconds(beat_period, length)))
     return cut_specs
+
+
+#: `plan_timeline(transition=AUTO_TRANSITION)`: each cut's transition follows the beat it lands on.
+AUTO_TRANSITION = "auto"
+#: Bars per musical phrase: a downbeat that starts one is a section change (4 bars of 4/4 = 16 beats).
+PHRASE_BARS = 4
+#: Beat strengths the transition choice sees: an ordinary beat, a downbeat, a phrase's first downbeat.
+_BEAT_STRENGTH, _DOWNBEAT_STRENGTH, _PHRASE_STRENGTH = 0.5, 0.75, 0.85
+
+
+def _user_cuts(ordered: Sequence[ClipCandidate], directives: TimelineDirectives) -> set[int]:
+    """Indexes of the cuts whose transition a user chose (set_transition): never re-chosen."""
+    if None in directives.transitions:
+        return set(range(len(ordered)))
+    return {i for i, c in enumerate(ordered[:-1]) if c.clip_id in directives.transitions}
+
+
+def _beat_transitions(
+    clips: list[PlannedClip], grid: BeatGrid, music_offset: float, fixed: set[int]
+) -> list[PlannedClip]:
+    """Pick each automatic cut's transition from its beat (`transitions.choose_transition`): stronger ones
+    (whip pan, zoom-through, slide) on a phrase's first downbeat, a crossfade on ordinary beats. Lengths
+    stay as planned (a cut needs no footage beyond its beat, so nothing new is asked of a clip)."""
+    from app.media.transitions import choose_transition
+
+    bars = {round(d, 3): i for i, d in enumerate(grid.downbeats)}
+    out: list[PlannedClip] = []
+    previous: str | None = None
+    for i, clip in enumerate(clips):
+        if i == len(clips) - 1 or i in fixed:
+            out.append(clip)
+            previous = clip.transition if i < len(clips) - 1 else previous
+            continue
+        beat = grid.beats[nearest_index(clip.end + music_offset, grid.beats)]
+        bar = bars.get(round(beat, 3))
+        section = bar is not None and bar > 0 and bar % PHRASE_BARS == 0
+        strength = _PHRASE_STRENGTH if section else _DOWNBEAT_STRENGTH if bar is not None else _BEAT_STRENGTH
+        kind = choose_transition(strength, downbeat=bar is not None, section_change=section, index=i, previous=previous)
+        duration = 0.0 if kind == CUT else clip.transition_duration
+        out.append(replace(clip, transition=kind, transition_duration=duration))
+        previous = kind
+    return out
+
+
+def nearest_index(t: float, times: Sequence[float]) -> int:
+    return min(range(len(times)), key=lambda j: abs(times[j] - t))
 
 
 def _shorten_to_footage(

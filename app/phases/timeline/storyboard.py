@@ -10,8 +10,14 @@ from sqlalchemy import select
 
 from app.db.models import Clip, Photo, PhotoStatus, RoomCluster, Timeline
 from app.db.session import session_scope
-from app.errors import StorageError
-from app.media.storyboard import StoryboardPhoto, StoryboardRoom, StoryboardSegment, render_storyboard
+from app.errors import PicaividError, StorageError
+from app.media.storyboard import (
+    StoryboardOverlay,
+    StoryboardPhoto,
+    StoryboardRoom,
+    StoryboardSegment,
+    render_storyboard,
+)
 from app.media.types import BeatGrid, MotionPlan
 from app.orchestrator import get_job
 from app.phases.base import PhaseContext
@@ -93,7 +99,36 @@ def write_storyboard(ctx: PhaseContext, job_id: int, version: int, out: Path) ->
             f"{job.listing_id} - job {job_id}, timeline v{version}: {len(segments)} clips, "
             f"{timeline.total_duration or 0:.1f} s" + (f" at {grid.tempo:.1f} BPM" if grid else "")
         )
-    return render_storyboard(out, rooms, beat_grid=grid, segments=segments, title=title, output_aspect=width / height)
+        overlays = storyboard_overlays(job, timeline.total_duration or 0.0, ctx.settings.output_size)
+    return render_storyboard(
+        out, rooms, beat_grid=grid, segments=segments, title=title, output_aspect=width / height, overlays=overlays
+    )
+
+
+def storyboard_overlays(job: Any, duration: float, output_size: tuple[int, int]) -> list[StoryboardOverlay]:
+    """The first deliverable's overlay layers as timeline bars ("title card: Sunny family home")."""
+    from app.media.deliverables import ListingFacts, specs_or_default
+    from app.media.overlays import build_layers, template_for_job
+
+    if duration <= 0:
+        return []
+    spec = specs_or_default(job.deliverables, output_size)[0]
+    try:
+        layers = build_layers(
+            ListingFacts.from_dict(job.listing_facts),
+            spec,
+            duration=duration,
+            template=template_for_job(job.template_type),
+        )
+    except PicaividError:  # facts phase 4 would refuse too; the storyboard just shows no overlays
+        return []
+    out = []
+    for layer in layers:
+        kind = type(layer).__name__
+        name = {"TitleCard": "title card", "LowerThird": "lower third", "EndCard": "end card"}.get(kind, kind.lower())
+        texts = [t for t in layer.texts() if t]
+        out.append(StoryboardOverlay(layer.start, layer.end, f"{name}: {texts[0]}" if texts else name))
+    return out
 
 
 def clip_label(clip: Any) -> str:
