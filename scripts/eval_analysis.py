@@ -10,10 +10,10 @@ them and checks the goals of the analysis issue:
 
 * beats: mean beat F >= 0.95, never below librosa's default on a clip, downbeat F >= 0.9, tempo
   right on every clip with a clear pulse, meter detected;
-* scene: interior/exterior >= 97 % with no error at confidence >= 0.9; room types labelled at
-  confidence >= 0.5 are >= 85 % right;
-* clusters: no false merge across the dev listings, bedroom multi-view recall kept, <= 0.3 s per
-  photo at 40 photos.
+* scene (held-out figures, cross-validated by listing, when scikit-learn can refit): interior/exterior
+  >= 97 % with no error at confidence >= 0.9; room types labelled at confidence >= 0.5 are >= 85 % right;
+* clusters: no false merge across the dev listings (unlabelled, with the exterior flag, and pooled into
+  40-photo jobs), bedroom multi-view recall kept, <= 0.3 CPU-s per photo at 40 photos.
 
 The data is never copied anywhere; nothing is written but stdout. Exit status 0 unless a part fails
 to run.
@@ -70,17 +70,33 @@ def _at_most(value: Any, goal: float) -> bool | None:
 def goals(results: dict[str, Any]) -> dict[str, Any]:
     """Each goal of the issue: the measured figure and whether it is met (None: not measured)."""
     b, s, c = results.get("beats") or {}, results.get("scene") or {}, results.get("clusters") or {}
+    scene = s.get("held_out") or s.get("in_sample") or {}
+    below = _get(b, "summary", "clips_below_librosa")
+    tempo_wrong = None
+    if _get(b, "summary", "tempo_clips") is not None:
+        tempo_wrong = int(_get(b, "summary", "tempo_clips")) - int(_get(b, "summary", "tempo_exact"))
+    meter_wrong = None
+    if _get(b, "summary", "meter_clips") is not None:
+        meter_wrong = int(_get(b, "summary", "meter_clips")) - int(_get(b, "summary", "meter_right"))
+    listing_merges = [_get(c, "unlabelled", "false_merges"), _get(c, "with_exterior_flag", "false_merges"),
+                      _get(c, "pools_of_40", "false_merges")]  # fmt: skip
     figures = {
-        "beat_f_mean": (_get(b, "summary", "beat_f_mean"), 0.95, _at_least),
-        "beat_clips_below_librosa": (_get(b, "summary", "clips_below_librosa"), 0, _at_most),
-        "downbeat_f_mean": (_get(b, "summary", "downbeat_f_mean"), 0.9, _at_least),
-        "tempo_wrong_on_clear_pulse": (_get(b, "summary", "tempo_wrong_clear_pulse"), 0, _at_most),
-        "meter_wrong": (_get(b, "summary", "meter_wrong"), 0, _at_most),
-        "interior_exterior_accuracy": (_get(s, "interior_exterior", "accuracy"), 0.97, _at_least),
-        "interior_exterior_confident_errors": (_get(s, "interior_exterior", "confident_error_count"), 0, _at_most),
-        "room_type_precision_at_0.5": (_get(s, "room_type", "accuracy_labelled"), 0.85, _at_least),
-        "cluster_false_merges": (_get(c, "false_merges", "count"), 0, _at_most),
-        "cluster_seconds_per_photo_at_40": (_get(c, "timing", "seconds_per_photo"), 0.3, _at_most),
+        "beat_f_mean": (_get(b, "summary", "mean_beat_f"), 0.95, _at_least),
+        "beat_clips_below_librosa": (None if below is None else len(below), 0, _at_most),
+        "downbeat_f_mean": (_get(b, "summary", "mean_downbeat_f"), 0.9, _at_least),
+        "tempo_wrong": (tempo_wrong, 0, _at_most),
+        "meter_wrong": (meter_wrong, 0, _at_most),
+        "interior_exterior_accuracy": (_get(scene, "interior_exterior", "accuracy"), 0.97, _at_least),
+        "interior_exterior_confident_errors": (
+            None
+            if _get(scene, "interior_exterior", "confident_errors") is None
+            else len(_get(scene, "interior_exterior", "confident_errors")),
+            0,
+            _at_most,
+        ),
+        "room_type_precision_at_0.5": (_get(scene, "room_type", "accuracy_labelled"), 0.85, _at_least),
+        "cluster_false_merges": (None if None in listing_merges else sum(int(v) for v in listing_merges), 0, _at_most),
+        "cluster_seconds_per_photo_at_40": (_get(c, "pools_of_40", "clustering_cpu_seconds_per_photo"), 0.3, _at_most),
     }
     return {
         name: {"value": value, "goal": goal, "met": check(value, goal)}

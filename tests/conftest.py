@@ -170,6 +170,9 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Set
         "OUTPUT_X264_PRESET": "veryfast",
         "CLIP_X264_PRESET": "ultrafast",
         "S3_BUCKET": "",
+        # PP-OCR costs ~0.4 s per photo; the tests of text regions, MLS redaction and OCR'd compliance
+        # turn it on (OCR_ENABLED=True).
+        "OCR_ENABLED": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -832,7 +832,7 @@ def test_deliverables_through_the_api_and_edits_rerender_only_what_they_affect(
 ) -> None:
     """POST a job with two cuts and the listing's facts; GET lists each cut with its URL, loudness and
     compliance; a new agent phone re-renders the branded cut only; adding 9:16 renders just that one."""
-    settings = _settings(tmp_path, sqlite_url)
+    settings = _settings(tmp_path, sqlite_url, OCR_ENABLED=True)
     staged = _stage_local(settings, listing)
     facts = {
         "address": "7 Elm Road",

@@ -112,9 +112,8 @@ def test_out_equal_to_the_music_is_refused_before_any_work(tmp_path: Path, small
     [
         ("missing-folder/listing.mp4", "does not exist"),
         ("/proc/listing.mp4", "cannot write to /proc"),
-        ("listing.mov", "must end in .mp4"),
-        (".", "must end in .mp4"),
-        ("a-folder.mp4", "is a folder"),
+        ("listing.mov", "must end in .mp4 or name a folder"),
+        ("missing-folder/sub/", "does not exist"),
     ],
 )
 def test_unusable_out_is_refused_before_rendering(tmp_path: Path, small_listing: Any, out: str, message: str) -> None:

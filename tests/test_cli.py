@@ -30,6 +30,8 @@ def picaivid(
         "LOCAL_STORAGE_PATH": str(cwd / "storage"),
         "WORK_DIR": str(cwd / "work"),
         "S3_BUCKET": "",
+        # See conftest.make_settings: the OCR tests turn it on.
+        "OCR_ENABLED": "false",
         **(env or {}),
     }
     return subprocess.run(

@@ -57,7 +57,7 @@ def _stamp_banner(path: Path, text: str) -> None:
 def test_analyze_json_lists_every_photo_with_its_findings(tmp_path: Path, listing: Any) -> None:
     photos = sorted(listing.photos_dir.rglob("*.jpg"))
     _stamp_banner(photos[0], "CALL 555 0123 EXAMPLE REALTY")
-    res = picaivid(["analyze", str(listing.photos_dir), "--json"], tmp_path)
+    res = picaivid(["analyze", str(listing.photos_dir), "--json"], tmp_path, env={"OCR_ENABLED": "true"})
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads(res.stdout)
     found = report["photos"]

@@ -98,7 +98,12 @@ def delivered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "--voiceover", str(root / "vo.wav"), "--target-length", "10", "--json",
         ],
         root,
-        env={"OUTPUT_RESOLUTION": "640x360", "OUTPUT_X264_PRESET": "veryfast", "CLIP_X264_PRESET": "ultrafast"},
+        env={
+            "OUTPUT_RESOLUTION": "640x360",
+            "OUTPUT_X264_PRESET": "veryfast",
+            "CLIP_X264_PRESET": "ultrafast",
+            "OCR_ENABLED": "true",
+        },
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads(res.stdout)

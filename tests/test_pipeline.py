@@ -176,7 +176,12 @@ def test_rerun_from_phase_3_reuses_clips_and_adds_a_version(rendered: Rendered) 
     assert latest == max(1, len(versions)) and len(versions) >= 2
     assert phases[1] == attempts[1] and phases[2] == attempts[2]
     assert phases[3] == attempts[3] + 1 and phases[4] == attempts[4] + 1
-    assert f"/v{latest}/16x9-branded.mp4" in (job.output_uri or "")
+    # Re-planning gave a timeline identical to the last one: its deliverable is kept, not re-encoded.
+    with session_scope(ctx.sessions) as s:
+        details = s.scalars(select(JobPhase.details).where(JobPhase.job_id == job_id, JobPhase.phase == 4)).one()
+    same = details["reused"] == 1
+    assert f"/v{1 if same else latest}/16x9-branded.mp4" in (job.output_uri or "")
+    assert ctx.storage.exists(ctx.storage.resolve_key(job.output_uri or ""))
 
 
 def test_redelivery_of_a_finished_job_does_nothing(rendered: Rendered) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -128,26 +129,57 @@ def load_component(role: str, kind: Kind, setting: str, name: str, opts: LoadOpt
 
 
 class ModelRegistry(ModulesMixin):
-    """The process's model components: ``clip`` (`ClipAnalyzer` | None), ``depth`` (`DepthEstimator` | None).
+    """The process's model components: ``clip`` (`ClipAnalyzer` | None), ``depth`` (`DepthEstimator` | None),
+    and the components whose weights ship in installed packages, loaded on first use (a GPU worker never
+    needs them, an API process rarely): ``beats`` (BeatNet, phase 3), ``ocr`` (PP-OCR, phase 1) and the
+    voice-over models (`speech()`, phase 4).
 
     Build it once (`from_settings`, or the cached `get_model_registry`) and pass it to whoever needs it."""
 
     clip: Any
     depth: Any
-    beats: Any
-    ocr: Any
 
     def __init__(
         self,
         *,
         clip: Any = None,
         depth: Any = None,
-        beats: Any = None,
-        ocr: Any = None,
         statuses: tuple[ComponentStatus, ...] = (),
+        lazy: dict[str, Callable[[], tuple[Any, ComponentStatus]]] | None = None,
+        **ready: Any,
     ) -> None:
-        self.register_modules(clip=clip, depth=depth, beats=beats, ocr=ocr)
+        """`lazy`: role -> loader, run on the role's first use; `ready`: packaged components already built
+        (``beats=``, ``ocr=``; tests)."""
+        self.register_modules(clip=clip, depth=depth)
         self.statuses = statuses
+        self._lazy = dict(lazy or {})
+        self._loaded: dict[str, Any] = dict(ready)
+        self._lazy_lock = threading.Lock()
+
+    def packaged(self, role: str) -> Any:
+        """The packaged component `role` ("beats", "ocr", "transcriber", "vad"), loaded on first use; None
+        when it is not configured or does not load (the reason is in `statuses`)."""
+        with self._lazy_lock:
+            if role not in self._loaded:
+                loader = self._lazy.get(role)
+                component, status = loader() if loader else (None, None)
+                self._loaded[role] = component
+                if status is not None:
+                    self.statuses = (*self.statuses, status)
+            return self._loaded[role]
+
+    @property
+    def beats(self) -> Any:
+        return self.packaged("beats")
+
+    @property
+    def ocr(self) -> Any:
+        return self.packaged("ocr")
+
+    def speech(self) -> Any:
+        """The voice-over models: an object with `transcriber` (Whisper tiny.en) and `vad` (Silero), each
+        None when unavailable, with the reason in `statuses`."""
+        return _Speech(self.packaged("transcriber"), self.packaged("vad"))
 
     @classmethod
     def from_settings(cls, settings: Any, *, device: str | None = None) -> ModelRegistry:
@@ -171,30 +203,19 @@ class ModelRegistry(ModulesMixin):
         )
         clip, clip_status = _load_named("clip", "clip", "OPENCLIP_MODEL", settings.OPENCLIP_MODEL, opts)
         depth, depth_statuses = _load_first_depth(settings, opts)
-        beats, beats_status = _load_beat_model(settings, opts)
-        ocr, ocr_status = _load_text_reader(settings)
         registry = cls(
             clip=clip,
             depth=depth,
-            beats=beats,
-            ocr=ocr,
-            statuses=(clip_status, *depth_statuses, beats_status, ocr_status),
+            statuses=(clip_status, *depth_statuses),
+            lazy={
+                "beats": lambda: _load_beat_model(settings, opts),
+                "ocr": lambda: _load_text_reader(settings),
+                "transcriber": lambda: _packaged("transcriber", "VOICEOVER", "whisper-tiny.en", _transcriber),
+                "vad": lambda: _packaged("vad", "VOICEOVER", "silero-vad", _vad),
+            },
         )
         log.info("models: %s", registry.describe())
         return registry
-
-    def speech(self) -> Any:
-        """The voice-over models (Whisper tiny.en transcriber and Silero VAD), loaded on the first job with
-        a voice-over and kept: most jobs have none, and every worker process would otherwise pay ~1 s and
-        ~80 MB for them. Returns an object with `transcriber` and `vad` (each None when unavailable, with
-        the reason in `statuses`)."""
-        with _CACHE_LOCK:
-            if getattr(self, "_speech", None) is None:
-                transcriber, t_status = _packaged("transcriber", "VOICEOVER", "whisper-tiny.en", _transcriber)
-                vad, v_status = _packaged("vad", "VOICEOVER", "silero-vad", _vad)
-                self.statuses = (*self.statuses, t_status, v_status)
-                self._speech = _Speech(transcriber, vad)
-            return self._speech
 
     def status(self, role: str) -> ComponentStatus | None:
         """The loaded attempt for `role`, else its first failed one."""
@@ -208,10 +229,12 @@ class ModelRegistry(ModulesMixin):
         for role in ROLES:
             chosen = self.status(role)
             reasons = [f"{s.setting}: {s.reason}" for s in self.statuses if s.role == role and s.reason]
+            idle = chosen is None and role in self._lazy and role not in self._loaded
+            why = "not used yet (loaded on first use)" if idle else ("; ".join(reasons) or "not configured")
             roles[role] = {
                 "loaded": bool(chosen and chosen.loaded),
                 "source": chosen.source if chosen else None,
-                "fallback_reason": None if chosen and chosen.loaded else ("; ".join(reasons) or "not configured"),
+                "fallback_reason": None if chosen and chosen.loaded else why,
             }
         return {**roles, "attempts": [s.as_dict() for s in self.statuses]}
 
