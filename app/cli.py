@@ -188,11 +188,12 @@ def render(
         inputs = [p for p in (music, voiceover, listing) if p is not None]
         check_output_path(out, inputs=inputs, allow_folder=True)
         photos = [p for p in photos_from_folder(photos_dir) if not is_own_artifact(Path(p.path), out)]
+        listing_id = listing_id or photos_dir.resolve().name
         with _progress(True) as sink:
             ctx = _context(sink)
             job_id = create_job(
                 ctx,
-                listing_id=listing_id or photos_dir.resolve().name,
+                listing_id=listing_id,
                 photos=photos,
                 music=music,
                 target_length=target_length,
@@ -212,7 +213,7 @@ def render(
                 job_id=job_id,
                 skipped_photos=report["skipped_photos"],
             )
-        output, delivered = _copy_deliverables(ctx, job_id, out)
+        output, delivered = _copy_deliverables(ctx, job_id, out, listing_id)
         report = _render_report(ctx, job_id, output)
         report["deliverables"] = delivered
         report["components"] = ctx.get_components().report()
@@ -229,7 +230,7 @@ def _deliverable_options(formats: str | None, variants: str | None, listing: Pat
     return specs, load_listing_facts(listing) if listing is not None else None
 
 
-def _copy_deliverables(ctx: Any, job_id: int, out: Path) -> tuple[Path, list[dict[str, Any]]]:
+def _copy_deliverables(ctx: Any, job_id: int, out: Path, listing_id: str) -> tuple[Path, list[dict[str, Any]]]:
     """Every deliverable where --out says (see `render`); returns the main output and the list."""
     from app.phases.assemble.phase import local_deliverables
 
@@ -247,20 +248,10 @@ def _copy_deliverables(ctx: Any, job_id: int, out: Path) -> tuple[Path, list[dic
         return target, delivered
     folder = out.resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    stem = keys_safe_stem(ctx, job_id)
-    delivered = local_deliverables(ctx, job_id, folder, stem)
-    return Path(delivered[0]["path"]) if delivered else folder, delivered
-
-
-def keys_safe_stem(ctx: Any, job_id: int) -> str:
-    """File-name stem for a job's deliverables in a folder: its listing id, made safe."""
-    from app.db.models import Job
-    from app.db.session import session_scope
     from app.storage.keys import safe_name
 
-    with session_scope(ctx.sessions) as s:
-        job = s.get(Job, job_id)
-        return safe_name(job.listing_id if job else f"job-{job_id}")
+    delivered = local_deliverables(ctx, job_id, folder, safe_name(listing_id))
+    return Path(delivered[0]["path"]) if delivered else folder, delivered
 
 
 @app.command()
@@ -279,7 +270,7 @@ def analyze(
     log_file = _setup_logging(settings)
     from app.orchestrator import run_job
     from app.services.analysis import job_photo_entries
-    from app.services.jobs import photos_from_folder
+    from app.services.jobs import create_job, photos_from_folder
 
     with _user_errors(as_json, log_file):
         photos = photos_from_folder(photos_dir)
@@ -287,7 +278,7 @@ def analyze(
             photos = [replace(p, room_label=None) for p in photos]
         with _progress(not as_json) as sink:
             ctx = _context(sink)
-            job_id = create_job_for(ctx, photos, listing_id or photos_dir.resolve().name)
+            job_id = create_job(ctx, listing_id=listing_id or photos_dir.resolve().name, photos=photos, music=None)
             outcome = run_job(ctx, job_id, phases=(1,))
         if outcome.status == "failed":
             _fail(outcome.error or "analysis failed", outcome.exit_code, as_json, job_id=job_id)
@@ -302,12 +293,6 @@ def analyze(
         _print_photo_table(report["photos"])
         err_console.print(f"[dim]{shown(_components_line(report['components']))}[/]", highlight=False)
         err_console.print(f"job {job_id}: render it with `picaivid run {job_id}`", highlight=False)
-
-
-def create_job_for(ctx: Any, photos: list[Any], listing_id: str) -> int:
-    from app.services.jobs import create_job
-
-    return create_job(ctx, listing_id=listing_id, photos=photos, music=None)
 
 
 def _percent(value: float | None) -> str:

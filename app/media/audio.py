@@ -65,7 +65,7 @@ import numpy as np
 
 from app.errors import AudioError, FFmpegError, PicaividError
 from app.media import beat_decode, beat_frontend, beat_meter, numba_cache
-from app.media.ffmpeg import run_ffmpeg
+from app.media.ffmpeg import decode_pcm
 from app.media.numba_cache import CacheState
 from app.media.types import BeatGrid
 
@@ -462,18 +462,13 @@ def _decode_music(path: Path, sample_rate: int, max_seconds: float | None) -> tu
     carries the decode errors of a damaged file that still decodes.)"""
     if not path.is_file():
         raise AudioError(f"music file {path.name} does not exist")
-    args: list[str] = ["-v", "error", "-i", str(path), "-vn", "-sn", "-dn"]
-    if max_seconds:
-        args += ["-t", f"{max_seconds:.3f}"]
-    args += ["-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-"]
     try:
-        proc = run_ffmpeg(args, what=f"decoding {path.name}")
+        pcm, stderr = decode_pcm(path, sample_rate, max_seconds=max_seconds)
     except FFmpegError as exc:
         raise AudioError(f"cannot decode music {path.name}: {_decode_failure(exc, path)}") from exc
-    pcm = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
     if pcm.size == 0:
         raise AudioError(f"music {path.name} is empty: it contains no audio")
-    return pcm, proc.stderr.decode("utf-8", "replace")
+    return pcm, stderr
 
 
 def _count_decode_errors(stderr: str) -> int:

@@ -175,6 +175,29 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
 # --------------------------------------------------------------------------------------------
 
 
+def decode_pcm(
+    path: str | os.PathLike[str],
+    sample_rate: int,
+    *,
+    mono: bool = True,
+    max_seconds: float | None = None,
+    first_audio_track: bool = False,
+) -> tuple[np.ndarray, str]:
+    """Decode any audio ffmpeg reads to float32 PCM: shape (n,) when `mono`, else (n, 2); and what ffmpeg
+    said on stderr (`-v error`: the decode errors of a damaged file that still decodes). Raises
+    `FFmpegError` when ffmpeg fails; the callers turn that into their own one-line error."""
+    args: list[str] = ["-v", "error", "-i", str(path)]
+    if first_audio_track:
+        args += ["-map", "0:a:0"]
+    args += ["-vn", "-sn", "-dn"]
+    if max_seconds:
+        args += ["-t", f"{max_seconds:.3f}"]
+    args += ["-ac", "1" if mono else "2", "-ar", str(sample_rate), "-f", "f32le", "-"]
+    proc = run_ffmpeg(args, what=f"decoding {Path(path).name}")
+    pcm = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
+    return (pcm if mono else pcm.reshape(-1, 2)), proc.stderr.decode("utf-8", "replace")
+
+
 def decode_audio(
     path: str | os.PathLike[str], sample_rate: int = 22050, mono: bool = True, max_seconds: float | None = None
 ) -> np.ndarray:
@@ -185,18 +208,13 @@ def decode_audio(
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"music file {path} does not exist")
-    args: list[str] = ["-v", "error", "-i", str(path), "-vn", "-sn", "-dn"]
-    if max_seconds:
-        args += ["-t", f"{max_seconds:.3f}"]
-    args += ["-ac", "1" if mono else "2", "-ar", str(sample_rate), "-f", "f32le", "-"]
     try:
-        proc = run_ffmpeg(args, what=f"decoding {path.name}")
+        pcm, _ = decode_pcm(path, sample_rate, mono=mono, max_seconds=max_seconds)
     except FFmpegError as exc:
         raise AudioError(f"cannot decode music {path.name}: {exc.stderr_tail or exc}") from exc
-    pcm = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
     if pcm.size == 0:
         raise AudioError(f"music {path.name} contains no decodable audio")
-    return pcm if mono else pcm.reshape(-1, 2)
+    return pcm
 
 
 @dataclass(frozen=True)

@@ -188,7 +188,7 @@ def _match_photo(frame_gray: np.ndarray, photo_gray: np.ndarray, camera: KenBurn
     return best
 
 
-def _decode_frame(path: os.PathLike[str] | str, index: int, fps: float, width: int, height: int) -> np.ndarray | None:
+def decode_frame(path: os.PathLike[str] | str, index: int, fps: float, width: int, height: int) -> np.ndarray | None:
     """Frame `index` as RGB, or None when nothing decodes there.
 
     Seeks to half a frame before the frame's timestamp: ffmpeg's accurate seek returns the first
@@ -690,7 +690,7 @@ class _FrameChecks:
         fm: dict[str, Any] = {"index": idx, "t_norm": round(t_norm, 4)}
         self.metrics.append(fm)
         try:
-            decoded = _decode_frame(self.video_path, idx, self.fps, self.width, self.height)
+            decoded = decode_frame(self.video_path, idx, self.fps, self.width, self.height)
         except FFmpegError as exc:
             decoded = None
             self.reasons.append(f"decode: frame {idx} failed to decode: {exc}")

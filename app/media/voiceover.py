@@ -52,7 +52,7 @@ from typing import Protocol
 import numpy as np
 
 from app.errors import FFmpegError, InvalidInputError
-from app.media.ffmpeg import MediaInfo, probe, run_ffmpeg
+from app.media.ffmpeg import MediaInfo, decode_pcm, probe
 
 __all__ = [
     "CaptionCue",
@@ -318,16 +318,13 @@ def _probe_voiceover(path: Path) -> MediaInfo:
 
 def _decode(path: Path, sample_rate: int, max_seconds: float) -> tuple[np.ndarray, str]:
     """Mono float32 PCM of the first audio track, and ffmpeg's error lines (decode damage)."""
-    args = ["-v", "error", "-i", str(path), "-map", "0:a:0", "-vn", "-sn", "-dn", "-t", f"{max_seconds:.3f}"]
-    args += ["-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-"]
     try:
-        proc = run_ffmpeg(args, what=f"decoding {path.name}")
+        pcm, stderr = decode_pcm(path, sample_rate, max_seconds=max_seconds, first_audio_track=True)
     except FFmpegError as exc:
         raise VoiceOverError(f"cannot decode voice-over {path.name}: {_last_line(exc, path)}") from exc
-    pcm = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
     if pcm.size == 0:
         raise VoiceOverError(f"voice-over {path.name} contains no audio")
-    return pcm, proc.stderr.decode("utf-8", "replace")
+    return pcm, stderr
 
 
 def _last_line(exc: FFmpegError, path: Path) -> str:

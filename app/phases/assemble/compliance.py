@@ -48,15 +48,14 @@ def identity_hits(texts: Sequence[str], facts: ListingFacts) -> list[str]:
     return hits
 
 
-def sample_frames(video: Path, duration: float, width: int, height: int) -> list[np.ndarray]:
+def sample_frames(video: Path, duration: float, fps: float, size: tuple[int, int]) -> list[np.ndarray]:
     """`OCR_SAMPLES` frames of `video`, evenly spread, the last one near the end (end cards)."""
-    from app.media.validate import _decode_frame
+    from app.media.validate import decode_frame
 
     times = [duration * (i + 0.5) / OCR_SAMPLES for i in range(OCR_SAMPLES - 1)] + [max(0.0, duration - 0.6)]
-    fps = 30.0
     frames = []
     for t in times:
-        frame = _decode_frame(video, round(t * fps), fps, width, height)
+        frame = decode_frame(video, round(t * fps), fps, size[0], size[1])
         if frame is not None:
             frames.append(frame)
     return frames

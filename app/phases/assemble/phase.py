@@ -356,7 +356,7 @@ def _compliance(
     found = None
     reader = getattr(ctx.get_components().models, "ocr", None) if spec.variant == "unbranded" else None
     if reader is not None and inputs.facts.identity_strings():
-        found = ocr_texts(sample_frames(out, duration, size[0], size[1]), reader)
+        found = ocr_texts(sample_frames(out, duration, ctx.settings.OUTPUT_FPS, size), reader)
     return check_deliverable(
         spec,
         facts=inputs.facts,
