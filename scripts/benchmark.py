@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
 """Measure the pipeline against a bare ffmpeg encode on the same machine. Prints JSON.
 
-    python scripts/benchmark.py [--photos 20] [--music-seconds 60] [--target-length 30]
-                                [--resolution 1920x1080] [--out bench.json] [--keep DIR]
+    python scripts/benchmark.py [--photos 40] [--music-seconds 45] [--target-length 30]
+                                [--resolution 1920x1080] [--moviepy] [--out bench.json] [--keep DIR]
 
-What it measures, on a generated listing (N photos, a music track of the given length):
-* wall time of each phase (orchestrator timings), and peak memory (this process and its children);
-* `bare_clip_encode_s`: ffmpeg alone re-encoding the frames phase 2 rendered (its clips, back to back) at
-  the same size, preset (CLIP_X264_PRESET) and CRF — the floor for phase 2;
-* `bare_output_encode_s`: the same for the delivered video at OUTPUT_X264_PRESET — the floor for phase 4;
-* ratios phase / bare encode. A ratio near 1 means the phase is encoder-bound.
+On a generated listing (N photos, a music track of the given length), one job with two deliverables
+(16:9 and 9:16), in one run:
+* `phases_s`: wall time of each phase; `total_s`;
+* per deliverable its encode time and `bare_encode_s`: ffmpeg alone re-encoding the delivered file at the
+  same size, preset (OUTPUT_X264_PRESET) and CRF, the floor for that deliverable;
+* `pipeline_vs_bare_encode`: every phase for one deliverable (the total minus the second deliverable's
+  encode) over the first deliverable's bare encode (goal <= 1.3);
+* `extra_deliverable_vs_bare_encode`: the second deliverable's encode over its own bare encode (<= 1.1);
+* `peak_rss_mb`: peak resident memory of this process and all its children together, sampled from /proc;
+* with `--moviepy`, `moviepy_speedup`: MoviePy 2.x making one 16:9 Ken Burns video with 0.5 s
+  crossfades of the same length from the same photos, at the same preset and CRF, over our pipeline.
 
 Numbers are for comparing commits on one machine; they are never asserted in tests.
 
